@@ -1,0 +1,83 @@
+"""Every config field, its default and its meaning. Other configs import this and override.
+
+Not an experiment by itself (it is what ``fashion_mlp.py`` builds on); each field can be
+set on the command line as ``--config.<group>.<field>=<value>``.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Root of every random draw: all key streams derive from jax.random.key(seed).
+    config.seed = 0
+
+    config.data = data = ml_collections.ConfigDict()
+    data.name = (
+        "fashion_mnist"  # mnist | fashion_mnist | kmnist | binarized_mnist | cifar10 | a local name
+    )
+    data.source = "local"  # local: ingested IDX files (scripts/prepare_data.py); tfds: TFDS catalog
+    data.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    data.binarization = "dynamic"  # none | static | dynamic (fresh Bernoulli draw every step)
+    data.static_binarization = "sample"  # for static: sample (keyed Bernoulli) | threshold (> 0.5)
+    data.binarization_seed = 0  # key of static binarization and of eval sets under dynamic
+    data.validation_fraction = 0.1  # carved from train: the last fraction after a keyed permutation
+    data.validation_split = ""  # use this dataset split as validation instead of carving
+    data.split_seed = 0  # key of the permutation that carves validation (same for every run seed)
+    data.limit_train = 0  # use only the first N source train examples (0 = all)
+    data.limit_test = 0  # use only the first N test examples (0 = all)
+
+    config.model = model = ml_collections.ConfigDict()
+    model.architecture = "mlp"  # mlp | conv
+    model.latent_dim = 20  # dimension of z
+    model.hidden_sizes = (512, 256)  # encoder dense widths; the decoder mirrors them
+    model.conv_channels = (32, 64)  # conv: channels of the strided 3x3 convolutions
+    model.activation = "relu"  # relu | gelu | elu | silu | tanh | softplus | leaky_relu
+    model.likelihood = (
+        "bernoulli"  # bernoulli | continuous_bernoulli | gaussian | discretized_logistic
+    )
+    model.gaussian_scale = "shared"  # gaussian: fixed | shared | per_pixel | predicted
+    model.observation_scale = 0.1  # fixed gaussian scale; initial value of learned scales
+    model.min_scale = 1e-3  # lower bound of learned gaussian scales
+    model.num_bins = 256  # discretized_logistic: number of pixel values
+
+    config.objective = objective = ml_collections.ConfigDict()
+    objective.name = "elbo"  # elbo | iwae (importance-weighted bound, Burda et al. 2015)
+    objective.num_samples = 1  # latent draws per example (K for iwae)
+    objective.kl = "analytic"  # elbo: analytic | mc (Monte Carlo at the same z draws)
+    objective.beta = 1.0  # weight of the KL term (beta-VAE); elbo only
+    objective.kl_warmup_steps = 0  # beta rises linearly from 0 over this many steps (0 = off)
+    objective.free_bits = 0.0  # nats per latent dim below which KL is not penalized (0 = off)
+
+    config.optimizer = optimizer = ml_collections.ConfigDict()
+    optimizer.name = "adam"  # adam | adamw
+    optimizer.learning_rate = 1e-3  # peak learning rate
+    optimizer.schedule = "constant"  # constant | warmup_cosine
+    optimizer.warmup_steps = 0  # warmup_cosine: linear warm-up steps
+    optimizer.final_learning_rate_ratio = 0.0  # warmup_cosine: final / peak learning rate
+    optimizer.weight_decay = 1e-4  # adamw only
+    optimizer.b1 = 0.9
+    optimizer.b2 = 0.999
+    optimizer.eps = 1e-8
+    optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
+
+    config.training = training = ml_collections.ConfigDict()
+    training.batch_size = 128  # examples per step (the last batch of an epoch is masked)
+    training.num_epochs = 20
+    training.checkpoint_every_epochs = 1  # also at the end, and on SIGTERM
+    training.keep_checkpoints = 3  # newest checkpoints kept
+    training.eval_batch_size = 1000  # validation ELBO batch size
+    training.validation_num_samples = 1  # latent draws per example for the validation ELBO
+
+    config.evaluation = evaluation = ml_collections.ConfigDict()
+    evaluation.num_importance_samples = 5000  # K of the test NLL bound
+    evaluation.importance_chunk_size = 250  # draws processed at a time (bounds memory)
+    evaluation.batch_size = 50  # test examples per compiled evaluation step
+    evaluation.num_elbo_samples = 1  # latent draws per example for the test ELBO
+    evaluation.num_figure_examples = 8  # test images in reconstruction figures
+
+    config.runtime = runtime = ml_collections.ConfigDict()
+    runtime.debug_key_reuse = False  # run under jax.debug_key_reuse (slower; finds key reuse)
+    runtime.deterministic_gpu_ops = False  # sets XLA_FLAGS=--xla_gpu_deterministic_ops=true
+    runtime.num_devices = 0  # data parallel over this many devices (0 = all local devices)
+    return config

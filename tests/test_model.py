@@ -1,0 +1,267 @@
+"""The VAE's pure functions: determinism, where randomness enters, and the bounds."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import parameterized
+
+import vae_jax
+from experiments.configs import fashion_conv, tiny
+from vae_jax import distributions
+
+RANDOM_DRAW_PRIMITIVES = {"random_bits"}  # where bits are drawn; splits/fold_ins derive keys
+
+
+def count_primitives(jaxpr, names) -> int:
+    """Number of equations with a primitive in ``names``, searching sub-jaxprs too."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in names:
+            count += 1
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            count += count_primitives(sub, names)
+    return count
+
+
+def _binary_images(key, n, shape=(28, 28, 1)):
+    return jax.random.bernoulli(key, 0.3, (n, *shape)).astype(jnp.float32)
+
+
+@functools.cache
+def _tiny_vae_and_params():
+    """The tiny model and its initial parameters, built once per test session."""
+    vae = vae_jax.make_vae(tiny.get_config(), image_shape=(28, 28, 1))
+    return vae, jax.jit(vae.init)(jax.random.key(0))
+
+
+class DeterminismTest(parameterized.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.vae, self.params = _tiny_vae_and_params()
+        self.x = _binary_images(jax.random.key(1), 6)
+
+    def test_encode_and_decode_are_deterministic(self):
+        q1, q2 = self.vae.encode(self.params, self.x), self.vae.encode(self.params, self.x)
+        np.testing.assert_array_equal(q1.loc, q2.loc)
+        np.testing.assert_array_equal(q1.log_scale, q2.log_scale)
+        z = q1.loc
+        p1, p2 = self.vae.decode(self.params, z), self.vae.decode(self.params, z)
+        np.testing.assert_array_equal(p1.logits, p2.logits)
+
+    def test_networks_draw_no_random_bits(self):
+        encode_jaxpr = jax.make_jaxpr(self.vae.encode)(self.params, self.x)
+        decode_jaxpr = jax.make_jaxpr(self.vae.decode)(self.params, jnp.zeros((6, 4)))
+        self.assertEqual(count_primitives(encode_jaxpr.jaxpr, RANDOM_DRAW_PRIMITIVES), 0)
+        self.assertEqual(count_primitives(decode_jaxpr.jaxpr, RANDOM_DRAW_PRIMITIVES), 0)
+
+    def test_decoder_sample_varies_with_key_mean_does_not(self):
+        @jax.jit
+        def sample_and_mean(key):
+            p = self.vae.decode(self.params, jnp.zeros((6, 4)))
+            return p.sample(key), p.mean()
+
+        (a, mean_a), (b, mean_b) = (
+            sample_and_mean(jax.random.key(1)),
+            sample_and_mean(jax.random.key(2)),
+        )
+        self.assertFalse(np.array_equal(a, b))
+        np.testing.assert_array_equal(mean_a, mean_b)
+
+    def test_generate_same_z_for_mean_and_sample(self):
+        key = jax.random.key(5)
+        generate = jax.jit(self.vae.generate, static_argnames=("num", "observation"))
+        as_mean = generate(self.params, key, 4, observation="mean")
+        as_sample = generate(self.params, key, 4, observation="sample")
+        np.testing.assert_array_equal(as_mean.z, as_sample.z)
+        self.assertEqual((as_mean.observation, as_sample.observation), ("mean", "sample"))
+        np.testing.assert_array_equal(np.unique(as_sample.x), [0.0, 1.0])
+        self.assertGreater(np.unique(as_mean.x).size, 2)
+
+
+class RandomnessSitesTest(parameterized.TestCase):
+    """The only random draws inside the objectives are latent draws."""
+
+    def setUp(self):
+        super().setUp()
+        self.vae, self.params = _tiny_vae_and_params()
+        self.x = _binary_images(jax.random.key(1), 3)
+
+    @parameterized.product(num_samples=(1, 5), kl=("analytic", "mc"))
+    def test_elbo_has_one_latent_draw_site(self, num_samples, kl):
+        fn = functools.partial(self.vae.elbo, num_samples=num_samples, kl=kl)
+        jaxpr = jax.make_jaxpr(fn)(self.params, jax.random.key(0), self.x)
+        self.assertEqual(count_primitives(jaxpr.jaxpr, RANDOM_DRAW_PRIMITIVES), 1)
+        # ... and that draw is the latent noise: shape (num_samples, batch, latent_dim).
+        shapes = [
+            eqn.outvars[0].aval.shape
+            for eqn in _all_eqns(jaxpr.jaxpr)
+            if eqn.primitive.name == "random_bits"
+        ]
+        self.assertEqual(shapes, [(num_samples, 3, self.vae.latent_dim)])
+
+    @parameterized.named_parameters(("unchunked", None), ("chunked", 3))
+    def test_iwae_bound_has_one_latent_draw_site(self, chunk_size):
+        fn = functools.partial(self.vae.iwae_bound, num_samples=10, chunk_size=chunk_size)
+        jaxpr = jax.make_jaxpr(fn)(self.params, jax.random.key(0), self.x)
+        self.assertEqual(count_primitives(jaxpr.jaxpr, RANDOM_DRAW_PRIMITIVES), 1)
+
+    def test_generate_draws_x_only_when_asked(self):
+        for observation, sites in (("mean", 1), ("sample", 2)):
+            fn = functools.partial(self.vae.generate, num=4, observation=observation)
+            jaxpr = jax.make_jaxpr(fn)(self.params, jax.random.key(0))
+            self.assertEqual(count_primitives(jaxpr.jaxpr, RANDOM_DRAW_PRIMITIVES), sites)
+
+
+def _all_eqns(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            yield from _all_eqns(sub)
+
+
+class BoundsTest(parameterized.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.vae, self.params = _tiny_vae_and_params()
+        self.x = _binary_images(jax.random.key(1), 32)
+
+    def test_iwae_with_one_sample_is_the_mc_elbo(self):
+        key = jax.random.key(3)
+        bound = self.vae.iwae_bound(self.params, key, self.x, num_samples=1)
+        elbo = self.vae.elbo(self.params, key, self.x, num_samples=1, kl="mc").elbo
+        np.testing.assert_allclose(bound, elbo, rtol=1e-6)
+
+    def test_mean_bound_does_not_decrease_with_k(self):
+        key = jax.random.key(4)
+        bound = jax.jit(self.vae.iwae_bound, static_argnames=("num_samples",))
+        means = [
+            float(jnp.mean(bound(self.params, key, self.x, num_samples=k))) for k in (1, 10, 100)
+        ]
+        self.assertLessEqual(means[0], means[1])
+        self.assertLessEqual(means[1], means[2])
+
+    def test_chunked_k5000_equals_unchunked(self):
+        key = jax.random.key(5)
+        x = self.x[:4]
+        bound = jax.jit(self.vae.iwae_bound, static_argnames=("num_samples", "chunk_size"))
+        unchunked = bound(self.params, key, x, num_samples=5000)
+        for chunk in (250, 333):  # 333 leaves a padded, masked last chunk
+            chunked = bound(self.params, key, x, num_samples=5000, chunk_size=chunk)
+            np.testing.assert_allclose(chunked, unchunked, rtol=1e-6)
+
+    def test_analytic_and_mc_kl_agree_in_mean(self):
+        q = self.vae.encode(self.params, self.x)
+        analytic = q.kl(self.vae.prior())
+        keys = jax.random.split(jax.random.key(6), 2000)
+        mc = jax.jit(jax.vmap(lambda k: self.vae.elbo(self.params, k, self.x, kl="mc").kl))(keys)
+        se = mc.std(0) / np.sqrt(mc.shape[0])
+        np.testing.assert_array_less(np.abs(mc.mean(0) - analytic), 4 * se + 1e-6)
+
+    def test_elbo_terms_add_up_and_beta_scales_kl(self):
+        out = self.vae.elbo(self.params, jax.random.key(7), self.x, beta=0.5)
+        np.testing.assert_allclose(out.elbo, out.log_likelihood - 0.5 * out.kl, rtol=1e-6)
+        np.testing.assert_allclose(out.kl, out.kl_per_dim.sum(-1), rtol=1e-6)
+
+    def test_reconstruction_term_is_the_closed_form_log_likelihood(self):
+        # With one draw, log_likelihood is exactly log p(x|z) at z = reparameterize(key).
+        key = jax.random.key(8)
+        z = vae_jax.reparameterize(key, self.vae.encode(self.params, self.x), 1)[0]
+        expected = self.vae.decode(self.params, z).log_prob(self.x)
+        out = self.vae.elbo(self.params, key, self.x)
+        np.testing.assert_allclose(out.log_likelihood, expected, rtol=1e-6)
+
+
+class TransformsTest(parameterized.TestCase):
+    def test_jit_vmap_grad(self):
+        vae, params = _tiny_vae_and_params()
+        x = _binary_images(jax.random.key(1), 4)
+        keys = jax.random.split(jax.random.key(2), 4)
+        # vmap over single examples with per-example keys equals a loop over examples.
+        per_example = jax.jit(jax.vmap(lambda k, xi: vae.elbo(params, k, xi).elbo))(keys, x)
+        single = jax.jit(lambda k, xi: vae.elbo(params, k, xi).elbo)
+        looped = np.stack([single(keys[i], x[i]) for i in range(4)])
+        np.testing.assert_allclose(per_example, looped, rtol=1e-5)
+        self.assertEqual(per_example.shape, (4,))
+        grads = jax.jit(jax.grad(lambda p: -vae.elbo(p, keys[0], x).elbo.mean()))(params)
+        self.assertTrue(all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads)))
+        self.assertGreater(sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)), 0)
+        iwae_grads = jax.jit(jax.grad(lambda p: -vae.iwae_bound(p, keys[1], x, 8, 3).mean()))(
+            params
+        )
+        self.assertTrue(all(np.all(np.isfinite(g)) for g in jax.tree.leaves(iwae_grads)))
+
+    def test_no_key_reuse(self):
+        vae, _ = _tiny_vae_and_params()
+        x = _binary_images(jax.random.key(1), 4)
+        with jax.debug_key_reuse(True):
+            root = jax.random.key(0)
+            init_key, elbo_key, iwae_key, gen_key, rep_key = jax.random.split(root, 5)
+            params = jax.jit(vae.init)(init_key)
+            elbo = jax.jit(vae.elbo, static_argnames=("num_samples", "kl"))
+            elbo(params, elbo_key, x, 3, "mc")
+            elbo(params, elbo_key, x, num_samples=2)  # evaluating twice is not a reuse
+            jax.jit(vae.iwae_bound, static_argnums=(3, 4))(params, iwae_key, x, 10, 4)
+            jax.jit(vae.generate, static_argnums=(2, 3))(params, gen_key, 3, "sample")
+            jax.jit(lambda k: vae.reparameterize(k, vae.encode(params, x), 4))(rep_key)
+
+
+class ArchitecturesTest(parameterized.TestCase):
+    @parameterized.named_parameters(
+        # every head, on the MLP and 28x28x1 ...
+        ("mlp_bernoulli", "mlp", (28, 28, 1), "bernoulli"),
+        ("mlp_continuous_bernoulli", "mlp", (28, 28, 1), "continuous_bernoulli"),
+        ("mlp_gaussian", "mlp", (28, 28, 1), "gaussian"),
+        ("mlp_discretized_logistic", "mlp", (28, 28, 1), "discretized_logistic"),
+        # ... and both architectures on both image sizes.
+        ("mlp_rgb", "mlp", (32, 32, 3), "gaussian"),
+        ("conv_gray", "conv", (28, 28, 1), "bernoulli"),
+        ("conv_rgb", "conv", (32, 32, 3), "discretized_logistic"),
+    )
+    def test_shapes_and_heads(self, architecture, image_shape, likelihood):
+        config = fashion_conv.get_config()
+        config.model.architecture = architecture
+        config.model.likelihood = likelihood
+        config.model.gaussian_scale = "predicted"
+        config.model.hidden_sizes = (16,)
+        config.model.conv_channels = (4, 8)
+        vae = vae_jax.make_vae(config, image_shape=image_shape)
+        params = jax.jit(vae.init)(jax.random.key(0))
+        x = jnp.full((2, *image_shape), 0.5)
+        if likelihood == "discretized_logistic":
+            x = jnp.full((2, *image_shape), 128, jnp.int32)
+
+        @jax.jit
+        def run(params, x):
+            q = vae.encode(params, x)
+            p = vae.decode(params, q.loc)
+            return q, p, p.mean(), p.log_prob(x), vae.elbo(params, jax.random.key(1), x).elbo
+
+        q, p, mean, log_prob, elbo = run(params, x)
+        self.assertEqual(q.loc.shape, (2, config.model.latent_dim))
+        expected_type = {
+            "bernoulli": distributions.Bernoulli,
+            "continuous_bernoulli": distributions.ContinuousBernoulli,
+            "gaussian": distributions.Gaussian,
+            "discretized_logistic": distributions.DiscretizedLogistic,
+        }[likelihood]
+        self.assertIsInstance(p, expected_type)
+        self.assertEqual(mean.shape, (2, *image_shape))
+        self.assertEqual(log_prob.shape, (2,))
+        self.assertTrue(np.all(np.isfinite(elbo)))
+
+    @parameterized.parameters("fixed", "shared", "per_pixel", "predicted")
+    def test_gaussian_scale_options(self, gaussian_scale):
+        config = fashion_conv.get_config()
+        config.model.likelihood = "gaussian"
+        config.model.gaussian_scale = gaussian_scale
+        config.model.architecture = "mlp"
+        vae = vae_jax.make_vae(config, image_shape=(28, 28, 1))
+        params = vae.init(jax.random.key(0))
+        p = jax.jit(vae.decode)(params, jnp.zeros((2, config.model.latent_dim)))
+        # Every option starts at observation_scale (predicted: up to the network's output).
+        if gaussian_scale != "predicted":
+            np.testing.assert_allclose(p.scale, config.model.observation_scale, rtol=1e-4)
+        has_learned_scale = "raw_log_scale" in params["decoder"].get("head", {})
+        self.assertEqual(has_learned_scale, gaussian_scale in ("shared", "per_pixel"))

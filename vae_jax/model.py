@@ -1,0 +1,257 @@
+"""The VAE as pure functions: encode, reparameterize, decode, ELBO, IWAE bound, generate.
+
+``make_vae(config)`` fixes the architecture (static) and returns a ``VAE`` of pure
+functions of ``(params, key, x)``. The networks are deterministic; the only random draws
+are the ones a distribution is sampled for, each with an explicit key:
+
+* ``reparameterize``: ``z ~ q(z|x)`` as ``loc + scale * eps`` (Kingma & Welling, 2014);
+* ``generate``: ``z ~ p(z)`` and, only with ``observation="sample"``, ``x ~ p(x|z)``.
+
+The ELBO's reconstruction term is the closed-form ``log p(x|z)`` of the data under the
+decoder's distribution: the data is never resampled from the decoder before the loss.
+Functions accept a batch ``(..., H, W, C)`` or a single image ``(H, W, C)``, and are
+``jit``-, ``vmap``- and ``grad``-compatible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from vae_jax import distributions, likelihoods, networks
+
+Params = Any
+KL_ESTIMATORS = ("analytic", "mc")
+OBSERVATIONS = ("mean", "sample")
+
+
+class ElboOutput(NamedTuple):
+    """Per-example terms of ``ELBO = log_likelihood - beta * kl`` (Monte Carlo over z)."""
+
+    elbo: jax.Array  # (...,)
+    log_likelihood: jax.Array  # (...,) E_q[log p(x|z)]
+    kl: jax.Array  # (...,) KL(q(z|x) || p(z)), analytic or Monte Carlo
+    kl_per_dim: jax.Array  # (..., latent_dim)
+
+
+@struct.dataclass
+class Generation:
+    """Generated images and the latents they came from; ``observation`` says whether ``x``
+    is the decoder's mean ``E[x|z]`` or a sample ``x ~ p(x|z)``."""
+
+    x: jax.Array
+    z: jax.Array
+    observation: str = struct.field(pytree_node=False)
+
+
+class VAE(NamedTuple):
+    """A VAE's pure functions. Build with ``make_vae``; see the module docstring."""
+
+    init: Callable[[jax.Array], Params]
+    encode: Callable[[Params, jax.Array], distributions.DiagGaussian]
+    reparameterize: Callable[..., jax.Array]
+    decode: Callable[[Params, jax.Array], Any]
+    prior: Callable[[], distributions.DiagGaussian]
+    elbo: Callable[..., ElboOutput]
+    log_importance_weights: Callable[..., jax.Array]
+    iwae_bound: Callable[..., jax.Array]
+    generate: Callable[..., Generation]
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    likelihood: str
+
+
+def reparameterize(
+    key: jax.Array, q: distributions.DiagGaussian, num_samples: int = 1
+) -> jax.Array:
+    """``num_samples`` draws ``z = loc + scale * eps`` from ``q``, shape ``(S,) + q.shape``.
+
+    Draw ``s`` uses the key ``fold_in(key, s)``, so the first ``n`` draws are the same
+    whatever ``num_samples`` is and however the draws are chunked (see ``iwae_bound``).
+    """
+    return _reparameterize_with_keys(sample_keys(key, jnp.arange(num_samples)), q)
+
+
+def sample_keys(key: jax.Array, sample_ids: jax.Array) -> jax.Array:
+    """The keys of latent draws ``sample_ids``: ``fold_in(key, s)`` for each ``s``."""
+    return jax.vmap(lambda s: jax.random.fold_in(key, s))(sample_ids.astype(jnp.uint32))
+
+
+def _reparameterize_with_keys(keys: jax.Array, q: distributions.DiagGaussian) -> jax.Array:
+    return jax.vmap(lambda k: q.sample(k))(keys)
+
+
+def _build_networks(model_config, image_shape: tuple[int, int, int]):
+    head = likelihoods.ObservationHead(
+        likelihood=model_config.likelihood,
+        image_shape=image_shape,
+        gaussian_scale=model_config.gaussian_scale,
+        observation_scale=model_config.observation_scale,
+        min_scale=model_config.min_scale,
+        num_bins=model_config.num_bins,
+    )
+    hidden = tuple(model_config.hidden_sizes)
+    if model_config.architecture == "mlp":
+        encoder = networks.MLPEncoder(hidden, model_config.latent_dim, model_config.activation)
+        decoder = networks.MLPDecoder(hidden[::-1], head, model_config.activation)
+    elif model_config.architecture == "conv":
+        channels = tuple(model_config.conv_channels)
+        encoder = networks.ConvEncoder(
+            channels, hidden, model_config.latent_dim, model_config.activation
+        )
+        decoder = networks.ConvDecoder(channels, hidden[::-1], head, model_config.activation)
+    else:
+        raise ValueError(
+            f"model.architecture={model_config.architecture!r}; "
+            f"choose one of {networks.ARCHITECTURES}"
+        )
+    return encoder, decoder
+
+
+def make_vae(config, image_shape: tuple[int, int, int] | None = None) -> VAE:
+    """Builds the pure functions of the VAE described by ``config``.
+
+    Args:
+      config: a full experiment config (uses ``config.model``; the image shape comes from
+        ``config.data`` unless given) or a bare model config with ``image_shape`` given.
+      image_shape: ``(H, W, C)``; by default that of the dataset ``config.data`` names.
+
+    Returns:
+      A ``VAE`` whose functions close over the static architecture only.
+    """
+    model_config = config.model if "model" in config else config
+    if image_shape is None:
+        from vae_jax.data import catalog  # local import: model code does not need data code
+
+        image_shape = catalog.image_shape(config.data)
+    image_shape = tuple(int(d) for d in image_shape)
+    latent_dim = int(model_config.latent_dim)
+    likelihood = model_config.likelihood
+    num_bins = int(model_config.num_bins)
+    encoder, decoder = _build_networks(model_config, image_shape)
+
+    def init(key: jax.Array) -> Params:
+        encoder_key, decoder_key = jax.random.split(key)
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        z = jnp.zeros((1, latent_dim), jnp.float32)
+        return {
+            "encoder": encoder.init(encoder_key, x)["params"],
+            "decoder": decoder.init(decoder_key, z)["params"],
+        }
+
+    def encode(params: Params, x: jax.Array) -> distributions.DiagGaussian:
+        """q(z|x): deterministic in (params, x)."""
+        x = likelihoods.encoder_input(x, likelihood, num_bins)
+        return encoder.apply({"params": params["encoder"]}, x)
+
+    def decode(params: Params, z: jax.Array):
+        """p(x|z): deterministic in (params, z)."""
+        return decoder.apply({"params": params["decoder"]}, z)
+
+    def prior() -> distributions.DiagGaussian:
+        return distributions.standard_normal((latent_dim,))
+
+    def elbo(
+        params: Params,
+        key: jax.Array,
+        x: jax.Array,
+        num_samples: int = 1,
+        kl: str = "analytic",
+        beta: float | jax.Array = 1.0,
+    ) -> ElboOutput:
+        """Per-example ``E_q[log p(x|z)] - beta * KL(q(z|x) || p(z))``.
+
+        ``num_samples`` latent draws per example (the only random draws); the
+        reconstruction term is the closed-form log-likelihood of ``x`` under ``p(x|z)``.
+        ``kl="analytic"`` uses the Gaussian closed form, ``kl="mc"`` the Monte Carlo
+        estimate ``log q(z|x) - log p(z)`` at the same draws.
+        """
+        if kl not in KL_ESTIMATORS:
+            raise ValueError(f"kl={kl!r}; choose one of {KL_ESTIMATORS}")
+        q = encode(params, x)
+        z = reparameterize(key, q, num_samples)  # (S, ..., D)
+        log_likelihood = jnp.mean(decode(params, z).log_prob(x), axis=0)
+        if kl == "analytic":
+            kl_per_dim = q.kl_elementwise(prior())
+        else:
+            kl_per_dim = jnp.mean(
+                q.log_prob_elementwise(z) - prior().log_prob_elementwise(z), axis=0
+            )
+        kl_total = jnp.sum(kl_per_dim, axis=-1)
+        return ElboOutput(log_likelihood - beta * kl_total, log_likelihood, kl_total, kl_per_dim)
+
+    def log_importance_weights(
+        params: Params, x: jax.Array, q: distributions.DiagGaussian, z: jax.Array
+    ) -> jax.Array:
+        """``log p(x|z) + log p(z) - log q(z|x)`` for draws ``z`` of shape (S, ..., D)."""
+        return decode(params, z).log_prob(x) + prior().log_prob(z) - q.log_prob(z)
+
+    def iwae_bound(
+        params: Params,
+        key: jax.Array,
+        x: jax.Array,
+        num_samples: int,
+        chunk_size: int | None = None,
+    ) -> jax.Array:
+        """Per-example importance-weighted bound ``log (1/K) sum_k p(x,z_k)/q(z_k|x)``.
+
+        Burda et al., 2015. ``z_k`` uses key ``fold_in(key, k)``, exactly as
+        ``reparameterize``, so ``K=1`` is the ELBO with Monte Carlo KL at the same key.
+        The K draws are processed ``chunk_size`` at a time (default: all at once) with a
+        running log-sum-exp, so memory is bounded by the chunk, not by K.
+        """
+        q = encode(params, x)
+        chunk = num_samples if chunk_size is None else max(1, min(int(chunk_size), num_samples))
+        num_chunks = -(-num_samples // chunk)
+        sample_ids = jnp.arange(num_chunks * chunk)  # the last chunk is padded and masked
+        keys = sample_keys(key, sample_ids)
+        valid = sample_ids < num_samples
+
+        def chunk_log_sum_exp(chunk_keys, chunk_valid):
+            z = _reparameterize_with_keys(chunk_keys, q)
+            log_w = log_importance_weights(params, x, q, z)
+            mask = jnp.reshape(chunk_valid, (-1,) + (1,) * (log_w.ndim - 1))
+            return jax.nn.logsumexp(jnp.where(mask, log_w, -jnp.inf), axis=0)
+
+        if num_chunks == 1:
+            total = chunk_log_sum_exp(keys, valid)
+        else:
+
+            def body(running, chunk_inputs):
+                return jnp.logaddexp(running, chunk_log_sum_exp(*chunk_inputs)), None
+
+            chunked = (keys.reshape(num_chunks, chunk), valid.reshape(num_chunks, chunk))
+            initial = jnp.full(q.shape[:-1], -jnp.inf, q.loc.dtype)
+            total, _ = jax.lax.scan(body, initial, chunked)
+        return total - jnp.log(float(num_samples))
+
+    def generate(params: Params, key: jax.Array, num: int, observation: str = "mean") -> Generation:
+        """``num`` images from the model: ``z ~ p(z)``, then the decoder's mean ``E[x|z]``
+        (``observation="mean"``) or a draw ``x ~ p(x|z)`` (``"sample"``). The same key
+        gives the same ``z`` for both."""
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation={observation!r}; choose one of {OBSERVATIONS}")
+        latent_key, observation_key = jax.random.split(key)
+        z = distributions.standard_normal((num, latent_dim)).sample(latent_key)
+        p = decode(params, z)
+        x = p.mean() if observation == "mean" else p.sample(observation_key)
+        return Generation(x=x, z=z, observation=observation)
+
+    return VAE(
+        init=init,
+        encode=encode,
+        reparameterize=reparameterize,
+        decode=decode,
+        prior=prior,
+        elbo=elbo,
+        log_importance_weights=log_importance_weights,
+        iwae_bound=iwae_bound,
+        generate=generate,
+        latent_dim=latent_dim,
+        image_shape=image_shape,
+        likelihood=likelihood,
+    )

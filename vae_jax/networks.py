@@ -1,0 +1,165 @@
+"""Encoder and decoder networks (Flax linen), used only as pure ``init``/``apply``.
+
+The encoder maps an image to the parameters of ``q(z|x)`` (a ``DiagGaussian``); the
+decoder maps a latent vector to the parameters of ``p(x|z)`` through the
+``ObservationHead`` of the chosen likelihood. Both are deterministic: no dropout, no rng
+collections. Inputs may carry any number of leading batch axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vae_jax import distributions, likelihoods
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "gelu": nn.gelu,
+    "elu": nn.elu,
+    "silu": nn.silu,
+    "tanh": jnp.tanh,
+    "softplus": nn.softplus,
+    "leaky_relu": nn.leaky_relu,
+}
+
+ARCHITECTURES = ("mlp", "conv")
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _flatten_image(x: jax.Array) -> jax.Array:
+    return x.reshape((*x.shape[:-3], -1))
+
+
+class GaussianLatentHead(nn.Module):
+    """Features -> DiagGaussian(loc, log_scale) over the latent space."""
+
+    latent_dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> distributions.DiagGaussian:
+        out = nn.Dense(2 * self.latent_dim, name="latent_params")(h)
+        loc, log_scale = jnp.split(out, 2, axis=-1)
+        return distributions.DiagGaussian(loc, log_scale)
+
+
+class MLP(nn.Module):
+    """Dense layers, each followed by the activation."""
+
+    sizes: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        act = get_activation(self.activation)
+        for i, size in enumerate(self.sizes):
+            h = act(nn.Dense(size, name=f"dense_{i}")(h))
+        return h
+
+
+class MLPEncoder(nn.Module):
+    """Flattened image -> dense layers -> q(z|x)."""
+
+    hidden_sizes: Sequence[int]
+    latent_dim: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> distributions.DiagGaussian:
+        h = MLP(self.hidden_sizes, self.activation, name="mlp")(_flatten_image(x))
+        return GaussianLatentHead(self.latent_dim, name="head")(h)
+
+
+class MLPDecoder(nn.Module):
+    """z -> dense layers -> raw pixel parameters -> p(x|z)."""
+
+    hidden_sizes: Sequence[int]
+    head: likelihoods.ObservationHead
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, z: jax.Array):
+        h = MLP(self.hidden_sizes, self.activation, name="mlp")(z)
+        height, width, channels = self.head.image_shape
+        out_channels = likelihoods.raw_channels(
+            self.head.likelihood, self.head.gaussian_scale, channels
+        )
+        raw = nn.Dense(height * width * out_channels, name="pixels")(h)
+        return self.head(raw.reshape((*raw.shape[:-1], height, width, out_channels)))
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convolutions (each halves the resolution) -> dense layers -> q(z|x)."""
+
+    conv_channels: Sequence[int]
+    hidden_sizes: Sequence[int]
+    latent_dim: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> distributions.DiagGaussian:
+        act = get_activation(self.activation)
+        h = x
+        for i, channels in enumerate(self.conv_channels):
+            h = act(nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}")(h))
+        h = MLP(self.hidden_sizes, self.activation, name="mlp")(_flatten_image(h))
+        return GaussianLatentHead(self.latent_dim, name="head")(h)
+
+
+def _upsample(channels: int, name: str) -> nn.ConvTranspose:
+    """A 3x3 transposed convolution that doubles the resolution."""
+    return nn.ConvTranspose(channels, (3, 3), strides=(2, 2), padding="SAME", name=name)
+
+
+class ConvDecoder(nn.Module):
+    """z -> dense layers -> a coarse feature map -> strided transposed convolutions, each
+    doubling the resolution, the last one producing the raw pixel parameters -> p(x|z)."""
+
+    conv_channels: Sequence[int]  # as in the encoder; the decoder mirrors them
+    hidden_sizes: Sequence[int]
+    head: likelihoods.ObservationHead
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, z: jax.Array):
+        act = get_activation(self.activation)
+        height, width, channels = self.head.image_shape
+        factor = 2 ** len(self.conv_channels)
+        base_height, base_width = height // factor, width // factor
+        h = MLP(self.hidden_sizes, self.activation, name="mlp")(z)
+        first = self.conv_channels[-1]
+        h = act(nn.Dense(base_height * base_width * first, name="to_grid")(h))
+        h = h.reshape((*h.shape[:-1], base_height, base_width, first))
+        for i, ch in enumerate(reversed(self.conv_channels[:-1])):
+            h = act(_upsample(ch, f"deconv_{i}")(h))
+        out_channels = likelihoods.raw_channels(
+            self.head.likelihood, self.head.gaussian_scale, channels
+        )
+        raw = _upsample(out_channels, "pixels")(h)
+        return self.head(raw)
+
+
+def conv_downsampling_error(image_shape: Sequence[int], num_conv_layers: int) -> str | None:
+    """Why a conv architecture cannot reconstruct this image size, or None if it can."""
+    factor = 2**num_conv_layers
+    if num_conv_layers < 1:
+        return "needs at least one convolution layer"
+    if image_shape[0] % factor or image_shape[1] % factor:
+        return (
+            f"image size {tuple(image_shape[:2])} is not divisible by 2**{num_conv_layers}="
+            f"{factor} (one halving per conv layer)"
+        )
+    return None
+
+
+def num_parameters(params) -> int:
+    return int(sum(math.prod(p.shape) for p in jax.tree.leaves(params)))
