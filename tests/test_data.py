@@ -1,0 +1,426 @@
+"""Data: ingestion round trip, bad input, keyed batching, binarization, no TensorFlow."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from conftest import REPO, subprocess_env, write_idx_folder
+
+from experiments.configs import tiny
+from vae_jax import data
+from vae_jax.data import batching, catalog, idx, ingest, preprocess, source
+from vae_jax.errors import DataError
+
+
+def _data_config(data_dir, name="fashion_mnist", **overrides):
+    config = tiny.get_config()
+    config.data.name = name
+    config.data.data_dir = str(data_dir)
+    for field, value in overrides.items():
+        setattr(config.data, field, value)
+    return config
+
+
+# --- ingestion -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_idx_round_trip_exact_pixels_and_labels(tmp_path, compress):
+    arrays = write_idx_folder(tmp_path / "idx", 70, 30, seed=3, compress=compress)
+    ingest.prepare_local("my_digits", tmp_path / "idx", str(tmp_path / "tfds"))
+    config = _data_config(tmp_path / "tfds", name="my_digits")
+    for split in ("train", "test"):
+        images, labels = source.read_split(config.data, split)
+        np.testing.assert_array_equal(images, arrays[split][0][..., None])
+        np.testing.assert_array_equal(labels, arrays[split][1])
+    spec = catalog.get_spec(config.data)
+    assert spec.image_shape == (28, 28, 1)
+    assert spec.split_sizes == {"train": 70, "test": 30}
+
+
+def test_ingestion_is_idempotent(tmp_path):
+    write_idx_folder(tmp_path / "idx", 20, 10)
+    first = ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
+    stamp = (first / "dataset_info.json").stat().st_mtime_ns
+    # A second call does not even read the IDX folder (here: gone).
+    for f in (tmp_path / "idx").iterdir():
+        f.unlink()
+    second = ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
+    assert second == first
+    assert (first / "dataset_info.json").stat().st_mtime_ns == stamp
+
+
+def test_source_files_are_recorded(tmp_path):
+    write_idx_folder(tmp_path / "idx", 20, 10)
+    path = ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
+    metadata = json.loads((path / "metadata.json").read_text())
+    assert metadata["idx_dir"] == str((tmp_path / "idx").absolute())
+    assert set(metadata["sha256"]) == {
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    }
+
+
+def _corrupt(folder: Path, case: str) -> str:
+    """Applies one kind of damage to a generated IDX folder; returns the expected message."""
+    images = folder / "train-images-idx3-ubyte.gz"
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    if case == "truncated":
+        payload = gzip.decompress(images.read_bytes())
+        images.write_bytes(gzip.compress(payload[:-100]))
+        return r"train-images-idx3-ubyte\.gz: truncated: header says shape \(20, 28, 28\)"
+    if case == "trailing_bytes":
+        payload = gzip.decompress(images.read_bytes())
+        images.write_bytes(gzip.compress(payload + b"\0" * 7))
+        return "has trailing bytes"
+    if case == "bad_magic":
+        payload = bytearray(gzip.decompress(images.read_bytes()))
+        payload[0:4] = b"\x12\x34\x56\x78"
+        images.write_bytes(gzip.compress(bytes(payload)))
+        return r"train-images-idx3-ubyte\.gz: bad magic number 0x12345678"
+    if case == "broken_gzip":
+        images.write_bytes(images.read_bytes()[:200])
+        return r"train-images-idx3-ubyte\.gz: not a complete gzip file"
+    if case == "count_mismatch":
+        idx.write_idx(labels, np.zeros(19, np.uint8))
+        return r"has 20 images but .*train-labels-idx1-ubyte\.gz has 19 labels"
+    if case == "missing_file":
+        labels.unlink()
+        return r"train-labels-idx1-ubyte\.gz not found"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["truncated", "trailing_bytes", "bad_magic", "broken_gzip", "count_mismatch", "missing_file"],
+)
+def test_corrupted_idx_input_fails_clearly_and_writes_nothing(tmp_path, case):
+    write_idx_folder(tmp_path / "idx", 20, 10)
+    message = _corrupt(tmp_path / "idx", case)
+    with pytest.raises(DataError, match=message):
+        ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
+    assert not (tmp_path / "tfds").exists() or not any((tmp_path / "tfds").rglob("*.json"))
+
+
+def test_missing_folder_names_the_fix(tmp_path):
+    with pytest.raises(DataError, match=r"IDX folder not found: .*apt-get install dataset-fashion"):
+        ingest.prepare_local("fashion_mnist", tmp_path / "nowhere", str(tmp_path / "tfds"))
+    with pytest.raises(DataError, match=r"no default IDX folder for 'mnist'; pass --idx_dir"):
+        ingest.prepare_local("mnist", None, str(tmp_path / "tfds"))
+
+
+def test_interrupted_ingestion_leaves_nothing_the_reader_accepts(tmp_path, monkeypatch):
+    write_idx_folder(tmp_path / "idx", 50, 10)
+
+    def dies_halfway(self, split):
+        images, labels = self._splits[split]
+        for i in range(len(images) // 2):
+            yield i, {"image": images[i], "label": int(labels[i])}
+        raise KeyboardInterrupt("killed during ingestion")
+
+    monkeypatch.setattr(ingest.IdxImages, "_generate_examples", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
+    config = _data_config(tmp_path / "tfds")
+    with pytest.raises(DataError, match=r"is not prepared in .*scripts/prepare_data.py"):
+        source.read_split(config.data, "train")
+    monkeypatch.undo()
+    # A leftover staging folder of a killed process does not get in the way either.
+    (tmp_path / "tfds" / ".staging" / "deadbeef").mkdir(parents=True)
+    ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
+    assert len(source.read_split(config.data, "train")[0]) == 50
+
+
+def test_prepare_data_cli_reports_one_line_and_exits_nonzero(tmp_path):
+    write_idx_folder(tmp_path / "idx", 20, 10)
+    _corrupt(tmp_path / "idx", "truncated")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/prepare_data.py",
+            f"--idx_dir={tmp_path / 'idx'}",
+            f"--data_dir={tmp_path / 'tfds'}",
+        ],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: "), result.stderr
+    assert "truncated" in last_line
+    assert "Traceback" not in result.stderr
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def test_reader_errors_name_the_value(tiny_data_dir, tmp_path):
+    with pytest.raises(DataError, match=r"has no split 'validation'; it has"):
+        source.read_split(_data_config(tiny_data_dir).data, "validation")
+    with pytest.raises(DataError, match=r"data.name='no_such_set' is neither a known dataset"):
+        catalog.get_spec(_data_config(tiny_data_dir, name="no_such_set").data)
+    with pytest.raises(
+        DataError, match=r"'kmnist' is not prepared in .*prepare_data.py --dataset="
+    ):
+        source.read_split(_data_config(tmp_path, name="kmnist").data, "train")
+    with pytest.raises(DataError, match=r"data.source='web'"):
+        source.read_split(_data_config(tiny_data_dir, source="web").data, "train")
+
+
+def test_loading_does_not_import_tensorflow(tiny_data_dir, tmp_path):
+    """Even with a TensorFlow importable, loading the data must not import it: the
+    'tensorflow' found first on the path here raises if anything imports it."""
+    poisoned = tmp_path / "poisoned" / "tensorflow"
+    poisoned.mkdir(parents=True)
+    (poisoned / "__init__.py").write_text("raise RuntimeError('tensorflow was imported')\n")
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        assert importlib.util.find_spec("tensorflow") is not None  # the poisoned one
+        from experiments.configs import tiny
+        from vae_jax import data
+        config = tiny.get_config()
+        config.data.data_dir = {tiny_data_dir!r}
+        dataset = data.load_dataset(config)
+        assert dataset.train.num_examples == 540, dataset.train.num_examples
+        assert "tensorflow" not in sys.modules
+        print("no tensorflow")
+        """
+    )
+    env = subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "poisoned"), env["PYTHONPATH"]])
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no tensorflow" in result.stdout
+
+
+class _ListSource(list):
+    """A random-access source, as ``tfds.data_source`` returns, for mocked catalog data."""
+
+    def __getitems__(self, keys):
+        return [self[k] for k in keys]
+
+
+def _write_catalog_metadata(data_dir: Path, name: str, sizes: dict) -> None:
+    builder = tfds.builder(name, data_dir=str(data_dir), file_format="array_record")
+    Path(builder.data_dir).mkdir(parents=True)
+    template = tfds.core.ShardedFileTemplate(
+        data_dir=builder.data_dir, dataset_name=name, filetype_suffix="array_record", split="train"
+    )
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(
+                    name=split,
+                    shard_lengths=[n],
+                    num_bytes=0,
+                    filename_template=template.replace(split=split),
+                )
+                for split, n in sizes.items()
+            ]
+        )
+    )
+    builder.info.write_to_directory(builder.data_dir)
+
+
+def test_tfds_catalog_datasets_go_through_the_same_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    fake = {
+        "mnist": lambda: {
+            "image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8),
+            "label": int(rng.integers(10)),
+        },
+        "binarized_mnist": lambda: {"image": rng.integers(0, 2, (28, 28, 1), dtype=np.uint8)},
+    }
+
+    def as_data_source(self, split, **kwargs):
+        return _ListSource(fake[self.name]() for _ in range(12))
+
+    _write_catalog_metadata(tmp_path, "mnist", {"train": 12, "test": 12})
+    _write_catalog_metadata(
+        tmp_path, "binarized_mnist", {"train": 12, "validation": 12, "test": 12}
+    )
+    with tfds.testing.mock_data(
+        policy=tfds.testing.MockPolicy.USE_FILES,
+        data_dir=str(tmp_path),
+        as_data_source_fn=as_data_source,
+    ):
+        images, labels = source.read_split(
+            _data_config(tmp_path, "mnist", source="tfds").data, "test"
+        )
+        assert images.shape == (12, 28, 28, 1)
+        assert images.dtype == np.uint8
+        assert labels.min() >= 0
+        config = _data_config(
+            tmp_path,
+            "binarized_mnist",
+            source="tfds",
+            binarization="none",
+            validation_split="validation",
+        )
+        dataset = data.load_dataset(config)
+        assert dataset.validation.num_examples == 12
+        assert np.all(np.asarray(dataset.test.labels) == -1)
+        assert set(np.unique(np.asarray(dataset.test.images))) <= {0, 1}
+        with pytest.raises(DataError, match=r"has no split 'validation'"):
+            source.read_split(_data_config(tmp_path, "mnist", source="tfds").data, "validation")
+    with pytest.raises(DataError, match=r"'cifar10' is not prepared in .*--source=tfds"):
+        source.read_split(_data_config(tmp_path, "cifar10", source="tfds").data, "train")
+
+
+@pytest.mark.skipif(
+    not Path(catalog.DEBIAN_FASHION_MNIST_DIR).exists() and os.environ.get("CI") != "true",
+    reason="Debian's dataset-fashion-mnist is not installed (scripts/test.sh installs it in CI)",
+)
+def test_real_fashion_mnist(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("fashion")
+    ingest.prepare_local("fashion_mnist", None, str(data_dir))
+    config = _data_config(data_dir, limit_train=0, limit_test=0, validation_fraction=0.0)
+    raw = data.pipeline.read_source_splits(config.data)
+    (train_images, train_labels), (test_images, test_labels) = raw["train"], raw["test"]
+    assert train_images.shape == (60000, 28, 28, 1)
+    assert test_images.shape == (10000, 28, 28, 1)
+    assert np.bincount(train_labels).tolist() == [6000] * 10
+    assert np.bincount(test_labels).tolist() == [1000] * 10
+    assert catalog.get_spec(config.data).num_classes == 10
+
+
+# --- splits, binarization, batching --------------------------------------------------
+
+
+def test_validation_is_carved_by_a_recorded_keyed_rule(tiny_config):
+    train_idx, val_idx, rule = data.pipeline.validation_rule(tiny_config.data, 600)
+    assert len(val_idx) == 60
+    assert len(train_idx) == 540
+    assert set(train_idx).isdisjoint(val_idx)
+    assert set(train_idx) | set(val_idx) == set(range(600))
+    again = data.pipeline.validation_rule(tiny_config.data, 600)[1]
+    np.testing.assert_array_equal(val_idx, again)
+    tiny_config.data.split_seed = 1
+    assert not np.array_equal(val_idx, data.pipeline.validation_rule(tiny_config.data, 600)[1])
+    assert "permutation(key(0), 600)" in rule["validation"]
+
+
+def test_dataset_records_protocol_and_fingerprints(tiny_config):
+    dataset = data.load_dataset(tiny_config)
+    record = dataset.record
+    assert record["protocol"]["binarization"] == "dynamic"
+    assert "fold_in(binarize_stream, step)" in record["protocol"]["train"]
+    assert record["num_examples"] == {"train": 540, "validation": 60, "test": 100}
+    assert set(record["fingerprint_sha256"]) == {"train", "test"}
+    # Validation and test are binarized once; train keeps intensities for dynamic draws.
+    assert set(np.unique(np.asarray(dataset.validation.images))) <= {0, 1}
+    assert set(np.unique(np.asarray(dataset.test.images))) <= {0, 1}
+    assert np.asarray(dataset.train.images).max() > 1
+    assert data.load_dataset(tiny_config).record == record
+
+
+def test_fingerprint_changes_with_one_pixel():
+    images = np.zeros((3, 2, 2, 1), np.uint8)
+    labels = np.zeros(3, np.int32)
+    before = source.fingerprint(images, labels)
+    images[1, 0, 0, 0] = 1
+    assert source.fingerprint(images, labels) != before
+    assert source.fingerprint(images, labels) == source.fingerprint(images.copy(), labels)
+
+
+def test_static_binarization_is_fixed_and_independent_of_carving(tiny_config):
+    tiny_config.data.binarization = "static"
+    a = data.load_dataset(tiny_config)
+    tiny_config.data.validation_fraction = 0.2
+    b = data.load_dataset(tiny_config)
+    np.testing.assert_array_equal(a.test.images, b.test.images)
+    train_a, val_a, _ = data.pipeline.validation_rule(tiny_config.data, 600)
+    # An example binarizes the same whichever split it lands in.
+    full = preprocess.binarize_once(
+        data.pipeline.read_source_splits(tiny_config.data)["train"][0], "sample", 0, "train"
+    )
+    np.testing.assert_array_equal(b.validation.images, full[val_a])
+    np.testing.assert_array_equal(b.train.images, full[train_a])
+    threshold = preprocess.binarize_once(
+        np.array([[0, 127, 128, 255]], np.uint8), "threshold", 0, "x"
+    )
+    np.testing.assert_array_equal(threshold, [[0, 0, 1, 1]])
+
+
+def test_dynamic_binarization_is_a_function_of_key_and_step():
+    stream = jax.random.key(11)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)), jnp.uint8)
+    draw = jax.jit(
+        lambda step: preprocess.dynamic_binarize(jax.random.fold_in(stream, step), images)
+    )
+    np.testing.assert_array_equal(draw(5), draw(5))
+    assert not np.array_equal(draw(5), draw(6))
+    # The pixel mean of many draws matches the intensities (within 4 standard errors).
+    draws = np.mean([np.asarray(draw(s)) for s in range(400)], axis=0)
+    p = np.asarray(images, np.float64) / 255
+    se = np.sqrt(p * (1 - p) / 400) + 1e-9
+    assert np.mean(np.abs(draws - p) < 4 * se) > 0.999
+    np.testing.assert_allclose(draws.mean(), p.mean(), atol=2e-3)
+
+
+def test_epoch_order_is_keyed_and_visits_every_example_once():
+    n, batch = 103, 16
+    order = lambda key: batching.epoch_batches(key, n, batch)
+    a, b, c = order(jax.random.key(0)), order(jax.random.key(0)), order(jax.random.key(1))
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)
+    assert a.indices.shape == (7, 16)
+    for epoch in (a, c):
+        visited = np.asarray(epoch.indices)[np.asarray(epoch.mask)]
+        np.testing.assert_array_equal(np.sort(visited), np.arange(n))
+
+
+def test_padded_evaluation_batches_count_every_example_once():
+    n, batch = 103, 25
+    values = np.arange(n, dtype=np.float64) ** 2
+    batches = batching.ordered_batches(n, batch)
+    assert batches.indices.shape == (5, 25)
+    assert int(batches.mask.sum()) == n
+    total = sum(
+        np.sum(np.where(np.asarray(m), values[np.asarray(i)], 0.0))
+        for i, m in zip(batches.indices, batches.mask, strict=True)
+    )
+    assert total == values.sum()
+    np.testing.assert_array_equal(
+        np.asarray(batches.indices)[np.asarray(batches.mask)], np.arange(n)
+    )
+
+
+def test_integer_and_intensity_representations(tiny_config):
+    tiny_config.data.binarization = "none"
+    tiny_config.model.likelihood = "discretized_logistic"
+    dataset = data.load_dataset(tiny_config)
+    x = dataset.preprocessing.eval_input(dataset.test.images[:2])
+    assert x.dtype == jnp.int32
+    assert int(x.max()) > 1
+    tiny_config.model.likelihood = "gaussian"
+    dataset = data.load_dataset(tiny_config)
+    x = dataset.preprocessing.train_input(dataset.train.images[:2], jax.random.key(0))
+    assert x.dtype == jnp.float32
+    assert 0 <= float(x.min())
+    assert float(x.max()) <= 1
+    assert "intensities" in dataset.record["protocol"]["representation"]
