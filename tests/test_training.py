@@ -1,0 +1,353 @@
+"""Training end to end: it learns, compiles once, survives kills, reproduces, fails clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from run_helpers import (
+    assert_same_metrics,
+    assert_same_params,
+    checkpoint_steps,
+    final_params,
+    read_tensorboard_scalars,
+    run,
+    run_until,
+    saving_in_progress,
+    train_command,
+)
+
+import vae_jax
+from vae_jax import rng
+from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
+from vae_jax.training import checkpointing, objective, run_loading, step
+from vae_jax.training.loop import train_and_evaluate
+from vae_jax.training.metrics_writer import read_metrics
+
+# Long enough (in epochs) to be killed mid-run; 54 steps per epoch on the tiny data.
+DURABLE = {
+    "training.batch_size": 10,
+    "training.num_epochs": 16,
+    "training.checkpoint_every_epochs": 2,
+    "training.keep_checkpoints": 10,
+}
+DURABLE_FLAGS = [f"--config.{k}={v}" for k, v in DURABLE.items()]
+
+
+def _apply(config, overrides: dict):
+    for dotted, value in overrides.items():
+        group, field = dotted.split(".")
+        config[group][field] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_data_dir) -> Path:
+    """An uninterrupted run of the durable tiny config, in its own process."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    result = run(train_command(workdir, tiny_data_dir, *DURABLE_FLAGS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_tiny_trains_end_to_end_and_writes_its_files(tiny_config, tmp_path):
+    tiny_config.training.num_epochs = 4
+    workdir = tmp_path / "run"
+    report = train_and_evaluate(tiny_config, workdir)
+    records = read_metrics(workdir)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert records[-1]["validation/elbo"] > records[0]["validation/elbo"] + 5
+    assert records[-1]["train/elbo"] > records[0]["train/elbo"] + 5
+    for key in (
+        "train/log_likelihood",
+        "train/kl",
+        "train/grad_norm",
+        "train/param_norm",
+        "time/epoch_seconds",
+        "time/examples_per_second",
+        "validation/kl",
+    ):
+        assert np.isfinite(records[-1][key]), key
+    assert report["status"] == "complete"
+    assert json.loads((workdir / "report.json").read_text())["final"] == records[-1]
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["seed"] == 0
+    assert manifest["key_impl"] == "threefry2x32"
+    assert manifest["key_streams"]["stream_ids"]["latent"] == 3
+    assert manifest["environment"]["packages"]["jax"] == jax.__version__
+    assert manifest["environment"]["backend"] == "cpu"
+    assert set(manifest["data"]["fingerprint_sha256"]) == {"train", "test"}
+    assert "commit" in manifest["git"]
+    assert json.loads((workdir / "config.json").read_text())["model"]["latent_dim"] == 4
+    # TensorBoard events hold the same numbers as metrics.jsonl.
+    scalars = read_tensorboard_scalars(workdir / "tensorboard")
+    assert [step for step, _ in scalars["validation/elbo"]] == [r["step"] for r in records]
+    np.testing.assert_allclose(
+        [v for _, v in scalars["validation/elbo"]],
+        [r["validation/elbo"] for r in records],
+        rtol=1e-6,
+    )
+    vae, params, config = vae_jax.load_run(workdir)
+    assert config.model.latent_dim == 4
+    assert vae.encode(params, jnp.zeros((1, 28, 28, 1))).loc.shape == (1, 4)
+
+
+def test_step_and_epoch_compile_once(tiny_config, tmp_path):
+    step.TRACE_COUNTS.clear()
+    tiny_config.training.num_epochs = 3
+    train_and_evaluate(tiny_config, tmp_path / "run")
+    assert step.TRACE_COUNTS["train_epoch"] == 1
+    # The stand-alone jitted step too: one trace for many batches and steps.
+    step.TRACE_COUNTS.clear()
+    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
+    from vae_jax.training.trainer import make_trainer
+
+    trainer = make_trainer(tiny_config, (28, 28, 1), None, 540)
+    train_step = jax.jit(trainer.train_step, donate_argnums=0)
+    state = step.create_train_state(vae, trainer.optimizer, jax.random.key(0))
+    streams = rng.make_streams(0)
+    for i in range(4):
+        x = jax.random.bernoulli(jax.random.key(i), 0.3, (50, 28, 28, 1)).astype(jnp.float32)
+        batch = step.Batch(x, jnp.ones((50,), bool))
+        state, _metrics = train_step(state, batch, rng.step_key(streams.latent, i))
+    assert step.TRACE_COUNTS["train_step"] == 1
+    assert int(state.step) == 4
+
+
+def test_same_seed_two_processes_identical_different_seed_differs(
+    reference_run, tiny_config, tmp_path
+):
+    # reference_run ran in a subprocess; this one runs in the test process.
+    workdir = tmp_path / "same"
+    train_and_evaluate(_apply(tiny_config, DURABLE), workdir)
+    assert_same_params(final_params(workdir), final_params(reference_run))
+    assert_same_metrics(workdir, reference_run)
+    tiny_config.seed = 1
+    other = tmp_path / "other_seed"
+    tiny_config.training.num_epochs = 2
+    train_and_evaluate(tiny_config, other)
+    a, b = final_params(other), final_params(reference_run)
+    assert not np.array_equal(a["decoder"]["pixels"]["kernel"], b["decoder"]["pixels"]["kernel"])
+
+
+def test_kill_after_a_checkpoint_then_resume_is_bit_identical(
+    reference_run, tiny_data_dir, tmp_path
+):
+    workdir = tmp_path / "killed"
+    command = train_command(workdir, tiny_data_dir, *DURABLE_FLAGS)
+    code, _ = run_until(command, lambda: len(checkpoint_steps(workdir)) >= 2)
+    assert code == -signal.SIGKILL
+    assert len(read_metrics(workdir)) < DURABLE["training.num_epochs"]
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_params(final_params(workdir), final_params(reference_run))
+    assert_same_metrics(workdir, reference_run)
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert len(manifest["resumes"]) == 1
+
+
+def test_kill_during_a_save_then_resume_is_bit_identical(reference_run, tiny_data_dir, tmp_path):
+    workdir = tmp_path / "killed_saving"
+    command = train_command(workdir, tiny_data_dir, *DURABLE_FLAGS)
+    # Kill the moment the second checkpoint's temporary folder appears.
+    code, _ = run_until(
+        command, lambda: len(checkpoint_steps(workdir)) >= 1 and saving_in_progress(workdir)
+    )
+    assert code == -signal.SIGKILL
+    assert saving_in_progress(workdir)  # the half-written checkpoint is still there
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not saving_in_progress(workdir)
+    assert_same_params(final_params(workdir), final_params(reference_run))
+    assert_same_metrics(workdir, reference_run)
+
+
+def test_sigterm_saves_and_exits_cleanly(reference_run, tiny_data_dir, tmp_path):
+    workdir = tmp_path / "terminated"
+    command = train_command(workdir, tiny_data_dir, *DURABLE_FLAGS)
+    code, stderr = run_until(
+        command, lambda: len(read_metrics(workdir)) >= 1, signal_to_send=signal.SIGTERM
+    )
+    assert code == 0, stderr[-3000:]
+    epochs_done = len(read_metrics(workdir))
+    assert epochs_done < DURABLE["training.num_epochs"]
+    # The checkpoint of the last completed epoch was saved on the way out.
+    _, _, record, _ = run_loading.load_state(workdir)
+    assert record["epoch"] == epochs_done
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_params(final_params(workdir), final_params(reference_run))
+
+
+def _damage_newest_checkpoint(workdir: Path) -> int:
+    newest = checkpoint_steps(workdir)[-1]
+    for path in (workdir / "checkpoints" / str(newest)).rglob("*"):
+        if path.is_file() and "/d/" in str(path):
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return newest
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous(
+    reference_run, tiny_config, tmp_path, caplog
+):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_run, workdir)
+    steps = checkpoint_steps(workdir)
+    damaged = _damage_newest_checkpoint(workdir)
+    _, state, _record, _ = run_loading.load_state(workdir)
+    assert int(state.step) == steps[-2]
+    assert f"checkpoint {workdir / 'checkpoints' / str(damaged)} cannot be restored" in caplog.text
+    # Training from there redoes the last epochs and ends where the reference ended.
+    metrics_file = workdir / "metrics.jsonl"
+    metrics_file.write_text("".join(metrics_file.read_text().splitlines(True)[:-1]))
+    train_and_evaluate(_apply(tiny_config, DURABLE), workdir)
+    assert_same_params(final_params(workdir), final_params(reference_run))
+    assert_same_metrics(workdir, reference_run)
+
+
+def test_no_valid_checkpoint_fails_instead_of_starting_over(reference_run, tiny_config, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_run, workdir)
+    for newest in checkpoint_steps(workdir):
+        state_file = workdir / "checkpoints" / str(newest) / "record" / "metadata"
+        state_file.write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"none of the checkpoints .* can be restored"):
+        train_and_evaluate(_apply(tiny_config, DURABLE), workdir)
+
+
+def test_corrupted_bytes_are_caught_by_the_checksum(tmp_path):
+    state = {"w": jnp.arange(4.0)}
+    checkpointer = checkpointing.Checkpointer(tmp_path / "ckpt", 3)
+    checkpointer.save(1, state, {"epoch": 1})
+    record = tmp_path / "ckpt" / "1" / "record" / "metadata"
+    saved = json.loads(record.read_text())
+    saved["state_sha256"] = "0" * 64
+    record.write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="is corrupted"):
+        checkpointer.restore(1, state)
+    checkpointer.close()
+
+
+def test_resume_with_a_changed_model_fails_naming_the_field(reference_run, tiny_config, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_run, workdir)
+    before = sorted(p.name for p in workdir.rglob("*"))
+    changed = _apply(tiny_config, {**DURABLE, "model.latent_dim": 8})
+    with pytest.raises(ConfigError, match=r"cannot resume: model.latent_dim is 8 .* used 4"):
+        train_and_evaluate(changed, workdir)
+    assert sorted(p.name for p in workdir.rglob("*")) == before
+    changed = _apply(tiny_config, {**DURABLE, "model.latent_dim": 4, "data.binarization": "static"})
+    with pytest.raises(ConfigError, match=r"data\.binarization"):
+        train_and_evaluate(changed, workdir)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("optimizer.learning_rate", -1e-3, r"optimizer.learning_rate=-0.001 must be > 0"),
+        ("model.latent_dim", 0, r"model.latent_dim=0 must be >= 1"),
+        ("data.name", "no_such_data", r"data.name='no_such_data' is neither a known dataset"),
+        ("model.likelihood", "poisson", r"model.likelihood='poisson' is not one of"),
+        ("training.batch_size", 5000, r"training.batch_size=5000 is larger than the 540"),
+        ("model.likelihood", "gaussian", r"model.likelihood='gaussian' is for intensity data"),
+        ("objective.kl", "exact", r"objective.kl='exact' is not one of"),
+    ],
+)
+def test_invalid_config_fails_naming_the_field_before_any_work(
+    tiny_config, tmp_path, field, value, message
+):
+    _apply(tiny_config, {field: value})
+    workdir = tmp_path / "never_created"
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(tiny_config, workdir)
+    assert not workdir.exists()
+
+
+def test_invalid_config_on_the_command_line_is_one_line_and_exit_1(tiny_data_dir, tmp_path):
+    workdir = tmp_path / "never_created"
+    result = run(train_command(workdir, tiny_data_dir, "--config.optimizer.learning_rate=-0.1"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: optimizer.learning_rate=-0.1 must be > 0.0"
+    )
+    assert "Traceback" not in result.stderr
+    assert not workdir.exists()
+
+
+def test_non_finite_loss_stops_with_epoch_step_and_metric(tiny_config, tmp_path, monkeypatch):
+    make_objective = objective.make_objective
+
+    def objective_that_diverges(vae, objective_config):
+        loss_fn = make_objective(vae, objective_config)
+
+        def diverging(params, key, x, mask, step):
+            loss, metrics = loss_fn(params, key, x, mask, step)
+            bad = jnp.where(step >= 25, jnp.nan, 0.0)  # step 26 is the 4th of epoch 3
+            return loss + bad, {**metrics, "loss": metrics["loss"] + bad}
+
+        return diverging
+
+    monkeypatch.setattr(objective, "make_objective", objective_that_diverges)
+    tiny_config.training.num_epochs = 5
+    workdir = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"non-finite train/loss=nan at epoch 3, step 26"):
+        train_and_evaluate(tiny_config, workdir)
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2]
+    assert checkpoint_steps(workdir) == [11, 22]
+    _, state, record, _ = run_loading.load_state(workdir)
+    assert record["epoch"] == 2
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_iwae_objective_is_the_iwae_bound(tiny_config):
+    tiny_config.objective.name = "iwae"
+    tiny_config.objective.num_samples = 5
+    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    x = jax.random.bernoulli(jax.random.key(1), 0.3, (6, 28, 28, 1)).astype(jnp.float32)
+    mask = jnp.array([True] * 5 + [False])
+    loss, metrics = jax.jit(objective.make_objective(vae, tiny_config.objective))(
+        params, jax.random.key(2), x, mask, jnp.int32(0)
+    )
+    bound = jax.jit(vae.iwae_bound, static_argnums=3)(params, jax.random.key(2), x, 5)
+    np.testing.assert_allclose(-loss, bound[:5].mean(), rtol=1e-6)
+    assert metrics["iwae_bound"] >= metrics["elbo"]
+
+
+def test_free_bits_and_kl_warmup(tiny_config):
+    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    x = jax.random.bernoulli(jax.random.key(1), 0.3, (8, 28, 28, 1)).astype(jnp.float32)
+    mask = jnp.ones((8,), bool)
+    key = jax.random.key(2)
+    out = jax.jit(vae.elbo)(params, key, x)
+    tiny_config.objective.free_bits = 1.0
+    loss_fn = jax.jit(objective.make_objective(vae, tiny_config.objective))
+    loss, _ = loss_fn(params, key, x, mask, jnp.int32(0))
+    kl_per_dim = np.asarray(out.kl_per_dim).mean(0)
+    expected = -(np.mean(out.log_likelihood) - np.maximum(kl_per_dim, 1.0).sum())
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    tiny_config.objective.free_bits = 0.0
+    tiny_config.objective.kl_warmup_steps = 10
+    beta = objective.kl_weight(tiny_config.objective, jnp.int32(4))
+    np.testing.assert_allclose(beta, 0.5)
+    np.testing.assert_allclose(objective.kl_weight(tiny_config.objective, jnp.int32(50)), 1.0)
+
+
+def test_learning_rate_schedules(tiny_config):
+    from vae_jax.training import optimizer
+
+    tiny_config.optimizer.schedule = "warmup_cosine"
+    tiny_config.optimizer.warmup_steps = 10
+    tiny_config.optimizer.final_learning_rate_ratio = 0.1
+    schedule = optimizer.learning_rate_schedule(tiny_config.optimizer, total_steps=110)
+    np.testing.assert_allclose(schedule(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(schedule(10), 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(schedule(60), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-4)
+    np.testing.assert_allclose(schedule(110), 1e-4, rtol=1e-4)

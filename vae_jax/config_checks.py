@@ -1,0 +1,197 @@
+"""Checks a config before any work starts; each failure names the field in one line.
+
+``check_config`` looks only at the config; ``check_config_against_data`` also reads the
+dataset's metadata (not its examples) to catch, e.g., a batch larger than the data or a
+likelihood that does not fit it. Both run before a workdir is created.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vae_jax import likelihoods, model, networks
+from vae_jax.data import catalog, preprocess, source
+from vae_jax.errors import ConfigError, DataError
+
+OBJECTIVES = ("elbo", "iwae")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "warmup_cosine")
+
+
+def _one_of(value, choices, field):
+    if value not in choices:
+        raise ConfigError(f"{field}={value!r} is not one of {list(choices)}")
+
+
+def _at_least(value, minimum, field, *, strict=False):
+    bad = value <= minimum if strict else value < minimum
+    if bad or (isinstance(value, float) and not math.isfinite(value)):
+        relation = ">" if strict else ">="
+        raise ConfigError(f"{field}={value!r} must be {relation} {minimum}")
+
+
+def _in_unit_interval(value, field, *, include_one=False):
+    upper_ok = value <= 1 if include_one else value < 1
+    if not (0 <= value and upper_ok):
+        raise ConfigError(f"{field}={value!r} must be in [0, 1{']' if include_one else ')'}")
+
+
+def _check_seed(config):
+    seed = config.seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
+
+
+def _check_data(data):
+    _one_of(data.source, catalog.SOURCES, "data.source")
+    _one_of(data.binarization, preprocess.BINARIZATIONS, "data.binarization")
+    _one_of(data.static_binarization, preprocess.STATIC_METHODS, "data.static_binarization")
+    _in_unit_interval(data.validation_fraction, "data.validation_fraction")
+    _at_least(data.limit_train, 0, "data.limit_train")
+    _at_least(data.limit_test, 0, "data.limit_test")
+    _at_least(data.binarization_seed, 0, "data.binarization_seed")
+    _at_least(data.split_seed, 0, "data.split_seed")
+
+
+def _check_model(m):
+    _one_of(m.architecture, networks.ARCHITECTURES, "model.architecture")
+    _at_least(m.latent_dim, 1, "model.latent_dim")
+    for i, size in enumerate(m.hidden_sizes):
+        _at_least(size, 1, f"model.hidden_sizes[{i}]")
+    if m.architecture == "conv":
+        if not m.conv_channels:
+            raise ConfigError("model.conv_channels is empty; the conv architecture needs >= 1")
+        for i, channels in enumerate(m.conv_channels):
+            _at_least(channels, 1, f"model.conv_channels[{i}]")
+    _one_of(m.activation, networks.ACTIVATIONS, "model.activation")
+    _one_of(m.likelihood, likelihoods.LIKELIHOODS, "model.likelihood")
+    _one_of(m.gaussian_scale, likelihoods.GAUSSIAN_SCALES, "model.gaussian_scale")
+    _at_least(m.observation_scale, 0, "model.observation_scale", strict=True)
+    _at_least(m.min_scale, 0, "model.min_scale", strict=True)
+    if m.likelihood == "gaussian" and m.min_scale >= m.observation_scale:
+        raise ConfigError(
+            f"model.min_scale={m.min_scale} must be below model.observation_scale="
+            f"{m.observation_scale}"
+        )
+    _at_least(m.num_bins, 2, "model.num_bins")
+
+
+def _check_objective(o):
+    _one_of(o.name, OBJECTIVES, "objective.name")
+    _at_least(o.num_samples, 1, "objective.num_samples")
+    _one_of(o.kl, model.KL_ESTIMATORS, "objective.kl")
+    _at_least(o.beta, 0.0, "objective.beta")
+    _at_least(o.kl_warmup_steps, 0, "objective.kl_warmup_steps")
+    _at_least(o.free_bits, 0.0, "objective.free_bits")
+    if o.name == "iwae":
+        for field, neutral in (("beta", 1.0), ("kl_warmup_steps", 0), ("free_bits", 0.0)):
+            if o[field] != neutral:
+                raise ConfigError(
+                    f"objective.{field}={o[field]!r} applies to the elbo objective only "
+                    f"(objective.name='iwae'); set it to {neutral!r}"
+                )
+
+
+def _check_optimizer(opt):
+    _one_of(opt.name, OPTIMIZERS, "optimizer.name")
+    _at_least(opt.learning_rate, 0.0, "optimizer.learning_rate", strict=True)
+    _one_of(opt.schedule, SCHEDULES, "optimizer.schedule")
+    _at_least(opt.warmup_steps, 0, "optimizer.warmup_steps")
+    _in_unit_interval(
+        opt.final_learning_rate_ratio, "optimizer.final_learning_rate_ratio", include_one=True
+    )
+    _at_least(opt.weight_decay, 0.0, "optimizer.weight_decay")
+    _in_unit_interval(opt.b1, "optimizer.b1")
+    _in_unit_interval(opt.b2, "optimizer.b2")
+    _at_least(opt.eps, 0.0, "optimizer.eps", strict=True)
+    _at_least(opt.grad_clip_norm, 0.0, "optimizer.grad_clip_norm")
+
+
+def _check_training(t):
+    for field in (
+        "batch_size",
+        "num_epochs",
+        "checkpoint_every_epochs",
+        "keep_checkpoints",
+        "eval_batch_size",
+        "validation_num_samples",
+    ):
+        _at_least(t[field], 1, f"training.{field}")
+
+
+def _check_evaluation(e):
+    for field in ("num_importance_samples", "importance_chunk_size", "batch_size"):
+        _at_least(e[field], 1, f"evaluation.{field}")
+    _at_least(e.num_elbo_samples, 1, "evaluation.num_elbo_samples")
+    _at_least(e.num_figure_examples, 1, "evaluation.num_figure_examples")
+
+
+def check_config(config) -> None:
+    """Field-by-field checks that need no data; raises ``ConfigError``."""
+    _check_seed(config)
+    _check_data(config.data)
+    _check_model(config.model)
+    _check_objective(config.objective)
+    _check_optimizer(config.optimizer)
+    _check_training(config.training)
+    _check_evaluation(config.evaluation)
+    _at_least(config.runtime.num_devices, 0, "runtime.num_devices")
+
+
+def _check_likelihood_fits_data(config, spec: catalog.DatasetSpec) -> None:
+    likelihood, binarization = config.model.likelihood, config.data.binarization
+    kind = likelihoods.get_spec(likelihood).data_kind
+    binary_data = spec.binary or binarization != "none"
+    if spec.binary and binarization != "none":
+        raise ConfigError(
+            f"data.binarization={binarization!r}: {spec.name} is already binary; use 'none'"
+        )
+    if kind == likelihoods.BINARY and not binary_data:
+        raise ConfigError(
+            "model.likelihood='bernoulli' needs binary data but data.binarization='none' "
+            "gives intensities; binarize ('dynamic' or 'static') or use continuous_bernoulli"
+        )
+    if kind != likelihoods.BINARY and binary_data:
+        raise ConfigError(
+            f"model.likelihood={likelihood!r} is for {kind} data but the data are binary "
+            f"(data.binarization={binarization!r}); use bernoulli or data.binarization='none'"
+        )
+
+
+def num_training_examples(config, spec: catalog.DatasetSpec) -> int:
+    """Training examples after limits and carving validation (as ``load_dataset`` does)."""
+    num = spec.split_sizes.get("train", 0)
+    if config.data.limit_train:
+        num = min(num, int(config.data.limit_train))
+    if not config.data.validation_split:
+        num -= round(float(config.data.validation_fraction) * num)
+    return num
+
+
+def check_config_against_data(config) -> catalog.DatasetSpec:
+    """Checks that need the dataset's metadata; raises ``ConfigError``/``DataError``."""
+    try:
+        spec = catalog.get_spec(config.data)
+    except DataError as error:
+        raise ConfigError(str(error)) from error
+    for split in ("train", "test", config.data.validation_split):
+        if split:
+            source.open_split(config.data, split)  # prepared, and the split exists
+    _check_likelihood_fits_data(config, spec)
+    if config.model.architecture == "conv":
+        reason = networks.conv_downsampling_error(spec.image_shape, len(config.model.conv_channels))
+        if reason:
+            raise ConfigError(f"model.conv_channels={tuple(config.model.conv_channels)}: {reason}")
+    num_train = num_training_examples(config, spec)
+    if config.training.batch_size > num_train:
+        raise ConfigError(
+            f"training.batch_size={config.training.batch_size} is larger than the "
+            f"{num_train} training examples of {spec.name}"
+        )
+    return spec
+
+
+def check_all(config) -> catalog.DatasetSpec:
+    """Every check, in order; returns the dataset's spec."""
+    check_config(config)
+    return check_config_against_data(config)

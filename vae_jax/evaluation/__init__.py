@@ -1,0 +1,1 @@
+"""Evaluation: per-example bounds over whole splits, diagnostics, figures, reports."""

@@ -1,0 +1,1 @@
+"""Training: objective, optimizer, the compiled step and epoch, checkpoints, the loop."""

@@ -1,0 +1,131 @@
+"""Orbax checkpoints that survive a kill: atomic saves, verified restores, fallback.
+
+A checkpoint is numbered by the global step it was taken at and holds the train state and
+a JSON record (epoch, step, seed and a sha256 of every state leaf). Orbax writes each
+checkpoint into a temporary folder and renames it when complete, so a kill during a save
+leaves the previous checkpoints untouched. ``restore_latest`` tries the newest checkpoint
+first and, if it cannot be read or its contents do not match the recorded checksum,
+reports that in one line and tries the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from vae_jax.errors import CheckpointError
+
+
+def state_checksum(state) -> str:
+    """sha256 over the paths, dtypes, shapes and bytes of every leaf of ``state``."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        array = np.asarray(leaf)
+        digest.update(jax.tree_util.keystr(path).encode())
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+class Checkpointer:
+    """Saves and restores the train state under ``<workdir>/checkpoints/<step>``."""
+
+    def __init__(self, directory: str | Path, keep: int, *, read_only: bool = False):
+        self.directory = Path(directory).absolute()
+        # read_only: never writes (not even orbax's root metadata); for loading runs.
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else keep,
+            enable_async_checkpointing=False,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
+            save_root_metadata=not read_only,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "record")
+        )
+
+    def steps(self) -> list[int]:
+        """Global steps with a complete checkpoint, oldest first."""
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state, record: dict) -> None:
+        """Writes the checkpoint of ``step`` (atomically) and prunes old ones."""
+        record = {**record, "state_sha256": state_checksum(state)}
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)
+            ),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def restore(self, step: int, target):
+        """Restores ``(state, record)`` of ``step`` into the structure of ``target``;
+        raises ``CheckpointError`` if it cannot be read or fails its checksum."""
+        try:
+            restored = self._manager.restore(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as error:  # orbax/tensorstore raise many types for damaged files
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} cannot be restored "
+                f"({type(error).__name__}: {reason})"
+            ) from error
+        state, record = restored["state"], restored["record"]
+        if record.get("state_sha256") != state_checksum(state):
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} is corrupted: its contents do not "
+                "match the checksum recorded when it was saved"
+            )
+        return state, record
+
+    def restore_latest(self, target, *, set_aside_damaged: bool = False):
+        """``(step, state, record)`` of the newest checkpoint that restores, or None if
+        there are no checkpoints. Raises ``CheckpointError`` if none restores.
+
+        With ``set_aside_damaged`` (when training resumes), checkpoints newer than the one
+        restored that failed are moved to ``<workdir>/damaged_checkpoints/`` (kept for
+        inspection, out of the way of the saves that will replace them).
+        """
+        steps = self.steps()
+        if not steps:
+            return None
+        failures = []
+        for step in reversed(steps):
+            try:
+                state, record = self.restore(step, target)
+            except CheckpointError as error:
+                logging.warning("%s; trying the previous checkpoint", error)
+                failures.append(step)
+                continue
+            if set_aside_damaged and failures:
+                self._set_aside(failures)
+            return step, state, record
+        raise CheckpointError(
+            f"none of the checkpoints in {self.directory} (steps {failures}) can be restored; "
+            "delete them to start over, or use a new --workdir"
+        )
+
+    def _set_aside(self, steps: list[int]) -> None:
+        folder = self.directory.parent / "damaged_checkpoints"
+        folder.mkdir(exist_ok=True)
+        for step in steps:
+            destination = folder / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}"
+            (self.directory / str(step)).rename(destination)
+            logging.warning("moved the damaged checkpoint %d to %s", step, destination)
+        self._manager.reload()
+
+    def close(self) -> None:
+        self._manager.close()

@@ -1,0 +1,85 @@
+"""The training objective from config: ELBO (beta, KL warm-up, free bits) or IWAE-k.
+
+``make_objective`` returns ``objective(params, key, x, mask, step) -> (loss, metrics)``.
+The loss is averaged over the examples where ``mask`` is True (the last batch of an epoch
+is padded). Metrics always include the plain ELBO (beta = 1) and its terms, so runs with
+different objectives can be compared on the same numbers.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from vae_jax.model import VAE
+
+
+def kl_weight(objective_config, step: jax.Array) -> jax.Array:
+    """beta, rising linearly from 0 over ``kl_warmup_steps`` (Bowman et al., 2016)."""
+    beta = jnp.float32(objective_config.beta)
+    warmup = int(objective_config.kl_warmup_steps)
+    if warmup <= 0:
+        return beta
+    return beta * jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / warmup)
+
+
+def _masked_mean(values: jax.Array, weights: jax.Array, count: jax.Array) -> jax.Array:
+    return jnp.sum(values * weights) / count
+
+
+def make_objective(vae: VAE, objective_config):
+    """Builds the loss to minimize. See the module docstring."""
+    name = objective_config.name
+    num_samples = int(objective_config.num_samples)
+    kl_estimator = objective_config.kl
+    free_bits = float(objective_config.free_bits)
+
+    def elbo_objective(params, key, x, mask, step):
+        weights = mask.astype(jnp.float32)
+        count = jnp.maximum(weights.sum(), 1.0)
+        out = vae.elbo(params, key, x, num_samples=num_samples, kl=kl_estimator, beta=1.0)
+        beta = kl_weight(objective_config, step)
+        if free_bits > 0:
+            # Free bits (Kingma et al., 2016): each latent dimension's KL, averaged over the
+            # batch, is only penalized above `free_bits` nats.
+            kl_per_dim = jnp.sum(out.kl_per_dim * weights[:, None], axis=0) / count
+            kl_penalty = jnp.sum(jnp.maximum(kl_per_dim, free_bits))
+        else:
+            kl_penalty = _masked_mean(out.kl, weights, count)
+        log_likelihood = _masked_mean(out.log_likelihood, weights, count)
+        loss = -(log_likelihood - beta * kl_penalty)
+        metrics = {
+            "loss": loss,
+            "elbo": _masked_mean(out.elbo, weights, count),
+            "log_likelihood": log_likelihood,
+            "kl": _masked_mean(out.kl, weights, count),
+            "beta": beta,
+        }
+        return loss, metrics
+
+    def iwae_objective(params, key, x, mask, step):
+        del step
+        weights = mask.astype(jnp.float32)
+        count = jnp.maximum(weights.sum(), 1.0)
+        # The K draws of `vae.iwae_bound` (same keys), kept to report the ELBO terms too.
+        q = vae.encode(params, x)
+        z = vae.reparameterize(key, q, num_samples)
+        log_likelihood = vae.decode(params, z).log_prob(x)  # (K, B)
+        log_weights = log_likelihood + vae.prior().log_prob(z) - q.log_prob(z)
+        bound = jax.nn.logsumexp(log_weights, axis=0) - jnp.log(float(num_samples))
+        loss = -_masked_mean(bound, weights, count)
+        metrics = {
+            "loss": loss,
+            "iwae_bound": -loss,
+            "elbo": _masked_mean(log_weights.mean(0), weights, count),
+            "log_likelihood": _masked_mean(log_likelihood.mean(0), weights, count),
+            "kl": _masked_mean(q.kl(vae.prior()), weights, count),
+            "beta": jnp.float32(1.0),
+        }
+        return loss, metrics
+
+    if name == "elbo":
+        return elbo_objective
+    if name == "iwae":
+        return iwae_objective
+    raise ValueError(f"objective.name={name!r}")

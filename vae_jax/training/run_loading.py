@@ -1,0 +1,73 @@
+"""``load_run(workdir, step=None) -> (vae, params, config)`` for scripts and notebooks.
+
+Works on finished and interrupted runs, without the dataset: the image shape is taken
+from the run's manifest and the parameters from its newest valid checkpoint (or the one
+of ``step``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from vae_jax import manifest, model
+from vae_jax.errors import CheckpointError
+from vae_jax.training import checkpointing, loop
+from vae_jax.training import optimizer as optimizer_lib
+from vae_jax.training.step import TrainState
+
+
+def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    path = Path(workdir) / loop.CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"{path} not found: --workdir={workdir} holds no run")
+    return ml_collections.ConfigDict(manifest.read_json(path))
+
+
+def image_shape_of_run(workdir: str | Path) -> tuple[int, int, int]:
+    record = manifest.read_json(Path(workdir) / loop.MANIFEST_FILE)
+    return tuple(record["data"]["image_shape"])
+
+
+def abstract_train_state(vae: model.VAE, config) -> TrainState:
+    """Shapes and dtypes of the run's train state, as a restore target."""
+    optimizer = optimizer_lib.make_optimizer(config.optimizer, total_steps=1)
+    return jax.eval_shape(
+        lambda key: TrainState(
+            jax.numpy.zeros((), jax.numpy.int32), vae.init(key), optimizer.init(vae.init(key))
+        ),
+        jax.random.key(0),
+    )
+
+
+def load_state(workdir: str | Path, step: int | None = None):
+    """``(vae, state, record, config)`` of checkpoint ``step`` (default: newest valid)."""
+    workdir = Path(workdir)
+    config = load_config(workdir)
+    vae = model.make_vae(config, image_shape_of_run(workdir))
+    target = abstract_train_state(vae, config)
+    checkpointer = checkpointing.Checkpointer(workdir / loop.CHECKPOINT_DIR, 1, read_only=True)
+    try:
+        if step is None:
+            restored = checkpointer.restore_latest(target)
+            if restored is None:
+                raise CheckpointError(f"no checkpoint in {workdir / loop.CHECKPOINT_DIR}")
+            _, state, record = restored
+        else:
+            if step not in checkpointer.steps():
+                raise CheckpointError(
+                    f"no checkpoint at step {step} in {workdir / loop.CHECKPOINT_DIR}; "
+                    f"it has {checkpointer.steps()}"
+                )
+            state, record = checkpointer.restore(step, target)
+    finally:
+        checkpointer.close()
+    return vae, state, record, config
+
+
+def load_run(workdir: str | Path, step: int | None = None):
+    """``(vae, params, config)`` of a run; ``step`` names a checkpoint (its global step)."""
+    vae, state, _, config = load_state(workdir, step)
+    return vae, state.params, config
