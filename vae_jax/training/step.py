@@ -58,17 +58,23 @@ def make_train_step(objective, optimizer: optax.GradientTransformation, schedule
         (_, metrics), grads = grad_fn(state.params, key, batch.x, batch.mask, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # Only the gradient norm per step: every extra pass over the parameters costs ~1 ms
+        # at batch 128 on a CPU; the parameter norm is taken once per epoch (`param_norm`).
         metrics = {
             **metrics,
             "grad_norm": optax.global_norm(grads),
-            "update_norm": optax.global_norm(updates),
-            "param_norm": optax.global_norm(params),
             "learning_rate": schedule(state.step),
             "num_examples": batch.mask.sum().astype(jnp.float32),
         }
         return TrainState(state.step + 1, params, opt_state), metrics
 
     return train_step
+
+
+@jax.jit
+def param_norm(params) -> jax.Array:
+    """Global L2 norm of the parameters."""
+    return optax.global_norm(params)
 
 
 def make_train_epoch(

@@ -7,9 +7,9 @@ import numpy as np
 # Averaged over examples (steps weighted by their number of unmasked examples).
 PER_EXAMPLE = ("loss", "elbo", "log_likelihood", "kl", "iwae_bound")
 # Reported at the epoch's last step.
-LAST_VALUE = ("learning_rate", "beta", "param_norm")
+LAST_VALUE = ("learning_rate", "beta")
 # Checked first when looking for a non-finite value: the one that explains the others.
-CHECK_ORDER = ("loss", "grad_norm", "update_norm", "param_norm")
+CHECK_ORDER = ("loss", "grad_norm")
 
 
 def summarize_epoch(step_metrics: dict[str, np.ndarray]) -> dict[str, float]:

@@ -1,0 +1,42 @@
+"""Evaluate a trained run: test NLL (importance-weighted bound), ELBO, latent diagnostics,
+figures. Results go to <workdir>/report.json, report.md and figures/.
+
+    python -m experiments.evaluate --workdir=runs/fashion_mlp
+    python -m experiments.evaluate --workdir=runs/fashion_mlp --num_importance_samples=1000 \\
+        --step=4220
+"""
+
+from absl import flags
+
+from vae_jax import cli
+from vae_jax.evaluation.evaluate_run import evaluate_run
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint (global step); default: the newest.")
+_K = flags.DEFINE_integer(
+    "num_importance_samples", None, "K of the test NLL bound (default: the run's config, 5000)."
+)
+_CHUNK = flags.DEFINE_integer(
+    "importance_chunk_size", None, "Draws per chunk; bounds memory (default: the run's config)."
+)
+_BATCH = flags.DEFINE_integer("batch_size", None, "Test examples per compiled step.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the data is now, if it moved.")
+_FIGURES = flags.DEFINE_bool("figures", True, "Write figures/*.png.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    del argv
+    evaluate_run(
+        _WORKDIR.value,
+        step=_STEP.value,
+        num_importance_samples=_K.value,
+        importance_chunk_size=_CHUNK.value,
+        batch_size=_BATCH.value,
+        data_dir=_DATA_DIR.value,
+        make_figures=_FIGURES.value,
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

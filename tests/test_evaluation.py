@@ -1,0 +1,243 @@
+"""Evaluation against exact answers: a linear Gaussian VAE, chunking, diagnostics, figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from run_helpers import run
+from scipy import stats
+
+import vae_jax
+from experiments.configs import tiny
+from vae_jax.evaluation import bounds, diagnostics
+from vae_jax.evaluation.evaluate_run import evaluate_run
+from vae_jax.training.loop import train_and_evaluate
+
+OBSERVATION_SCALE = 0.5
+W = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, -1.0]])  # orthogonal columns
+B = np.array([0.3, -0.2, 0.1, 0.5])
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityPreprocessing:
+    """The data are already what the model reads (real-valued Gaussian data)."""
+
+    def eval_input(self, stored):
+        return stored
+
+
+def _linear_gaussian_vae():
+    """Decoder x = W z + b + N(0, s^2 I); linear encoder; prior N(0, I); x in R^4."""
+    config = tiny.get_config()
+    config.model.hidden_sizes = ()
+    config.model.latent_dim = 2
+    config.model.likelihood = "gaussian"
+    config.model.gaussian_scale = "fixed"
+    config.model.observation_scale = OBSERVATION_SCALE
+    return vae_jax.make_vae(config, image_shape=(2, 2, 1))
+
+
+def _params(vae, *, exact_posterior: bool):
+    """Decoder (W, b); encoder = the exact posterior, or a deliberately worse one."""
+    s2 = OBSERVATION_SCALE**2
+    posterior_cov = np.linalg.inv(np.eye(2) + W.T @ W / s2)  # diagonal: W^T W is diagonal
+    gain = posterior_cov @ W.T / s2  # E[z|x] = gain (x - b)
+    log_scale = 0.5 * np.log(np.diag(posterior_cov))
+    if not exact_posterior:  # wrong mean, too wide: a valid but loose proposal
+        gain = gain * 0.8
+        log_scale = log_scale + 0.4
+    params = jax.jit(vae.init)(jax.random.key(0))
+    kernel = np.zeros((4, 4))
+    kernel[:, :2] = gain.T
+    bias = np.concatenate([-gain @ B, log_scale])
+    params["encoder"]["head"]["latent_params"] = {
+        "kernel": jnp.asarray(kernel, jnp.float32),
+        "bias": jnp.asarray(bias, jnp.float32),
+    }
+    params["decoder"]["pixels"] = {
+        "kernel": jnp.asarray(W.T, jnp.float32),
+        "bias": jnp.asarray(B, jnp.float32),
+    }
+    return params
+
+
+def _data(num=300, seed=0):
+    cov = W @ W.T + OBSERVATION_SCALE**2 * np.eye(4)
+    x = np.random.default_rng(seed).multivariate_normal(B, cov, size=num)
+    exact = stats.multivariate_normal(B, cov).logpdf(x)
+    return jnp.asarray(x.reshape(num, 2, 2, 1), jnp.float32), exact
+
+
+def _iwae(vae, params, images, k, *, chunk=None, batch=50, seed=1):
+    return bounds.importance_weighted_bounds(
+        vae, params, jax.random.key(seed), images, IdentityPreprocessing(),
+        num_samples=k, chunk_size=chunk or k, batch_size=batch,
+    )  # fmt: skip
+
+
+def test_exact_posterior_makes_every_bound_exact():
+    vae = _linear_gaussian_vae()
+    params = _params(vae, exact_posterior=True)
+    images, exact = _data(num=60)
+    for k in (1, 10, 100):
+        np.testing.assert_allclose(_iwae(vae, params, images, k), exact, atol=2e-4)
+    # log p(x, z) - log q(z|x) is then log p(x) for every z: one draw is exact ...
+    elbo = bounds.elbo_terms(
+        vae, params, jax.random.key(2), images, IdentityPreprocessing(),
+        num_samples=1, batch_size=30, kl="mc",
+    )  # fmt: skip
+    np.testing.assert_allclose(elbo["elbo"], exact, atol=2e-4)
+    # ... while with the analytic KL only the expectation is: E_q log p(x|z) - KL = log p(x).
+    elbo = bounds.elbo_terms(
+        vae, params, jax.random.key(2), images, IdentityPreprocessing(),
+        num_samples=2000, batch_size=30,
+    )  # fmt: skip
+    assert abs(np.mean(elbo["elbo"] - exact)) < 0.015  # standard error ~0.003
+
+
+def test_importance_weighted_bound_approaches_the_exact_likelihood_from_below():
+    vae = _linear_gaussian_vae()
+    params = _params(vae, exact_posterior=False)
+    images, exact = _data()
+    means, gaps = [], {}
+    for k in (1, 10, 100, 1000, 5000):
+        bound = _iwae(vae, params, images, k, chunk=500)
+        gaps[k] = bound - exact
+        means.append(float(np.mean(bound)))
+    assert means == sorted(means), means  # non-decreasing in K
+    assert means[-1] <= float(np.mean(exact)) + 1e-3  # a lower bound
+    standard_error = np.std(gaps[5000], ddof=1) / np.sqrt(len(exact))
+    assert abs(np.mean(gaps[5000])) < 3 * standard_error + 1e-4, (
+        np.mean(gaps[5000]),
+        standard_error,
+    )
+    elbo = bounds.elbo_terms(
+        vae, params, jax.random.key(3), images, IdentityPreprocessing(),
+        num_samples=1, batch_size=50,
+    )  # fmt: skip
+    assert np.mean(elbo["elbo"]) < means[-1] < np.mean(exact) + 1e-3
+    assert np.mean(gaps[1]) < -0.5  # the worse encoder really is worse
+
+
+def test_chunked_padded_evaluation_equals_one_pass():
+    vae = _linear_gaussian_vae()
+    params = _params(vae, exact_posterior=False)
+    images, _ = _data(num=23)
+    one_pass = _iwae(vae, params, images, 300, chunk=300, batch=23)
+    chunked = _iwae(vae, params, images, 300, chunk=7, batch=5)  # padded batches and chunks
+    assert one_pass.shape == chunked.shape == (23,)
+    np.testing.assert_allclose(chunked, one_pass, rtol=1e-6, atol=1e-6)
+
+
+def test_active_units_are_exactly_the_dimensions_the_encoder_uses(tiny_config):
+    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    head = params["encoder"]["head"]["latent_params"]
+    ignored = [1, 3]  # latent dimensions whose posterior mean ignores x
+    kernel = np.asarray(head["kernel"]).copy()
+    kernel[:, ignored] = 0.0
+    params["encoder"]["head"]["latent_params"] = {**head, "kernel": jnp.asarray(kernel)}
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 2, (200, 28, 28, 1)), jnp.uint8)
+
+    class Binary:
+        def eval_input(self, stored):
+            return stored.astype(jnp.float32)
+
+    means, log_scales = diagnostics.posterior_parameters(vae, params, images, Binary(), 64)
+    activity, active = diagnostics.active_units(means)
+    assert active.tolist() == [True, False, True, False], activity
+    np.testing.assert_allclose(activity[ignored], 0.0, atol=1e-12)
+    kl = diagnostics.kl_per_dimension(means, log_scales)
+    expected = np.mean(
+        0.5 * (np.exp(2 * log_scales) + means**2 - 1) - log_scales, axis=0, dtype=np.float64
+    )
+    np.testing.assert_allclose(kl, expected, rtol=1e-4)
+
+
+def test_mutual_information_of_a_gaussian_code():
+    # q(z|x) = N(mu_x, sigma^2) with mu_x ~ N(0, tau^2): I(x; z) = 0.5 log(1 + tau^2 / sigma^2).
+    tau, sigma, num = 1.0, 0.5, 4000
+    means = np.random.default_rng(0).normal(0, tau, size=(num, 1))
+    log_scales = np.full((num, 1), np.log(sigma))
+    estimate = diagnostics.mutual_information(jax.random.key(0), means, log_scales)
+    assert abs(estimate - 0.5 * np.log(1 + tau**2 / sigma**2)) < 0.03
+
+
+@pytest.fixture(scope="module")
+def evaluated_2d_run(tmp_path_factory, tiny_data_dir):
+    config = tiny.get_config()
+    config.data.data_dir = tiny_data_dir
+    config.model.latent_dim = 2
+    config.training.num_epochs = 2
+    workdir = tmp_path_factory.mktemp("eval") / "run"
+    train_and_evaluate(config, workdir)
+    result = evaluate_run(workdir, num_importance_samples=32, importance_chunk_size=8)
+    return workdir, result
+
+
+FIGURE_SIZES = {  # pixels at figures.DPI for the tiny config (4 figure examples)
+    "reconstructions.png": (540, 580),
+    "generations.png": (1200, 420),
+    "interpolation.png": (1250, 200),
+    "training_curves.png": (1300, 380),
+    "latent_manifold.png": (700, 700),
+    "latent_scatter.png": (700, 600),
+}
+
+
+def test_figures_exist_are_pngs_of_the_expected_size_and_not_blank(evaluated_2d_run):
+    workdir, result = evaluated_2d_run
+    assert sorted(p.split("/")[-1] for p in result["figures"]) == sorted(FIGURE_SIZES)
+    for name, size in FIGURE_SIZES.items():
+        path = workdir / "figures" / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        with Image.open(path) as image:
+            assert image.size == size, (name, image.size)
+            pixels = np.asarray(image.convert("L"), np.float64)
+        assert pixels.std() > 10, name  # not one flat colour
+        assert len(np.unique(pixels)) > 20, name
+
+
+def test_report_records_the_protocol_and_re_evaluation_repeats_it(evaluated_2d_run):
+    workdir, result = evaluated_2d_run
+    report = json.loads((workdir / "report.json").read_text())
+    evaluation = report["evaluation"]
+    assert evaluation["num_importance_samples"] == 32
+    assert evaluation["data"]["protocol"]["binarization"] == "dynamic"
+    assert len(evaluation["data"]["fingerprint_sha256"]["test"]) == 64
+    assert evaluation["test_nll"]["nats"] > 0
+    assert "bits_per_dim" in evaluation["test_nll"]
+    assert -evaluation["test_elbo"]["elbo"] >= evaluation["test_nll"]["nats"] - 1e-3
+    assert evaluation["latent"]["dimensions"] == 2
+    assert "test NLL" in (workdir / "report.md").read_text()
+    again = evaluate_run(workdir, num_importance_samples=32, importance_chunk_size=8,
+                         make_figures=False)  # fmt: skip
+    assert again["test_nll"] == result["test_nll"]  # the keys are recorded: same numbers
+    assert again["latent"] == result["latent"]
+
+
+def test_evaluate_command_line_errors(evaluated_2d_run, tmp_path):
+    workdir, _ = evaluated_2d_run
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.evaluate",
+            f"--workdir={workdir}",
+            "--num_importance_samples=0",
+        ]
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1] == "error: --num_importance_samples=0 must be >= 1"
+    )
+    result = run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path / 'none'}"])
+    assert result.returncode == 1
+    assert "holds no run" in result.stderr.strip().splitlines()[-1]

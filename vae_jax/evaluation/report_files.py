@@ -1,0 +1,68 @@
+"""Evaluation results as files and as lines on the screen: report.json, report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vae_jax import manifest
+from vae_jax.training import loop
+
+REPORT_MARKDOWN = "report.md"
+
+
+def _format(value, digits=3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_rows(result: dict) -> list[tuple[str, str]]:
+    nll, elbo, latent = result["test_nll"], result["test_elbo"], result["latent"]
+    checkpoint = result["checkpoint"]
+    rows = [
+        ("checkpoint", f"step {checkpoint['step']} (epoch {checkpoint['epoch']})"),
+        ("test examples", str(result["num_examples"])),
+        (
+            f"test NLL, K={result['num_importance_samples']} (nats)",
+            f"{_format(nll['nats'])} ± {_format(nll['standard_error'])}",
+        ),
+    ]  # fmt: skip
+    if "bits_per_dim" in nll:
+        rows.append(("test NLL (bits/dim)", _format(nll["bits_per_dim"], 4)))
+    rows += [
+        ("test ELBO (nats)", f"{_format(elbo['elbo'])} ± {_format(elbo['standard_error'])}"),
+        ("  E_q log p(x|z)", _format(elbo["log_likelihood"])),
+        ("  KL(q(z|x) || p(z))", _format(elbo["kl"])),
+        ("active units", f"{latent['active_units']} / {latent['dimensions']}"),
+        ("mutual information I(x;z) (nats)", _format(latent["mutual_information_nats"])),
+        ("binarization", str(result["data"]["protocol"]["binarization"])),
+        ("test data sha256", result["data"]["fingerprint_sha256"]["test"][:16] + "…"),
+    ]
+    return rows
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Evaluation", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in summary_rows(result)]
+    lines += ["", "± is one standard error over test examples.", ""]
+    if result.get("figures"):
+        lines += ["## Figures", ""]
+        lines += [f"![{Path(p).stem}](figures/{Path(p).name})" for p in result["figures"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_evaluation(workdir: Path, result: dict) -> None:
+    """Merges ``result`` into report.json, writes report.md, and prints the summary."""
+    report_path = workdir / loop.REPORT_FILE
+    report = manifest.read_json(report_path) if report_path.exists() else {"status": "partial"}
+    report["evaluation"] = result
+    manifest.write_json(report_path, report)
+    (workdir / REPORT_MARKDOWN).write_text(markdown(result))
+    width = max(len(name) for name, _ in summary_rows(result))
+    for name, value in summary_rows(result):
+        print(f"{name:<{width}}  {value}")
+    print(f"report: {report_path}")
+    print(f"        {workdir / REPORT_MARKDOWN}")
+    for path in result.get("figures", []):
+        print(f"figure: {path}")
