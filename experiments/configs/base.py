@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.evaluation = evaluation = ml_collections.ConfigDict()
     evaluation.num_importance_samples = 5000  # K of the test NLL bound
-    evaluation.importance_chunk_size = 250  # draws processed at a time (bounds memory)
+    evaluation.importance_chunk_size = 50  # draws processed at a time (bounds memory)
     evaluation.batch_size = 50  # test examples per compiled evaluation step
     evaluation.num_elbo_samples = 1  # latent draws per example for the test ELBO
     evaluation.num_figure_examples = 8  # test images in reconstruction figures
