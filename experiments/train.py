@@ -5,24 +5,34 @@
     python -m experiments.train --config=experiments/configs/tiny.py --workdir=runs/tiny \\
         --config.seed=3 --config.model.latent_dim=2
 
-Running again in the same workdir resumes from its newest valid checkpoint.
+Running again in the same workdir resumes from its newest valid checkpoint. Several hosts
+(or processes) train one data-parallel run with JAX's distributed runtime:
+
+    python -m experiments.train ... --coordinator_address=host0:1234 --num_processes=2 \
+        --process_id=<0 or 1>
 """
 
 from absl import flags
 from ml_collections import config_flags
 
-from vae_jax import cli
+from vae_jax import cli, parallel
 from vae_jax.training.loop import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/*.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "Multi-host: HOST:PORT of process 0 (jax.distributed)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-host: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     del argv
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

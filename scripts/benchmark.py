@@ -238,9 +238,12 @@ def main(argv):
     if "sweep" in _SECTIONS.value:
         r = bench_sweep(config, _REPEATS.value)
         results["sections"]["sweep"] = r
-        for strategy, ratio in r["ratios"].items():
-            print(f"sweep of {r['num_seeds']} seeds, {strategy}: {ratio:.2f} of sequential runs "
-                  f"(target <= 1.0)")  # fmt: skip
+        for strategy, ratio in r["runs"]["ratios"].items():
+            print(f"sweep of {r['num_seeds']} seeds, {strategy}: {ratio:.2f} of {r['num_seeds']} "
+                  f"single-seed runs of {r['runs']['epochs']} epoch (target <= 1.0)")  # fmt: skip
+        for strategy, ratio in r["compute"]["ratios"].items():
+            print(f"  compiled epoch only, {strategy}: {ratio:.2f} of {r['num_seeds']} "
+                  "single-seed epochs")  # fmt: skip
     if _JSON.value:
         Path(_JSON.value).parent.mkdir(parents=True, exist_ok=True)
         Path(_JSON.value).write_text(json.dumps(results, indent=2) + "\n")

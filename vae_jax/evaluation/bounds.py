@@ -24,6 +24,22 @@ def mean_and_standard_error(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
 
 
+def make_iwae_evaluator(vae, preprocessing, *, num_samples: int, chunk_size: int):
+    """Compiled per-batch evaluator of ``log (1/K) sum_k p(x, z_k) / q(z_k | x)`` (Burda
+    et al., 2015); memory is bounded by ``batch_size * chunk_size`` draws whatever K is."""
+    return per_example.make_batch_evaluator(
+        lambda p, k, x: vae.iwae_bound(p, k, x, num_samples=num_samples, chunk_size=chunk_size),
+        preprocessing,
+    )
+
+
+def make_elbo_evaluator(vae, preprocessing, *, num_samples: int, kl: str = "analytic"):
+    """Compiled per-batch evaluator of the ELBO's terms (and KL per latent dimension)."""
+    return per_example.make_batch_evaluator(
+        lambda p, k, x: vae.elbo(p, k, x, num_samples=num_samples, kl=kl)._asdict(), preprocessing
+    )
+
+
 def importance_weighted_bounds(
     vae,
     params,
@@ -36,16 +52,12 @@ def importance_weighted_bounds(
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Per-example ``log (1/K) sum_k p(x, z_k) / q(z_k | x)`` (Burda et al., 2015).
-
-    Memory is bounded by ``batch_size * chunk_size`` latent draws whatever K is.
-    """
-    evaluate_batch = per_example.make_batch_evaluator(
-        lambda p, k, x: vae.iwae_bound(p, k, x, num_samples=num_samples, chunk_size=chunk_size),
-        preprocessing,
+    """Per-example importance-weighted bounds over ``images`` (see ``make_iwae_evaluator``)."""
+    evaluator = make_iwae_evaluator(
+        vae, preprocessing, num_samples=num_samples, chunk_size=chunk_size
     )
     return per_example.evaluate_examples(
-        evaluate_batch, params, key, images, batch_size, on_batch=on_batch
+        evaluator, params, key, images, batch_size, on_batch=on_batch
     )
 
 
@@ -61,10 +73,8 @@ def elbo_terms(
     kl: str = "analytic",
 ) -> dict[str, np.ndarray]:
     """Per-example ELBO, log-likelihood and KL, and KL per latent dimension."""
-    evaluate_batch = per_example.make_batch_evaluator(
-        lambda p, k, x: vae.elbo(p, k, x, num_samples=num_samples, kl=kl)._asdict(), preprocessing
-    )
-    return per_example.evaluate_examples(evaluate_batch, params, key, images, batch_size)
+    evaluator = make_elbo_evaluator(vae, preprocessing, num_samples=num_samples, kl=kl)
+    return per_example.evaluate_examples(evaluator, params, key, images, batch_size)
 
 
 def bits_per_dim(nll_nats: float, num_dims: int) -> float:

@@ -6,6 +6,7 @@ encoder's outputs on a data set (Burda et al., 2015; Hoffman & Johnson, 2016).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -17,14 +18,15 @@ from vae_jax import distributions
 ACTIVITY_THRESHOLD = 0.01  # Burda et al. (2015)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _encode(vae, preprocessing, params, images, indices):
+    q = vae.encode(params, preprocessing.eval_input(images[indices]))
+    return q.loc, q.log_scale
+
+
 def posterior_parameters(vae, params, images, preprocessing, batch_size: int):
     """Posterior means and log-scales ``(N, D)`` of every example (deterministic)."""
-
-    @jax.jit
-    def encode(params, images, indices):
-        q = vae.encode(params, preprocessing.eval_input(images[indices]))
-        return q.loc, q.log_scale
-
+    encode = functools.partial(_encode, vae, preprocessing)
     num = int(images.shape[0])
     locs, log_scales = [], []
     for start in range(0, num, batch_size):
@@ -48,6 +50,13 @@ def kl_per_dimension(posterior_means: np.ndarray, posterior_log_scales: np.ndarr
     return np.asarray(kl, np.float64).mean(0)
 
 
+@jax.jit
+def _log_aggregate_posterior(loc, log_scale, z_chunk):
+    """``log (1/N) sum_n q(z_c | x_n)`` for each draw: (C, 1, D) against (1, N, D)."""
+    pairwise = distributions.DiagGaussian(loc[None], log_scale[None]).log_prob(z_chunk[:, None])
+    return jax.nn.logsumexp(pairwise, axis=1) - math.log(loc.shape[0])
+
+
 def mutual_information(
     key: jax.Array, posterior_means: np.ndarray, posterior_log_scales: np.ndarray, chunk: int = 512
 ) -> float:
@@ -65,17 +74,11 @@ def mutual_information(
     posterior = distributions.DiagGaussian(loc, log_scale)
     z = posterior.sample(key)  # one draw per example, (N, D)
 
-    @jax.jit
-    def log_aggregate(loc, log_scale, z_chunk):
-        # (C, 1, D) against (1, N, D): log q(z_c | x_n) for every pair.
-        pairwise = distributions.DiagGaussian(loc[None], log_scale[None]).log_prob(z_chunk[:, None])
-        return jax.nn.logsumexp(pairwise, axis=1) - math.log(num)
-
     padded = -(-num // chunk) * chunk
     z_padded = jnp.concatenate([z, jnp.zeros((padded - num, z.shape[1]), z.dtype)])
     log_q_z = np.concatenate(
         [
-            np.asarray(log_aggregate(loc, log_scale, z_padded[i : i + chunk]))
+            np.asarray(_log_aggregate_posterior(loc, log_scale, z_padded[i : i + chunk]))
             for i in range(0, padded, chunk)
         ]
     )[:num]

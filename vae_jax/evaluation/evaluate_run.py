@@ -3,7 +3,8 @@
 Keys come from the run's ``eval`` stream (one fixed sub-stream per quantity, one key per
 test example), so evaluating the same checkpoint again gives the same numbers. Results
 are merged into ``report.json`` under ``"evaluation"``, summarized in ``report.md``, and
-returned.
+returned. ``Evaluator`` compiles the work once and evaluates any number of runs of the
+same model (a seed sweep).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from absl import logging
 from vae_jax import manifest, rng
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError, DataError
-from vae_jax.evaluation import bounds, diagnostics, figures, report_files
+from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
 from vae_jax.progress import Progress
-from vae_jax.training import loop, run_loading
+from vae_jax.training import run_files, run_loading
 from vae_jax.training.metrics_writer import read_metrics
 
 FIGURES_DIR = "figures"
@@ -28,22 +29,127 @@ FIGURES_DIR = "figures"
 DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
 
 
+class Evaluator:
+    """The compiled evaluation of one model on one dataset's test split."""
+
+    def __init__(self, vae, dataset, config, *, num_importance_samples, chunk_size, batch_size):
+        self.vae, self.dataset, self.config = vae, dataset, config
+        self.k, self.chunk, self.batch = num_importance_samples, chunk_size, batch_size
+        evaluation = config.evaluation
+        self._iwae = bounds.make_iwae_evaluator(
+            vae, dataset.preprocessing, num_samples=self.k, chunk_size=self.chunk
+        )
+        self._elbo = bounds.make_elbo_evaluator(
+            vae, dataset.preprocessing, num_samples=evaluation.num_elbo_samples
+        )
+
+    def evaluate(self, params, seed: int, *, description: str = "test NLL") -> dict:
+        """All numbers for the parameters of the run with this seed (its keys)."""
+        vae, dataset, test = self.vae, self.dataset, self.dataset.test
+        streams = rng.make_streams(seed)
+        keys = {p: rng.eval_key(streams.eval, p) for p in ("test_iwae", "test_elbo")}
+        keys["mutual_information"] = rng.eval_key(streams.eval, "mutual_information")
+        progress = Progress(
+            test.num_examples, unit="example", description=f"{description} (K={self.k})"
+        )
+        try:
+            iwae = per_example.evaluate_examples(
+                self._iwae, params, keys["test_iwae"], test.images, self.batch,
+                on_batch=progress.update,
+            )  # fmt: skip
+        finally:
+            progress.close()
+        elbo = per_example.evaluate_examples(
+            self._elbo, params, keys["test_elbo"], test.images, self.batch
+        )
+        means, log_scales = diagnostics.posterior_parameters(
+            vae, params, test.images, dataset.preprocessing, self.batch
+        )
+        activity, active = diagnostics.active_units(means)
+        return {
+            "split": "test",
+            "num_examples": test.num_examples,
+            "num_importance_samples": self.k,
+            "importance_chunk_size": self.chunk,
+            "keys": {
+                "seed": int(seed),
+                "derivation": "fold_in(fold_in(eval_stream, purpose_id), example_index)",
+                "purpose_ids": {p: rng.EVAL_PURPOSE_IDS[p] for p in keys},
+            },
+            "test_nll": _nll_summary(iwae, vae, dataset),
+            "test_elbo": _elbo_summary(elbo, self.config.evaluation.num_elbo_samples),
+            "latent": {
+                "dimensions": vae.latent_dim,
+                "active_units": int(active.sum()),
+                "activity_threshold": diagnostics.ACTIVITY_THRESHOLD,
+                "activity": activity.tolist(),
+                "kl_per_dim": diagnostics.kl_per_dimension(means, log_scales).tolist(),
+                "mutual_information_nats": diagnostics.mutual_information(
+                    keys["mutual_information"], means, log_scales
+                ),
+                "mutual_information_upper_bound_log_n": float(np.log(test.num_examples)),
+            },
+            "data": {
+                "dataset": dataset.name,
+                "protocol": dataset.record["protocol"],
+                "fingerprint_sha256": dataset.record["fingerprint_sha256"],
+            },
+        }
+
+    def figures(self, params, seed: int, workdir: Path) -> list[str]:
+        """The figures of a run, with keys from its ``eval`` stream."""
+        vae, dataset, config = self.vae, self.dataset, self.config
+        folder = Path(workdir) / FIGURES_DIR
+        test = dataset.test
+        key = rng.eval_key(rng.make_streams(seed).eval, "figures")
+        keys = jax.random.split(key, 2)
+        count = min(config.evaluation.num_figure_examples, test.num_examples)
+        x = dataset.preprocessing.eval_input(test.images[:count])
+        num_bins = config.model.num_bins
+        paths = [
+            figures.reconstructions(vae, params, keys[0], x, folder / "reconstructions.png",
+                                    num_bins=num_bins),
+            figures.generations(vae, params, keys[1], folder / "generations.png",
+                                num_bins=num_bins),
+            figures.training_curves(read_metrics(workdir), folder / "training_curves.png"),
+        ]  # fmt: skip
+        if test.num_examples >= 2:
+            x_pair = dataset.preprocessing.eval_input(test.images[:2])
+            paths.append(figures.interpolation(vae, params, x_pair, folder / "interpolation.png",
+                                               num_bins=num_bins))  # fmt: skip
+        if vae.latent_dim == 2:
+            means, _ = diagnostics.posterior_parameters(
+                vae, params, test.images, dataset.preprocessing, self.batch
+            )
+            paths.append(figures.latent_manifold(vae, params, folder / "latent_manifold.png",
+                                                 num_bins=num_bins))  # fmt: skip
+            paths.append(figures.latent_scatter(means, np.asarray(test.labels),
+                                                folder / "latent_scatter.png"))  # fmt: skip
+        logging.info("figures in %s", folder)
+        return [str(p) for p in paths]
+
+
 def _default(value, default):
     return default if value is None else value
 
 
-def _check_options(num_importance_samples: int, chunk_size: int, batch_size: int) -> None:
+def resolve_options(evaluation_config, num_importance_samples, chunk_size, batch_size):
+    """Flag values (None = the run's config), checked before any work starts."""
+    k = int(_default(num_importance_samples, evaluation_config.num_importance_samples))
+    chunk = int(_default(chunk_size, evaluation_config.importance_chunk_size))
+    batch = int(_default(batch_size, evaluation_config.batch_size))
     for flag, value in (
-        ("--num_importance_samples", num_importance_samples),
-        ("--importance_chunk_size", chunk_size),
-        ("--batch_size", batch_size),
+        ("--num_importance_samples", k),
+        ("--importance_chunk_size", chunk),
+        ("--batch_size", batch),
     ):
         if value < 1:
             raise ConfigError(f"{flag}={value} must be >= 1")
+    return k, chunk, batch
 
 
-def _check_same_data(workdir: Path, dataset) -> None:
-    recorded = manifest.read_json(workdir / loop.MANIFEST_FILE)["data"]["fingerprint_sha256"]
+def check_same_data(workdir: Path, dataset) -> None:
+    recorded = manifest.read_json(workdir / run_files.MANIFEST_FILE)["data"]["fingerprint_sha256"]
     now = dataset.record["fingerprint_sha256"]
     if recorded.get("test") != now.get("test"):
         raise DataError(
@@ -64,75 +170,33 @@ def evaluate_run(
 ) -> dict:
     """Evaluates checkpoint ``step`` (default: newest valid) of the run in ``workdir``."""
     workdir = Path(workdir).absolute()
-    evaluation = run_loading.load_config(workdir).evaluation
-    k = int(_default(num_importance_samples, evaluation.num_importance_samples))
-    chunk = int(_default(importance_chunk_size, evaluation.importance_chunk_size))
-    batch = int(_default(batch_size, evaluation.batch_size))
-    _check_options(k, chunk, batch)
+    k, chunk, batch = resolve_options(
+        run_loading.load_config(workdir).evaluation,
+        num_importance_samples,
+        importance_chunk_size,
+        batch_size,
+    )
     vae, state, record, config = run_loading.load_state(workdir, step)
     if data_dir:
         config.data.data_dir = data_dir
     dataset = load_dataset(config)
-    _check_same_data(workdir, dataset)
-
-    started = time.perf_counter()
-    params, test = state.params, dataset.test
-    streams = rng.make_streams(config.seed)
-    keys = {p: rng.eval_key(streams.eval, p) for p in ("test_iwae", "test_elbo", "figures")}
-    keys["mutual_information"] = rng.eval_key(streams.eval, "mutual_information")
-
-    progress = Progress(test.num_examples, unit="example", description=f"test NLL (K={k})")
-    try:
-        iwae = bounds.importance_weighted_bounds(
-            vae, params, keys["test_iwae"], test.images, dataset.preprocessing,
-            num_samples=k, chunk_size=chunk, batch_size=batch, on_batch=progress.update,
-        )  # fmt: skip
-    finally:
-        progress.close()
-    elbo = bounds.elbo_terms(
-        vae, params, keys["test_elbo"], test.images, dataset.preprocessing,
-        num_samples=evaluation.num_elbo_samples, batch_size=batch,
-    )  # fmt: skip
-    means, log_scales = diagnostics.posterior_parameters(
-        vae, params, test.images, dataset.preprocessing, batch
+    check_same_data(workdir, dataset)
+    evaluator = Evaluator(
+        vae, dataset, config, num_importance_samples=k, chunk_size=chunk, batch_size=batch
     )
-    activity, active = diagnostics.active_units(means)
-    result = {
-        "checkpoint": {"step": int(state.step), "epoch": int(record["epoch"])},
-        "split": "test",
-        "num_examples": test.num_examples,
-        "num_importance_samples": k,
-        "importance_chunk_size": chunk,
-        "keys": {
-            "seed": int(config.seed),
-            "derivation": "fold_in(fold_in(eval_stream, purpose_id), example_index)",
-            "purpose_ids": {p: rng.EVAL_PURPOSE_IDS[p] for p in keys},
-        },
-        "test_nll": _nll_summary(iwae, vae, dataset),
-        "test_elbo": _elbo_summary(elbo, evaluation.num_elbo_samples),
-        "latent": {
-            "dimensions": vae.latent_dim,
-            "active_units": int(active.sum()),
-            "activity_threshold": diagnostics.ACTIVITY_THRESHOLD,
-            "activity": activity.tolist(),
-            "kl_per_dim": diagnostics.kl_per_dimension(means, log_scales).tolist(),
-            "mutual_information_nats": diagnostics.mutual_information(
-                keys["mutual_information"], means, log_scales
-            ),
-            "mutual_information_upper_bound_log_n": float(np.log(test.num_examples)),
-        },
-        "data": {
-            "dataset": dataset.name,
-            "protocol": dataset.record["protocol"],
-            "fingerprint_sha256": dataset.record["fingerprint_sha256"],
-        },
-    }
+    return evaluate_and_report(evaluator, workdir, state, record, make_figures=make_figures)
+
+
+def evaluate_and_report(evaluator, workdir: Path, state, record, *, make_figures=True, quiet=False):
+    """Evaluates one run's state, writes its report files and returns the result."""
+    started = time.perf_counter()
+    seed = int(record["seed"])
+    result = {"checkpoint": {"step": int(state.step), "epoch": int(record["epoch"])}}
+    result.update(evaluator.evaluate(state.params, seed))
     if make_figures:
-        result["figures"] = _make_figures(
-            workdir, vae, params, keys["figures"], dataset, config, means
-        )
+        result["figures"] = evaluator.figures(state.params, seed, workdir)
     result["seconds"] = time.perf_counter() - started
-    report_files.write_evaluation(workdir, result)
+    report_files.write_evaluation(workdir, result, quiet=quiet)
     return result
 
 
@@ -158,27 +222,3 @@ def _elbo_summary(elbo: dict, num_samples: int) -> dict:
         "num_samples": int(num_samples),
         "kl_estimator": "analytic",
     }
-
-
-def _make_figures(workdir: Path, vae, params, key, dataset, config, means) -> list[str]:
-    folder = workdir / FIGURES_DIR
-    test = dataset.test
-    count = min(config.evaluation.num_figure_examples, test.num_examples)
-    x = dataset.preprocessing.eval_input(test.images[:count])
-    keys = jax.random.split(key, 3)
-    num_bins = config.model.num_bins
-    paths = [
-        figures.reconstructions(vae, params, keys[0], x, folder / "reconstructions.png",
-                                num_bins=num_bins),
-        figures.generations(vae, params, keys[1], folder / "generations.png", num_bins=num_bins),
-        figures.interpolation(vae, params, dataset.preprocessing.eval_input(test.images[:2]),
-                              folder / "interpolation.png", num_bins=num_bins),
-        figures.training_curves(read_metrics(workdir), folder / "training_curves.png"),
-    ]  # fmt: skip
-    if vae.latent_dim == 2:
-        paths.append(figures.latent_manifold(vae, params, folder / "latent_manifold.png",
-                                             num_bins=num_bins))  # fmt: skip
-        paths.append(figures.latent_scatter(means, np.asarray(test.labels),
-                                            folder / "latent_scatter.png"))  # fmt: skip
-    logging.info("figures in %s", folder)
-    return [str(p) for p in paths]

@@ -5,6 +5,7 @@ labelled PNG.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
@@ -61,17 +62,35 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Compiled once per model (``vae`` is static), then reused across runs of a sweep.
+@functools.partial(jax.jit, static_argnums=0)
+def _reconstruct(vae, params, key, x):
+    latent_key, observation_key = jax.random.split(key)
+    z = vae.reparameterize(latent_key, vae.encode(params, x), 1)[0]
+    p = vae.decode(params, z)
+    return p.mean(), p.sample(observation_key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _generate_both(vae, params, key, num):
+    return vae.generate(params, key, num, "mean"), vae.generate(params, key, num, "sample")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _interpolate(vae, params, x_pair, steps):
+    q = vae.encode(params, x_pair)
+    t = jnp.linspace(0.0, 1.0, steps)[:, None]
+    return vae.decode(params, (1 - t) * q.loc[0] + t * q.loc[1]).mean()
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_mean(vae, params, z):
+    return vae.decode(params, z).mean()
+
+
 def reconstructions(vae, params, key, x, path: Path, *, num_bins: int = 256) -> Path:
     """Rows of: input | decoder mean E[x|z] | decoder sample x ~ p(x|z), with z ~ q(z|x)."""
-    latent_key, observation_key = jax.random.split(key)
-
-    @jax.jit
-    def reconstruct(params, x):
-        z = vae.reparameterize(latent_key, vae.encode(params, x), 1)[0]
-        p = vae.decode(params, z)
-        return p.mean(), p.sample(observation_key)
-
-    mean, sample = reconstruct(params, x)
+    mean, sample = _reconstruct(vae, params, key, x)
     columns = (
         ("input x", x),
         ("decoder mean\nE[x|z]", mean),
@@ -88,9 +107,7 @@ def reconstructions(vae, params, key, x, path: Path, *, num_bins: int = 256) -> 
 
 def generations(vae, params, key, path: Path, *, num: int = 32, num_bins: int = 256) -> Path:
     """The same z ~ p(z) shown as the decoder's mean and as a sample from p(x|z)."""
-    generate = jax.jit(vae.generate, static_argnames=("num", "observation"))
-    as_mean = generate(params, key, num=num, observation="mean")
-    as_sample = generate(params, key, num=num, observation="sample")
+    as_mean, as_sample = _generate_both(vae, params, key, num)
     assert np.array_equal(as_mean.z, as_sample.z)  # same key, same z
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for ax, (result, title) in zip(
@@ -107,17 +124,10 @@ def generations(vae, params, key, path: Path, *, num: int = 32, num_bins: int = 
 def interpolation(vae, params, x_pair, path: Path, *, steps: int = 10, num_bins: int = 256):
     """Decoder means along the straight line between two test images' posterior means."""
 
-    @jax.jit
-    def interpolate(params, x_pair):
-        q = vae.encode(params, x_pair)
-        t = jnp.linspace(0.0, 1.0, steps)[:, None]
-        z = (1 - t) * q.loc[0] + t * q.loc[1]
-        return vae.decode(params, z).mean()
-
     strip = np.concatenate(
         [
             to_display(x_pair[:1], vae.likelihood, num_bins),
-            to_display(interpolate(params, x_pair), vae.likelihood, num_bins),
+            to_display(_interpolate(vae, params, x_pair, steps), vae.likelihood, num_bins),
             to_display(x_pair[1:], vae.likelihood, num_bins),
         ]
     )
@@ -135,8 +145,7 @@ def latent_manifold(vae, params, path: Path, *, grid: int = 15, num_bins: int = 
     """For a 2-d latent: decoder means on a grid of z at Gaussian quantiles."""
     quantiles = stats.norm.ppf(np.linspace(0.05, 0.95, grid))
     zz = np.stack(np.meshgrid(quantiles, quantiles[::-1]), -1).reshape(-1, 2)
-    decode_mean = jax.jit(lambda params, z: vae.decode(params, z).mean())
-    means = to_display(decode_mean(params, zz), vae.likelihood, num_bins)
+    means = to_display(_decode_mean(vae, params, zz), vae.likelihood, num_bins)
     height, width, channels = means.shape[1:]
     canvas = means.reshape(grid, grid, height, width, channels).transpose(0, 2, 1, 3, 4)
     canvas = canvas.reshape(grid * height, grid * width, channels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vae_jax import manifest
-from vae_jax.training import loop
+from vae_jax.training import run_files
 
 REPORT_MARKDOWN = "report.md"
 
@@ -52,13 +52,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_evaluation(workdir: Path, result: dict) -> None:
+def write_evaluation(workdir: Path, result: dict, *, quiet: bool = False) -> None:
     """Merges ``result`` into report.json, writes report.md, and prints the summary."""
-    report_path = workdir / loop.REPORT_FILE
+    report_path = workdir / run_files.REPORT_FILE
     report = manifest.read_json(report_path) if report_path.exists() else {"status": "partial"}
     report["evaluation"] = result
     manifest.write_json(report_path, report)
     (workdir / REPORT_MARKDOWN).write_text(markdown(result))
+    if quiet:
+        return
     width = max(len(name) for name, _ in summary_rows(result))
     for name, value in summary_rows(result):
         print(f"{name:<{width}}  {value}")

@@ -14,20 +14,20 @@ import ml_collections
 
 from vae_jax import manifest, model
 from vae_jax.errors import CheckpointError
-from vae_jax.training import checkpointing, loop
+from vae_jax.training import checkpointing, run_files
 from vae_jax.training import optimizer as optimizer_lib
 from vae_jax.training.step import TrainState
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    path = Path(workdir) / loop.CONFIG_FILE
+    path = Path(workdir) / run_files.CONFIG_FILE
     if not path.exists():
         raise CheckpointError(f"{path} not found: --workdir={workdir} holds no run")
     return ml_collections.ConfigDict(manifest.read_json(path))
 
 
 def image_shape_of_run(workdir: str | Path) -> tuple[int, int, int]:
-    record = manifest.read_json(Path(workdir) / loop.MANIFEST_FILE)
+    record = manifest.read_json(Path(workdir) / run_files.MANIFEST_FILE)
     return tuple(record["data"]["image_shape"])
 
 
@@ -48,17 +48,17 @@ def load_state(workdir: str | Path, step: int | None = None):
     config = load_config(workdir)
     vae = model.make_vae(config, image_shape_of_run(workdir))
     target = abstract_train_state(vae, config)
-    checkpointer = checkpointing.Checkpointer(workdir / loop.CHECKPOINT_DIR, 1, read_only=True)
+    checkpointer = checkpointing.Checkpointer(workdir / run_files.CHECKPOINT_DIR, 1, read_only=True)
     try:
         if step is None:
             restored = checkpointer.restore_latest(target)
             if restored is None:
-                raise CheckpointError(f"no checkpoint in {workdir / loop.CHECKPOINT_DIR}")
+                raise CheckpointError(f"no checkpoint in {workdir / run_files.CHECKPOINT_DIR}")
             _, state, record = restored
         else:
             if step not in checkpointer.steps():
                 raise CheckpointError(
-                    f"no checkpoint at step {step} in {workdir / loop.CHECKPOINT_DIR}; "
+                    f"no checkpoint at step {step} in {workdir / run_files.CHECKPOINT_DIR}; "
                     f"it has {checkpointer.steps()}"
                 )
             state, record = checkpointer.restore(step, target)

@@ -11,6 +11,7 @@ unbroken one would.
 from __future__ import annotations
 
 import collections
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -36,16 +37,12 @@ class Batch(NamedTuple):
     mask: jax.Array  # (B,) bool; False on padding
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def create_train_state(vae, optimizer: optax.GradientTransformation, init_key) -> TrainState:
     """Step 0: parameters from ``init_key`` and a fresh optimizer state (compiled: one
-    program instead of hundreds of small ones)."""
-
-    @jax.jit
-    def create(key):
-        params = vae.init(key)
-        return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-
-    return create(init_key)
+    program instead of hundreds of small ones, and once per model and optimizer)."""
+    params = vae.init(init_key)
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
 
 
 def make_train_step(objective, optimizer: optax.GradientTransformation, schedule):

@@ -1,0 +1,135 @@
+"""Re-run a run from its manifest and compare parameters and metrics bit for bit.
+
+The run's config (seed included) and data are read back from its workdir; training is
+repeated in a scratch directory up to epoch N (default: the last completed epoch) and the
+parameters are compared with the original checkpoint of that epoch, leaf by leaf, and
+every metric of epochs 1..N with ``metrics.jsonl`` (wall-clock fields excluded). Package
+versions, backend and XLA flags that differ from the manifest's are reported first: they
+are the usual reason a re-run is not bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from vae_jax import manifest
+from vae_jax.errors import CheckpointError
+from vae_jax.training import checkpointing, run_files, run_loading
+from vae_jax.training.loop import train_and_evaluate
+from vae_jax.training.metrics_writer import read_metrics, without_timing
+
+
+@dataclasses.dataclass
+class Outcome:
+    reproduced: bool
+    epoch: int
+    warnings: list[str]
+    difference: str | None = None
+
+
+def leaf_name(path) -> str:
+    """``params/decoder/pixels/kernel`` from a pytree key path."""
+    parts = []
+    for key in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+    return "/".join(parts)
+
+
+def first_differing_leaf(original, rerun) -> str | None:
+    """The first leaf (in tree order) whose bits differ, described; None if all equal."""
+    for (path, a), (_, b) in zip(
+        jax.tree_util.tree_leaves_with_path(original),
+        jax.tree_util.tree_leaves_with_path(rerun),
+        strict=True,
+    ):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+            detail = (
+                f"max |difference| {np.max(np.abs(a.astype(np.float64) - b)):.3g}"
+                if a.shape == b.shape
+                else f"shape {a.shape} vs {b.shape}"
+            )
+            return f"parameter {leaf_name(path)} differs ({detail})"
+    return None
+
+
+def first_differing_metric(original: list[dict], rerun: list[dict]) -> str | None:
+    for a, b in zip(original, rerun, strict=False):
+        a, b = without_timing(a), without_timing(b)
+        for name in sorted(a.keys() | b.keys()):
+            if a.get(name) != b.get(name):
+                return (
+                    f"metric {name} of epoch {a.get('epoch')} differs "
+                    f"({a.get(name)!r} recorded, {b.get(name)!r} now)"
+                )
+    if len(original) != len(rerun):
+        return f"{len(original)} metric records recorded, {len(rerun)} now"
+    return None
+
+
+def environment_warnings(workdir: Path) -> list[str]:
+    recorded = manifest.read_json(workdir / run_files.MANIFEST_FILE)["environment"]
+    return manifest.environment_differences(recorded, manifest.environment())
+
+
+def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
+    """(epoch, step) of the original checkpoint to compare with."""
+    steps_by_epoch = {r["epoch"]: r["step"] for r in read_metrics(workdir)}
+    checkpointer = checkpointing.Checkpointer(workdir / run_files.CHECKPOINT_DIR, 1, read_only=True)
+    try:
+        saved = checkpointer.steps()
+    finally:
+        checkpointer.close()
+    saved_epochs = sorted(e for e, s in steps_by_epoch.items() if s in saved)
+    if not saved_epochs:
+        raise CheckpointError(f"{workdir} has no checkpoint to reproduce")
+    epoch = saved_epochs[-1] if epochs is None else epochs
+    if epoch not in saved_epochs:
+        raise CheckpointError(
+            f"--epochs={epoch}: {workdir} has checkpoints of epochs {saved_epochs} only"
+        )
+    return epoch, steps_by_epoch[epoch]
+
+
+def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | None = None):
+    """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``."""
+    workdir = Path(workdir).absolute()
+    config = run_loading.load_config(workdir)
+    warnings = environment_warnings(workdir)
+    for warning in warnings:
+        print(f"warning: the environment differs from the manifest's: {warning}", flush=True)
+    epoch, step = _target_epoch(workdir, epochs)
+    _, original_state, _, _ = run_loading.load_state(workdir, step)
+    with tempfile.TemporaryDirectory(prefix="vae_jax_reproduce_") as tmp:
+        rerun_dir = Path(scratch) if scratch else Path(tmp) / "rerun"
+        train_and_evaluate(config, rerun_dir, stop_after_epoch=epoch)
+        data_difference = _data_difference(workdir, rerun_dir)
+        _, rerun_state, _, _ = run_loading.load_state(rerun_dir, step)
+        rerun_metrics = read_metrics(rerun_dir)
+    original_metrics = [r for r in read_metrics(workdir) if r["epoch"] <= epoch]
+    difference = (
+        data_difference
+        or first_differing_leaf(original_state.params, rerun_state.params)
+        or first_differing_leaf(original_state.opt_state, rerun_state.opt_state)
+        or first_differing_metric(original_metrics, rerun_metrics)
+    )
+    return Outcome(difference is None, epoch, warnings, difference)
+
+
+def _data_difference(workdir: Path, rerun_dir: Path) -> str | None:
+    recorded = manifest.read_json(workdir / run_files.MANIFEST_FILE)["data"]
+    now = manifest.read_json(rerun_dir / run_files.MANIFEST_FILE)["data"]
+    if recorded["fingerprint_sha256"] != now["fingerprint_sha256"]:
+        return (
+            f"the data differ: sha256 {recorded['fingerprint_sha256']} recorded, "
+            f"{now['fingerprint_sha256']} now"
+        )
+    return None

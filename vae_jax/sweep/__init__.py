@@ -1,0 +1,1 @@
+"""Seed sweeps: many seeds trained in one compiled program, evaluated and aggregated."""
