@@ -30,7 +30,9 @@ def randomness_report(tmp_path_factory, tiny_data_dir):
     config.training.num_epochs = 2
     workdir = tmp_path_factory.mktemp("randomness") / "run"
     train_and_evaluate(config, workdir)
-    report = run_experiment(workdir, num_images=3, num_draws=400, num_keys=16, batch_size=8)
+    report = run_experiment(
+        workdir, num_images=3, num_draws=400, num_keys=16, batch_size=8, sample_counts=(1, 4)
+    )
     return workdir, report
 
 
