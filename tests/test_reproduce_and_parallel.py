@@ -16,6 +16,8 @@ from conftest import REPO, subprocess_env
 from run_helpers import run, train_command
 
 from vae_jax import manifest, runtime
+from vae_jax.errors import CheckpointError
+from vae_jax.reproduce import reproduce
 from vae_jax.training import checkpointing
 from vae_jax.training.metrics_writer import read_metrics, without_timing
 from vae_jax.training.run_loading import load_state
@@ -64,14 +66,13 @@ def test_reproduce_names_the_changed_leaf_and_exits_1(finished_run, tmp_path):
 
 
 def test_reproduce_a_prefix_and_refuse_a_missing_epoch(finished_run):
-    result = _reproduce(finished_run, "--epochs=2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "reproduced (epoch 2" in result.stdout
-    result = _reproduce(finished_run, "--epochs=9")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"error: --epochs=9: {finished_run} has checkpoints of epochs [1, 2, 3] only"
-    )
+    outcome = reproduce(finished_run, epochs=2)
+    assert outcome.reproduced, outcome.difference
+    assert outcome.epoch == 2
+    with pytest.raises(
+        CheckpointError, match=r"--epochs=9: .* has checkpoints of epochs \[1, 2, 3\] only"
+    ):
+        reproduce(finished_run, epochs=9)
 
 
 def _close(a: list[dict], b: list[dict]) -> None:
