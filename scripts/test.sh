@@ -16,5 +16,6 @@ fi
 
 log "ruff check"
 "$PY" -m ruff check .
+# Two workers (one per core here); a test file's tests share a worker (module fixtures).
 log "pytest"
-exec "$PY" -m pytest "$@"
+exec "$PY" -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
