@@ -21,6 +21,14 @@ from vae_jax.training.metrics_writer import read_metrics, without_timing
 TINY_CONFIG = "experiments/configs/tiny.py"
 
 
+def apply_overrides(config, overrides: dict):
+    """Sets ``{"group.field": value}`` entries on a config; returns it."""
+    for dotted, value in overrides.items():
+        group, field = dotted.split(".")
+        config[group][field] = value
+    return config
+
+
 def train_command(workdir: Path, data_dir: str, *overrides: str, config=TINY_CONFIG) -> list[str]:
     return [
         sys.executable,

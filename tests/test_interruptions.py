@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from run_helpers import (
+    apply_overrides,
     assert_same_metrics,
     assert_same_params,
     checkpoint_steps,
@@ -34,19 +35,12 @@ DURABLE = {
 DURABLE_FLAGS = [f"--config.{k}={v}" for k, v in DURABLE.items()]
 
 
-def _apply(config, overrides: dict):
-    for dotted, value in overrides.items():
-        group, field = dotted.split(".")
-        config[group][field] = value
-    return config
-
-
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, tiny_data_dir) -> Path:
     """The durable config, never interrupted."""
     from experiments.configs import tiny
 
-    config = _apply(tiny.get_config(), DURABLE)
+    config = apply_overrides(tiny.get_config(), DURABLE)
     config.data.data_dir = tiny_data_dir
     workdir = tmp_path_factory.mktemp("reference") / "run"
     train_and_evaluate(config, workdir)
@@ -117,7 +111,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(
     # Training from there redoes the last epochs and ends where the reference ended.
     metrics_file = workdir / "metrics.jsonl"
     metrics_file.write_text("".join(metrics_file.read_text().splitlines(True)[:-1]))
-    train_and_evaluate(_apply(tiny_config, DURABLE), workdir)
+    train_and_evaluate(apply_overrides(tiny_config, DURABLE), workdir)
     assert_same_params(final_params(workdir), final_params(reference_run))
     assert_same_metrics(workdir, reference_run)
     assert list((workdir / "damaged_checkpoints").iterdir())  # kept aside, not deleted
@@ -129,17 +123,19 @@ def test_no_valid_checkpoint_fails_instead_of_starting_over(reference_run, tiny_
     for step in checkpoint_steps(workdir):
         (workdir / "checkpoints" / str(step) / "record" / "metadata").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"none of the checkpoints .* can be restored"):
-        train_and_evaluate(_apply(tiny_config, DURABLE), workdir)
+        train_and_evaluate(apply_overrides(tiny_config, DURABLE), workdir)
 
 
 def test_resume_with_a_changed_model_fails_naming_the_field(reference_run, tiny_config, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(reference_run, workdir)
     before = sorted(p.name for p in workdir.rglob("*"))
-    changed = _apply(tiny_config, {**DURABLE, "model.latent_dim": 8})
+    changed = apply_overrides(tiny_config, {**DURABLE, "model.latent_dim": 8})
     with pytest.raises(ConfigError, match=r"cannot resume: model.latent_dim is 8 .* used 4"):
         train_and_evaluate(changed, workdir)
     assert sorted(p.name for p in workdir.rglob("*")) == before
-    changed = _apply(tiny_config, {**DURABLE, "model.latent_dim": 4, "data.binarization": "static"})
+    changed = apply_overrides(
+        tiny_config, {**DURABLE, "model.latent_dim": 4, "data.binarization": "static"}
+    )
     with pytest.raises(ConfigError, match=r"data\.binarization"):
         train_and_evaluate(changed, workdir)

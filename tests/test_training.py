@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from run_helpers import (
+    apply_overrides,
     assert_same_metrics,
     assert_same_params,
     checkpoint_steps,
@@ -25,13 +26,6 @@ from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from vae_jax.training import checkpointing, objective, run_loading, step
 from vae_jax.training.loop import train_and_evaluate
 from vae_jax.training.metrics_writer import read_metrics
-
-
-def _apply(config, overrides: dict):
-    for dotted, value in overrides.items():
-        group, field = dotted.split(".")
-        config[group][field] = value
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +145,7 @@ def test_corrupted_bytes_are_caught_by_the_checksum(tmp_path):
 def test_invalid_config_fails_naming_the_field_before_any_work(
     tiny_config, tmp_path, field, value, message
 ):
-    _apply(tiny_config, {field: value})
+    apply_overrides(tiny_config, {field: value})
     workdir = tmp_path / "never_created"
     with pytest.raises(ConfigError, match=message):
         train_and_evaluate(tiny_config, workdir)

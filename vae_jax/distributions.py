@@ -141,14 +141,18 @@ class Gaussian(DiagGaussian):
     event_ndims: int = struct.field(pytree_node=False, default=3)
 
 
-@struct.dataclass
-class Bernoulli:
-    """Bernoulli over binary pixels, computed in logit space.
+def _natural_log_prob(logits, x, event_ndims: int, log_partition) -> jax.Array:
+    """``sum(x * logits - A(logits))`` over the event: the log-density of the exponential
+    families with natural parameter ``logits`` (Bernoulli: A = softplus; continuous
+    Bernoulli: A = its log-partition)."""
+    flat_logits = flatten_event(logits, event_ndims)
+    x = flatten_event(jnp.asarray(x, logits.dtype), event_ndims)
+    return jnp.sum(x * flat_logits - log_partition(flat_logits), axis=-1)
 
-    ``log p(x) = x * logits - softplus(logits)``, exact and finite for |logits| >= 100.
-    Only meaningful for binary ``x`` (for intensities in (0, 1) it is a cross-entropy,
-    not a normalized likelihood: use ``ContinuousBernoulli`` there).
-    """
+
+@struct.dataclass
+class _LogitsParameterized:
+    """A distribution over pixels parameterized by one logit per pixel."""
 
     logits: jax.Array
     event_ndims: int = struct.field(pytree_node=False, default=3)
@@ -157,10 +161,18 @@ class Bernoulli:
     def shape(self) -> tuple[int, ...]:
         return jnp.shape(self.logits)
 
+
+@struct.dataclass
+class Bernoulli(_LogitsParameterized):
+    """Bernoulli over binary pixels, computed in logit space.
+
+    ``log p(x) = x * logits - softplus(logits)``, exact and finite for |logits| >= 100.
+    Only meaningful for binary ``x`` (for intensities in (0, 1) it is a cross-entropy,
+    not a normalized likelihood: use ``ContinuousBernoulli`` there).
+    """
+
     def log_prob(self, x: jax.Array) -> jax.Array:
-        logits = flatten_event(self.logits, self.event_ndims)
-        x = flatten_event(jnp.asarray(x, self.logits.dtype), self.event_ndims)
-        return jnp.sum(x * logits - softplus(logits), axis=-1)
+        return _natural_log_prob(self.logits, x, self.event_ndims, softplus)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Binary samples (as floats); not differentiable in the logits."""
@@ -238,7 +250,7 @@ def _cb_variance(a: jax.Array) -> jax.Array:
 
 
 @struct.dataclass
-class ContinuousBernoulli:
+class ContinuousBernoulli(_LogitsParameterized):
     """Continuous Bernoulli on [0, 1] (Loaiza-Ganem & Cunningham, NeurIPS 2019).
 
     The properly normalized counterpart of the Bernoulli cross-entropy on intensities:
@@ -246,17 +258,10 @@ class ContinuousBernoulli:
     normalizing constant, stable at and near ``logits = 0``.
     """
 
-    logits: jax.Array
-    event_ndims: int = struct.field(pytree_node=False, default=3)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return jnp.shape(self.logits)
-
     def log_prob(self, x: jax.Array) -> jax.Array:
-        logits = flatten_event(self.logits, self.event_ndims)
-        x = flatten_event(jnp.asarray(x, self.logits.dtype), self.event_ndims)
-        return jnp.sum(x * logits - continuous_bernoulli_log_partition(logits), axis=-1)
+        return _natural_log_prob(
+            self.logits, x, self.event_ndims, continuous_bernoulli_log_partition
+        )
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Inverse-CDF samples in [0, 1]."""

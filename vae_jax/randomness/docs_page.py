@@ -189,13 +189,13 @@ respect to the decoder, taken through x̂ ~ Bernoulli, is exactly
 **{g["pathwise_through_sample_max_abs"]}** (x̂ is a step function of the logits). A
 score-function (REINFORCE) estimator is needed; over {g["num_keys"]} keys its gradient
 variance per parameter is **{_g(g["score_function_sampled_score"]["mean_variance_per_parameter"])}**
-(noise-to-signal {_g(g["score_function_sampled_score"]["noise_to_signal"])}; its mean over
-the keys is {g["score_function_relative_error_of_mean"]:.3g}× the norm of the exact gradient
-away from it, where noise alone predicts
-{g["score_function_relative_error_expected_from_noise"]:.3g}× — unbiased, but so noisy that
-{g["num_keys"]} keys do not pin it down), against **{cf_variance}**
-(noise-to-signal {_g(g["closed_form_log_likelihood"]["noise_to_signal"])}) for the
-closed-form gradient of log p(x|z), whose only noise is the latent draw.
+(noise-to-signal {_g(g["score_function_sampled_score"]["noise_to_signal"])}). It is
+unbiased, but the mean of its {g["num_keys"]} draws is still
+{g["score_function_relative_error_of_mean"]:.3g}× the exact gradient's norm away from it —
+what its noise predicts ({g["score_function_relative_error_expected_from_noise"]:.3g}×).
+The closed-form gradient of log p(x|z), whose only noise is the latent draw, has variance
+**{cf_variance}** per parameter (noise-to-signal
+{_g(g["closed_form_log_likelihood"]["noise_to_signal"])}).
 
 ## Where the training noise comes from
 

@@ -80,7 +80,7 @@ def variance_bars(posterior: dict, prior: dict, path: Path) -> Path:
 def estimator_bars(elbo_rows: list[dict], encoder: dict, reconstruction: dict, path: Path):
     """Variances (log scale) of the ELBO estimate and its gradient by latent draws and KL
     estimator; reparameterization vs score function; closed form vs sampled x-hat."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), width_ratios=(1, 1, 1.2))
     counts = sorted({r["num_samples"] for r in elbo_rows})
     width = 0.38
     for offset, kl in ((-width / 2, "analytic"), (width / 2, "mc")):
@@ -105,10 +105,10 @@ def estimator_bars(elbo_rows: list[dict], encoder: dict, reconstruction: dict, p
             "mean_variance_per_parameter"
         ],
         "encoder:\nscore function": encoder["score_function"]["mean_variance_per_parameter"],
-        "decoder: closed-form\nlog p(x|z)": grads["closed_form_log_likelihood"][
+        "decoder:\nclosed form\nlog p(x|z)": grads["closed_form_log_likelihood"][
             "mean_variance_per_parameter"
         ],
-        "decoder: sampled x-hat\n(score function)": grads["score_function_sampled_score"][
+        "decoder:\nsampled x-hat\n(score function)": grads["score_function_sampled_score"][
             "mean_variance_per_parameter"
         ],
     }

@@ -131,10 +131,9 @@ def _train_seeds(config, workdir, seeds, strategy, dataset, trainer, files) -> d
     stacked, stacked_streams = strategies.place(stacked, stacked_streams, chosen, len(seeds))
     _write_sweep_file(workdir, config, seeds, strategy, chosen, why)
 
-    started = time.perf_counter()
-    epoch_fn = jax.jit(strategies.multi_seed_epoch(trainer.train_epoch, chosen), donate_argnums=0)
-    compiled = epoch_fn.lower(stacked, stacked_streams, images, jnp.int32(0)).compile()
-    compile_seconds = time.perf_counter() - started
+    compiled, compile_seconds = loop.compile_epoch(
+        strategies.multi_seed_epoch(trainer.train_epoch, chosen), stacked, stacked_streams, images
+    )
     validate = loop.make_validation(trainer, dataset, config)
     num_epochs = config.training.num_epochs
     progress = Progress(num_epochs, unit="epoch", description=f"sweep of {len(seeds)} seeds",

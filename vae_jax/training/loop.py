@@ -85,13 +85,12 @@ def _train(config, workdir: Path, mesh, stop_after_epoch: int | None) -> dict:
         files.close()
 
 
-def compile_epoch(trainer: Trainer, state, streams, images):
-    """The epoch, compiled ahead of time (once per run); returns it and the seconds taken."""
+def compile_epoch(epoch_fn, state, streams, images):
+    """``epoch_fn(state, streams, images, epoch)`` compiled ahead of time, once per run,
+    with the state donated; returns it and the seconds compiling took."""
     started = time.perf_counter()
     compiled = (
-        jax.jit(trainer.train_epoch, donate_argnums=0)
-        .lower(state, streams, images, jnp.int32(0))
-        .compile()
+        jax.jit(epoch_fn, donate_argnums=0).lower(state, streams, images, jnp.int32(0)).compile()
     )
     return compiled, time.perf_counter() - started
 
@@ -127,7 +126,7 @@ def _run_epochs(
 ):
     num_epochs = config.training.num_epochs
     last_epoch = min(num_epochs, stop_after_epoch or num_epochs)
-    compiled_epoch, compile_seconds = compile_epoch(trainer, state, streams, images)
+    compiled_epoch, compile_seconds = compile_epoch(trainer.train_epoch, state, streams, images)
     logging.info("compiled the training epoch in %.1f s", compile_seconds)
     validation = make_validation(trainer, dataset, config)
     validate = lambda params: validation(params, streams)
