@@ -118,6 +118,20 @@ class ContinuousBernoulliTest(parameterized.TestCase):
                 err_msg=f"logit={logit}",
             )
 
+    def test_normalizer_matches_the_paper(self):
+        for logit in self.LOGITS:
+            lam = special.expit(logit)
+            if logit == 0.0:
+                expected = np.log(2.0)
+            elif abs(logit) > 20:  # 1 - 2 lam rounds to +-1: use C = l / tanh(l / 2)
+                expected = np.log(logit / np.tanh(logit / 2))
+            else:
+                expected = np.log(2 * np.arctanh(1 - 2 * lam) / (1 - 2 * lam))
+            np.testing.assert_allclose(
+                D.continuous_bernoulli_log_normalizer(jnp.float32(logit)), expected,
+                rtol=1e-5, atol=1e-5, err_msg=f"logit={logit}",
+            )  # fmt: skip
+
     def test_density_integrates_to_one(self):
         density = jax.jit(lambda x, logit: jnp.exp(D.ContinuousBernoulli(logit, 0).log_prob(x)))
         for logit in self.LOGITS:

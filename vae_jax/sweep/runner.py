@@ -46,6 +46,10 @@ def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -
     config_checks.check_all(config)
     if strategy not in strategies.STRATEGIES:
         raise ConfigError(f"--strategy={strategy!r} is not one of {list(strategies.STRATEGIES)}")
+    if strategy == "shard" and len(seeds) % jax.device_count():
+        raise ConfigError(
+            f"--strategy=shard: {len(seeds)} seeds do not divide over {jax.device_count()} devices"
+        )
     for seed in seeds:
         run_files.check_workdir(seed_workdir(workdir, seed), seed_config(config, seed))
 

@@ -115,6 +115,8 @@ class RunFiles:
             state, record = self.checkpointer.restore(epoch * steps_per_epoch, initial_state)
             start_epoch = self._check_record(record)
         self.last_saved_epoch = start_epoch
+        if self.writer is not None:  # restored again (a sweep stepping back to a common epoch)
+            self.writer.close()
         self.writer = (
             MetricsWriter(self.workdir, resume_epoch=start_epoch, resume_step=int(state.step))
             if self.primary
