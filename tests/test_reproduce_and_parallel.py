@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import REPO, subprocess_env
-from run_helpers import run, train_command
+from run_helpers import final_params, run, train_command
 
 from vae_jax import manifest, runtime
 from vae_jax.errors import CheckpointError
@@ -75,6 +75,16 @@ def test_reproduce_a_prefix_and_refuse_a_missing_epoch(finished_run):
         reproduce(finished_run, epochs=9)
 
 
+def _close_params(workdir_a, workdir_b) -> None:
+    """Parameters agree within the tolerance; loading a run saved from several devices or
+    processes into this 1-device process is part of the check."""
+    a, b = final_params(workdir_a), final_params(workdir_b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = np.max(np.abs(x)) + 1e-12
+        assert np.max(np.abs(x - y)) / scale < DATA_PARALLEL_RELATIVE_TOLERANCE
+
+
 def _close(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
@@ -109,6 +119,7 @@ def test_four_devices_agree_with_one(finished_run, tiny_data_dir, tmp_path):
     recorded = json.loads((sharded / "manifest.json").read_text())["environment"]
     assert len(recorded["devices"]) == 4
     _close(read_metrics(finished_run), read_metrics(sharded))
+    _close_params(finished_run, sharded)
 
 
 def test_two_processes_on_loopback_agree_with_one(finished_run, tiny_data_dir, tmp_path):
@@ -138,6 +149,7 @@ def test_two_processes_on_loopback_agree_with_one(finished_run, tiny_data_dir, t
     assert recorded["process_count"] == 2
     assert len(list((workdir / "tensorboard").iterdir())) == 1  # only process 0 writes
     _close(read_metrics(finished_run), read_metrics(workdir))
+    _close_params(finished_run, workdir)
 
 
 def test_deterministic_gpu_ops_flag_is_set_and_recorded(tiny_config, monkeypatch, tmp_path):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
+from conftest import REPO, subprocess_env
 from run_helpers import assert_same_params, final_params
 from scipy import stats
 
@@ -74,6 +77,27 @@ def test_vmap_sweep_equals_single_runs_within_the_stated_tolerance(
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
             scale = np.max(np.abs(b)) + 1e-12
             assert np.max(np.abs(a - b)) / scale < VMAP_RELATIVE_TOLERANCE
+
+
+def test_shard_sweep_over_two_devices_equals_single_runs(single_runs, tiny_data_dir, tmp_path):
+    """The seed axis split over 2 (forced CPU) devices, through the command line: one seed
+    per device runs the single-run arithmetic."""
+    workdir = tmp_path / "shard"
+    command = [
+        sys.executable, "-m", "experiments.sweep", "--config=experiments/configs/tiny.py",
+        f"--workdir={workdir}", f"--config.data.data_dir={tiny_data_dir}", "--seeds=0-1",
+        "--strategy=shard", "--noevaluate",
+    ]  # fmt: skip
+    env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((workdir / "sweep.json").read_text())["strategy"] == "shard"
+    for seed in (0, 1):
+        swept = final_params(seed_workdir(workdir, seed))
+        single = final_params(single_runs / f"seed_{seed}")
+        for a, b in zip(jax.tree.leaves(swept), jax.tree.leaves(single), strict=True):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            assert np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12) < VMAP_RELATIVE_TOLERANCE
 
 
 def test_every_seed_has_the_files_of_a_single_run(mapped_sweep):

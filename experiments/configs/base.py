@@ -1,7 +1,8 @@
-"""Every config field, its default and its meaning. Other configs import this and override.
+"""Every config field, its default and its meaning (the one place they are documented).
 
-Not an experiment by itself (it is what ``fashion_mlp.py`` builds on); each field can be
-set on the command line as ``--config.<group>.<field>=<value>``.
+Other configs import this and override; it is also the default experiment as it stands
+(``fashion_mlp.py`` returns it unchanged). Each field can be set on the command line as
+``--config.<group>.<field>=<value>``; the config is locked, so a misspelt field fails.
 """
 
 import ml_collections
@@ -56,14 +57,14 @@ def get_config() -> ml_collections.ConfigDict:
     optimizer.warmup_steps = 0  # warmup_cosine: linear warm-up steps
     optimizer.final_learning_rate_ratio = 0.0  # warmup_cosine: final / peak learning rate
     optimizer.weight_decay = 1e-4  # adamw only
-    optimizer.b1 = 0.9
-    optimizer.b2 = 0.999
-    optimizer.eps = 1e-8
+    optimizer.b1 = 0.9  # Adam: decay of the first-moment average
+    optimizer.b2 = 0.999  # Adam: decay of the second-moment average
+    optimizer.eps = 1e-8  # Adam: added to the root of the second moment
     optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
 
     config.training = training = ml_collections.ConfigDict()
     training.batch_size = 128  # examples per step (the last batch of an epoch is masked)
-    training.num_epochs = 20
+    training.num_epochs = 20  # passes over the training split (also sets the schedule's length)
     training.checkpoint_every_epochs = 1  # also at the end, and on SIGTERM
     training.keep_checkpoints = 3  # newest checkpoints kept
     training.eval_batch_size = 1000  # validation ELBO batch size
@@ -79,5 +80,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.runtime = runtime = ml_collections.ConfigDict()
     runtime.debug_key_reuse = False  # run under jax.debug_key_reuse (slower; finds key reuse)
     runtime.deterministic_gpu_ops = False  # sets XLA_FLAGS=--xla_gpu_deterministic_ops=true
-    runtime.num_devices = 0  # data parallel over this many devices (0 = all local devices)
+    runtime.num_devices = 0  # data parallel over this many devices (0 = all devices)
     return config

@@ -32,14 +32,18 @@ def image_shape_of_run(workdir: str | Path) -> tuple[int, int, int]:
 
 
 def abstract_train_state(vae: model.VAE, config) -> TrainState:
-    """Shapes and dtypes of the run's train state, as a restore target."""
+    """Shapes and dtypes of the run's train state, placed on this process's first device:
+    the restore target. Giving the placement lets a run trained on several devices, hosts
+    or in a sharded sweep be loaded anywhere (orbax otherwise expects the saving topology)."""
     optimizer = optimizer_lib.make_optimizer(config.optimizer, total_steps=1)
-    return jax.eval_shape(
+    shapes = jax.eval_shape(
         lambda key: TrainState(
             jax.numpy.zeros((), jax.numpy.int32), vae.init(key), optimizer.init(vae.init(key))
         ),
         jax.random.key(0),
     )
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
 
 
 def load_state(workdir: str | Path, step: int | None = None):
