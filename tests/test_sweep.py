@@ -155,3 +155,22 @@ def test_unknown_strategy_fails_before_any_work(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="--strategy='pmap' is not one of"):
         run_sweep(tiny_config, tmp_path / "never", [0, 1], strategy="pmap")
     assert not (tmp_path / "never").exists()
+
+
+def test_resumed_auto_sweep_keeps_the_strategy_it_started_with(tiny_config, tmp_path):
+    workdir = tmp_path / "auto"
+    tiny_config.training.num_epochs = 1
+    run_sweep(tiny_config, workdir, [0, 1], strategy="auto", evaluate=False)
+    sweep_file = workdir / "sweep.json"
+    first = json.loads(sweep_file.read_text())
+    assert first["strategy"] in ("map", "vmap")
+    assert set(first["why"]["seconds_per_step"]) == {"map", "vmap"}
+    other = "vmap" if first["strategy"] == "map" else "map"
+    sweep_file.write_text(json.dumps({**first, "strategy": other}))  # as if chosen by the probe
+
+    tiny_config.training.num_epochs = 2
+    run_sweep(tiny_config, workdir, [0, 1], strategy="auto", evaluate=False)
+    resumed = json.loads(sweep_file.read_text())
+    assert resumed["strategy"] == other
+    assert "resumed" in resumed["why"]["reason"]
+    assert [r["epoch"] for r in read_metrics(seed_workdir(workdir, 1))] == [1, 2]

@@ -131,7 +131,14 @@ def _train_seeds(config, workdir, seeds, strategy, dataset, trainer, files) -> d
         return strategies.multi_seed_epoch(probe.train_epoch, candidate)
 
     probe_images = images[: strategies.PROBE_STEPS * config.training.batch_size]
-    chosen, why = strategies.choose(strategy, probe_epoch, stacked, stacked_streams, probe_images)
+    resuming = strategy == "auto" and start_epoch > 0
+    recorded = _recorded_strategy(workdir) if resuming else None
+    if recorded:  # keep the arithmetic the sweep started with
+        chosen, why = recorded, {"reason": "chosen when this sweep started (resumed)"}
+    else:
+        chosen, why = strategies.choose(
+            strategy, probe_epoch, stacked, stacked_streams, probe_images
+        )
     stacked, stacked_streams = strategies.place(stacked, stacked_streams, chosen, len(seeds))
     _write_sweep_file(workdir, config, seeds, strategy, chosen, why)
 
@@ -188,6 +195,18 @@ def _train_seeds(config, workdir, seeds, strategy, dataset, trainer, files) -> d
         "dataset": dataset,
         "train_seconds": seconds,
     }
+
+
+def _recorded_strategy(workdir: Path) -> str | None:
+    """The strategy an interrupted ``auto`` sweep chose, if it can still run here."""
+    path = workdir / SWEEP_FILE
+    if not path.exists():
+        return None
+    recorded = manifest.read_json(path)
+    chosen = recorded.get("strategy")
+    if chosen == "shard" and len(recorded.get("seeds", [])) % jax.device_count():
+        return None
+    return chosen if chosen in strategies.STRATEGIES else None
 
 
 def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, why) -> None:
