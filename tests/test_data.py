@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -138,10 +139,22 @@ def test_interrupted_ingestion_leaves_nothing_the_reader_accepts(tmp_path, monke
     with pytest.raises(DataError, match=r"is not prepared in .*scripts/prepare_data.py"):
         source.read_split(config.data, "train")
     monkeypatch.undo()
-    # A leftover staging folder of a killed process does not get in the way either.
-    (tmp_path / "tfds" / ".staging" / "deadbeef").mkdir(parents=True)
+    # Leftover staging folders do not get in the way; those of killed processes on this
+    # host are deleted, those of live processes (or unknown owners) are left alone.
+    staging = tmp_path / "tfds" / ".staging"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    killed = staging / f"{host}-{dead.pid}-0123abcd"
+    alive = staging / f"{host}-{os.getpid()}-4567abcd"
+    unknown = staging / "deadbeef"
+    for folder in (killed, alive, unknown):
+        (folder / "half_written").mkdir(parents=True)
     ingest.prepare_local("fashion_mnist", tmp_path / "idx", str(tmp_path / "tfds"))
     assert len(source.read_split(config.data, "train")[0]) == 50
+    assert not killed.exists()
+    assert alive.exists()
+    assert unknown.exists()
 
 
 def test_prepare_data_cli_reports_one_line_and_exits_nonzero(tmp_path):

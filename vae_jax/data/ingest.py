@@ -3,7 +3,8 @@
 ``prepare_local`` validates every file first (so bad input fails before anything is
 written), builds the dataset with a small TFDS builder in a staging folder, and only then
 moves it into place with one rename: an interrupted ingestion leaves nothing the reader
-would accept. A second call finds the prepared dataset and does nothing.
+would accept; the staging folder a killed ingestion leaves is deleted by the next one. A
+second call finds the prepared dataset and does nothing.
 
 The image feature is a raw ``tfds.features.Tensor`` (uint8), which TFDS writes and reads
 without TensorFlow.
@@ -12,7 +13,9 @@ without TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
@@ -118,7 +121,8 @@ def prepare_local(
     splits, num_classes, source = read_idx_folder(name, idx_dir)
 
     staging_root = catalog.resolve_data_dir(data_dir) / ".staging"
-    staging = staging_root / uuid.uuid4().hex
+    remove_abandoned_staging(staging_root)
+    staging = staging_root / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
         builder = IdxImages(
@@ -147,3 +151,31 @@ def prepare_local(
             staging_root.rmdir()
     logging.info("prepared %s in %s", name, target)
     return target
+
+
+def remove_abandoned_staging(staging_root: Path) -> list[Path]:
+    """Deletes the staging folders of ingestions killed on this host (named
+    ``<host>-<pid>-<uuid>``, with no process ``pid`` alive); returns what was deleted.
+    Folders of live processes, of other hosts, or not named this way are left alone."""
+    removed = []
+    if not staging_root.is_dir():
+        return removed
+    host = socket.gethostname()
+    for folder in staging_root.iterdir():
+        owner_host, _, rest = folder.name.rpartition("-")[0].rpartition("-")
+        pid = rest if owner_host else ""
+        if owner_host == host and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            logging.info("removed %s, left by a killed ingestion", folder)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
