@@ -154,6 +154,9 @@ def test_seed_specifications():
 def test_unknown_strategy_fails_before_any_work(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="--strategy='pmap' is not one of"):
         run_sweep(tiny_config, tmp_path / "never", [0, 1], strategy="pmap")
+    tiny_config.runtime.num_devices = 2
+    with pytest.raises(ConfigError, match=r"runtime\.num_devices=2: a sweep does not split"):
+        run_sweep(tiny_config, tmp_path / "never", [0, 1], strategy="map")
     assert not (tmp_path / "never").exists()
 
 

@@ -80,5 +80,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.runtime = runtime = ml_collections.ConfigDict()
     runtime.debug_key_reuse = False  # run under jax.debug_key_reuse (slower; finds key reuse)
     runtime.deterministic_gpu_ops = False  # sets XLA_FLAGS=--xla_gpu_deterministic_ops=true
-    runtime.num_devices = 0  # data parallel over this many devices (0 = all devices)
+    runtime.num_devices = 0  # data parallel over this many devices (0 = all; sweeps: leave at 0)
     return config

@@ -46,6 +46,11 @@ def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -
     config_checks.check_all(config)
     if strategy not in strategies.STRATEGIES:
         raise ConfigError(f"--strategy={strategy!r} is not one of {list(strategies.STRATEGIES)}")
+    if config.runtime.num_devices > 1:
+        raise ConfigError(
+            f"runtime.num_devices={config.runtime.num_devices}: a sweep does not split batches "
+            "over devices; it puts seeds on devices with --strategy=shard (leave it at 0)"
+        )
     if strategy == "shard" and len(seeds) % jax.device_count():
         raise ConfigError(
             f"--strategy=shard: {len(seeds)} seeds do not divide over {jax.device_count()} devices"
