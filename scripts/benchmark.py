@@ -36,6 +36,7 @@ from experiments.configs import fashion_mlp
 from vae_jax import manifest, rng
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example
+from vae_jax.sweep.benchmark import NUM_TRAIN, synthetic_images
 from vae_jax.training import step as step_lib
 from vae_jax.training.trainer import make_trainer
 
@@ -46,7 +47,6 @@ _BATCH_SIZES = flags.DEFINE_list(
     "train_batch_sizes", ["128", "512"], "Training batch sizes (the target applies to 128)."
 )
 
-NUM_TRAIN = 54000  # the default Fashion-MNIST training split (60000 minus validation)
 TARGET_FRACTION = 0.7
 
 
@@ -92,10 +92,6 @@ def matmul_flops(config, image_size: int = 784) -> dict[str, float]:
         "decoder_forward": decoder,
         "train_step": 3 * (encoder + decoder) - first,
     }
-
-
-def synthetic_images(num: int) -> jax.Array:
-    return jnp.asarray(np.random.default_rng(0).integers(0, 256, (num, 28, 28, 1)), jnp.uint8)
 
 
 def bench_training(config, peak: float, repeats: int) -> dict:

@@ -169,17 +169,17 @@ def _train_seeds(config, workdir, seeds, strategy, dataset, trainer, files) -> d
                 terminated = bool(termination)
                 losses = []
                 for i, f in enumerate(files):
-                    state, metrics_i = strategies.take(stacked, i), strategies.take(step_metrics, i)
-                    f.stop_if_not_finite(metrics_i, epoch, first_step)
-                    metrics = run_files.epoch_metrics(
-                        metrics_i, state.params, lambda p, i=i: validate(p, streams[i]), seconds
+                    metrics = f.end_epoch(
+                        epoch,
+                        first_step,
+                        strategies.take(step_metrics, i),
+                        strategies.take(stacked, i),
+                        lambda p, i=i: validate(p, streams[i]),
+                        seconds,
+                        save=terminated,
+                        seeds_in_program=len(seeds),
                     )
-                    metrics["time/examples_per_second"] *= len(seeds)
-                    metrics["time/seeds_in_program"] = len(seeds)
-                    f.record_epoch(epoch, int(state.step), metrics)
                     losses.append(metrics["train/loss"])
-                    if f.checkpoint_due(epoch) or terminated:
-                        f.save(epoch, state)
                 progress.update(epoch, mean_loss=sum(losses) / len(losses))
                 if terminated:
                     logging.warning("stopped by SIGTERM after epoch %d; checkpoints saved", epoch)

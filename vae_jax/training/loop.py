@@ -141,17 +141,16 @@ def _run_epochs(
                 state, step_metrics = compiled_epoch(state, streams, images, jnp.int32(epoch - 1))
                 step_metrics = jax.device_get(step_metrics)
                 seconds = time.perf_counter() - epoch_started
-                files.stop_if_not_finite(step_metrics, epoch, first_step)
-                metrics = run_files.epoch_metrics(step_metrics, state.params, validate, seconds)
-                files.record_epoch(epoch, int(state.step), metrics)
+                terminated = bool(termination)
+                metrics = files.end_epoch(
+                    epoch, first_step, step_metrics, state, validate, seconds,
+                    save=terminated or epoch == last_epoch,
+                )  # fmt: skip
                 progress.update(
                     epoch,
                     loss=metrics["train/loss"],
                     val_elbo=metrics.get("validation/elbo", float("nan")),
                 )
-                terminated = bool(termination)
-                if files.checkpoint_due(epoch) or terminated or epoch == last_epoch:
-                    files.save(epoch, state)
                 if terminated:
                     logging.warning("stopped by SIGTERM after epoch %d; checkpoint saved", epoch)
                     break

@@ -134,8 +134,33 @@ class RunFiles:
             )
         return int(record["epoch"])
 
-    def record_epoch(self, epoch: int, step: int, metrics: dict) -> dict:
-        return self.writer.write(epoch, step, metrics)
+    def end_epoch(
+        self,
+        epoch: int,
+        first_step: int,
+        step_metrics,
+        state,
+        validate,
+        seconds: float,
+        *,
+        save: bool = False,
+        seeds_in_program: int = 1,
+    ) -> dict:
+        """Everything a run does after a compiled epoch: stops on a non-finite loss, writes
+        the epoch's metrics, and saves a checkpoint when due (or when ``save``).
+
+        ``seconds`` is the wall time of the program's epoch; when it trained
+        ``seeds_in_program`` seeds (a sweep), examples per second count all of them.
+        """
+        self._stop_if_not_finite(step_metrics, epoch, first_step)
+        metrics = epoch_metrics(step_metrics, state.params, validate, seconds)
+        if seeds_in_program > 1:
+            metrics["time/examples_per_second"] *= seeds_in_program
+            metrics["time/seeds_in_program"] = seeds_in_program
+        self.writer.write(epoch, int(state.step), metrics)
+        if save or self._checkpoint_due(epoch):
+            self.save(epoch, state)
+        return metrics
 
     def save(self, epoch: int, state) -> None:
         record = {
@@ -149,11 +174,11 @@ class RunFiles:
         self.checkpointer.save(int(state.step), state, record)
         self.last_saved_epoch = epoch
 
-    def checkpoint_due(self, epoch: int) -> bool:
+    def _checkpoint_due(self, epoch: int) -> bool:
         every = self.config.training.checkpoint_every_epochs
         return epoch % every == 0 or epoch == self.config.training.num_epochs
 
-    def stop_if_not_finite(self, step_metrics, epoch: int, first_step: int) -> None:
+    def _stop_if_not_finite(self, step_metrics, epoch: int, first_step: int) -> None:
         found = summaries.first_non_finite(step_metrics)
         if found is None:
             return
