@@ -65,10 +65,22 @@ def test_reproduce_names_the_changed_leaf_and_exits_1(finished_run, tmp_path):
     assert "parameter decoder/pixels/bias differs" in last, last
 
 
-def test_reproduce_a_prefix_and_refuse_a_missing_epoch(finished_run):
-    outcome = reproduce(finished_run, epochs=2)
+def test_reproduce_a_prefix_and_refuse_a_missing_epoch(finished_run, tmp_path, capsys):
+    # The manifest says the run used another jax: reproduce warns first, naming it (the
+    # usual reason a re-run is not bit-identical), and still compares.
+    workdir = tmp_path / "other_versions"
+    shutil.copytree(finished_run, workdir)
+    recorded = json.loads((workdir / "manifest.json").read_text())
+    recorded["environment"]["packages"]["jax"] = "0.0.1"
+    (workdir / "manifest.json").write_text(json.dumps(recorded))
+    outcome = reproduce(workdir, epochs=2)
     assert outcome.reproduced, outcome.difference
     assert outcome.epoch == 2
+    assert len(outcome.warnings) == 1
+    assert outcome.warnings[0].startswith("packages: recorded")
+    assert "'jax': '0.0.1'" in outcome.warnings[0]
+    printed = capsys.readouterr().out
+    assert "warning: the environment differs from the manifest's: packages" in printed
     with pytest.raises(
         CheckpointError, match=r"--epochs=9: .* has checkpoints of epochs \[1, 2, 3\] only"
     ):

@@ -80,7 +80,31 @@ def test_unknown_names_fail_clearly():
         rng.eval_key(jax.random.key(0), "nope")
 
 
-def test_describe_records_layout():
-    described = rng.describe()
-    assert described["stream_ids"] == rng.STREAM_IDS
-    assert described["default_impl"] == "threefry2x32"
+def test_describe_records_the_documented_layout():
+    # What manifest.json records, written out literally: a renamed field or a renumbered
+    # id changes what a reader of an old manifest would look up.
+    assert rng.describe() == {
+        "derivation": "stream = fold_in(key(seed), stream_id); per step: fold_in(stream, step)",
+        "stream_ids": {"init": 0, "data": 1, "binarize": 2, "latent": 3, "eval": 4, "generate": 5},
+        "eval_purpose_ids": {
+            "validation": 0,
+            "test_elbo": 1,
+            "test_iwae": 2,
+            "mutual_information": 3,
+            "figures": 4,
+            "randomness": 5,
+        },
+        "default_impl": "threefry2x32",
+    }
+    assert rng.key_impl_name(rng.root_key(0)) == "threefry2x32"
+    assert rng.key_impl_name(rng.root_key(0, impl="rbg")) == "rbg"
+
+
+def test_the_key_implementation_reaches_every_stream():
+    # A run recorded with another implementation (manifest "key_impl") must rebuild it.
+    streams = rng.make_streams(5, impl="rbg")
+    root = jax.random.key(5, impl="rbg")
+    for name, stream_id in rng.STREAM_IDS.items():
+        key = getattr(streams, name)
+        assert rng.key_impl_name(key) == "rbg"
+        np.testing.assert_array_equal(_bits(key), _bits(jax.random.fold_in(root, stream_id)))

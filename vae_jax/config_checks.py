@@ -36,10 +36,11 @@ def _in_unit_interval(value, field, *, include_one=False):
         raise ConfigError(f"{field}={value!r} must be in [0, 1{']' if include_one else ')'}")
 
 
-def _check_seed(config):
-    seed = config.seed
+def _check_seed(seed, field):
+    # jax.random.key takes 32 bits: key(2**32) is key(0), so a larger seed would silently
+    # reuse another's numbers.
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
+        raise ConfigError(f"{field}={seed!r} must be an integer in [0, 2**32)")
 
 
 def _check_data(data):
@@ -49,8 +50,8 @@ def _check_data(data):
     _in_unit_interval(data.validation_fraction, "data.validation_fraction")
     _at_least(data.limit_train, 0, "data.limit_train")
     _at_least(data.limit_test, 0, "data.limit_test")
-    _at_least(data.binarization_seed, 0, "data.binarization_seed")
-    _at_least(data.split_seed, 0, "data.split_seed")
+    _check_seed(data.binarization_seed, "data.binarization_seed")
+    _check_seed(data.split_seed, "data.split_seed")
 
 
 def _check_model(m):
@@ -128,7 +129,7 @@ def _check_evaluation(e):
 
 def check_config(config) -> None:
     """Field-by-field checks that need no data; raises ``ConfigError``."""
-    _check_seed(config)
+    _check_seed(config.seed, "seed")
     _check_data(config.data)
     _check_model(config.model)
     _check_objective(config.objective)

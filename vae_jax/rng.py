@@ -24,7 +24,7 @@ STREAM_IDS: dict[str, int] = {
     "binarize": 2,  # dynamic binarization of training batches
     "latent": 3,  # reparameterized z draws during training
     "eval": 4,  # z draws during evaluation (validation, test NLL, diagnostics)
-    "generate": 5,  # z ~ p(z) and x ~ p(x|z) for samples and figures
+    "generate": 5,  # reserved for draws a user asks for (vae.generate); figures use eval
 }
 
 # Sub-streams of ``eval`` (fixed ids): each evaluation quantity draws from its own.

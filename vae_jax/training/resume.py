@@ -1,5 +1,6 @@
 """Whether a workdir can be resumed with a config: only fields that leave the model, the
-data and the optimization unchanged may differ."""
+data and the optimization unchanged may differ (the number of epochs only while the
+learning-rate schedule does not span it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ MAY_CHANGE = (
     "evaluation.",
     "runtime.",
 )
+
+
+# Fields that set the length of a learning-rate schedule: they may change on resume only
+# while the schedule is constant.
+SCHEDULE_LENGTH = ("training.num_epochs",)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -44,6 +50,13 @@ def check_resumable(recorded_config: dict, config) -> list[str]:
     )
     allowed = []
     for field in changed:
+        if field in SCHEDULE_LENGTH and old.get("optimizer.schedule") != "constant":
+            raise ConfigError(
+                f"cannot resume: {field} is {new.get(field)!r} but the run in this workdir "
+                f"used {old.get(field)!r}, and optimizer.schedule="
+                f"{old.get('optimizer.schedule')!r} spans it (every later learning rate would "
+                "change); use a new --workdir or the same value"
+            )
         if any(field == m or (m.endswith(".") and field.startswith(m)) for m in MAY_CHANGE):
             allowed.append(field)
             continue

@@ -1,0 +1,804 @@
+"""The bookkeeping promises, each checked against a second way of computing the number.
+
+Masked means (the padded end of the last batch counts nowhere), epoch summaries (per-example
+means weighted by unmasked examples, learning rate and beta at the epoch's last step),
+checkpoint schedule and retention, every config range at and just past its edges, which
+fields a resume may change, ``reproduce`` comparing the optimizer state, and data
+fingerprints that cover every example.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import synthetic_images, write_idx_folder
+from run_helpers import checkpoint_steps
+
+import vae_jax
+from experiments.configs import tiny
+from vae_jax import config_checks
+from vae_jax.data import Preprocessing, idx, ingest, load_dataset, source
+from vae_jax.errors import ConfigError
+from vae_jax.reproduce import first_differing_metric, reproduce
+from vae_jax.sweep.runner import run_sweep
+from vae_jax.training import checkpointing, resume
+from vae_jax.training.loop import train_and_evaluate
+from vae_jax.training.metrics_writer import read_metrics
+from vae_jax.training.run_loading import load_state
+
+# --- Internals this file needs, in one place (an upcoming restructure renames them). ---
+
+
+def make_objective(vae, objective_config):
+    from vae_jax.training import objective
+
+    return objective.make_objective(vae, objective_config)
+
+
+def summarize_epoch(step_metrics):
+    from vae_jax.training import summaries
+
+    return summaries.summarize_epoch(step_metrics)
+
+
+def evaluate_every_example(per_example_fn, params, key, images, batch_size):
+    """Runs ``per_example_fn(params, key_i, x_i)`` over stored {0, 1} uint8 ``images``."""
+    from vae_jax.evaluation import per_example
+
+    preprocessing = Preprocessing(kind="binary", binarization="static")
+    evaluate_batch = per_example.make_batch_evaluator(per_example_fn, preprocessing)
+    return per_example.evaluate_examples(evaluate_batch, params, key, images, batch_size)
+
+
+# --- Shared settings and helpers. ---
+
+# tiny: 600 source train examples, the last 10% carved for validation, batches of 50.
+NUM_TRAIN = 600 - round(0.1 * 600)
+STEPS_PER_EPOCH = math.ceil(NUM_TRAIN / 50)
+NUM_EPOCHS = 5
+# A schedule and a KL warm-up that change within every epoch, so that a value taken from the
+# wrong step of an epoch shows.
+SCHEDULED = {
+    "training.num_epochs": NUM_EPOCHS,
+    "optimizer.schedule": "warmup_cosine",
+    "optimizer.warmup_steps": 7,
+    "optimizer.final_learning_rate_ratio": 0.1,
+    "objective.beta": 0.5,
+    "objective.kl_warmup_steps": 15,
+}
+
+
+def set_field(config, dotted: str, value) -> None:
+    *groups, field = dotted.split(".")
+    node = config
+    for group in groups:
+        node = node[group]
+    node[field] = value
+
+
+def get_field(config, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def tiny_with(data_dir: str | None = None, **overrides):
+    config = tiny.get_config()
+    if data_dir is not None:
+        config.data.data_dir = data_dir
+    for dotted, value in overrides.items():
+        set_field(config, dotted, value)
+    return config
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def nudged(value: float, dtype) -> float:
+    """The next ``dtype`` number above ``value``: the smallest change a bit-for-bit check
+    must see."""
+    return float(np.nextafter(dtype(value), dtype(np.inf)))
+
+
+# --- Masked means: padding counts in no loss, metric or gradient. ---
+
+NUM_VALID, NUM_PADDED = 5, 3
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """The tiny VAE, its initial parameters and its ELBO compiled once for this file."""
+    vae = vae_jax.make_vae(tiny.get_config(), (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    elbo = jax.jit(vae.elbo, static_argnames=("num_samples", "kl"))
+    return vae, params, elbo
+
+
+def _padded_batch(padding_probability: float):
+    valid = jax.random.bernoulli(jax.random.key(1), 0.3, (NUM_VALID, 28, 28, 1))
+    padding = jax.random.bernoulli(jax.random.key(9), padding_probability, (NUM_PADDED, 28, 28, 1))
+    x = jnp.concatenate([valid, padding]).astype(jnp.float32)
+    mask = jnp.arange(NUM_VALID + NUM_PADDED) < NUM_VALID
+    return x, mask
+
+
+def _valid_mean(values) -> float:
+    return float(np.mean(np.asarray(values, np.float64)[:NUM_VALID]))
+
+
+def _loss_and_metrics(vae, params, objective_config, key, step):
+    """The objective's loss and metrics on a padded batch, after checking that replacing the
+    padded images leaves the loss, every metric and the gradient as they were."""
+    objective_fn = jax.jit(jax.value_and_grad(make_objective(vae, objective_config), has_aux=True))
+    results = []
+    for padding_probability in (0.95, 0.02):
+        x, mask = _padded_batch(padding_probability)
+        (loss, metrics), grads = objective_fn(params, key, x, mask, jnp.int32(step))
+        results.append((float(loss), {k: float(v) for k, v in metrics.items()}, grads))
+    (loss, metrics, grads), (loss_other, metrics_other, grads_other) = results
+    np.testing.assert_allclose(loss_other, loss, rtol=1e-6)
+    for name in metrics:
+        np.testing.assert_allclose(metrics_other[name], metrics[name], rtol=1e-6, err_msg=name)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_other), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+    return loss, metrics
+
+
+def test_elbo_objective_averages_over_unmasked_examples_only(tiny_model):
+    """objective.py: "The loss is averaged over the examples where mask is True"; beta is
+    beta * min(1, (t + 1) / kl_warmup_steps). Padded images change nothing."""
+    vae, params, elbo = tiny_model
+    config = tiny_with(
+        **{"objective.num_samples": 2, "objective.beta": 0.5, "objective.kl_warmup_steps": 10}
+    )
+    key, step = jax.random.key(2), 4
+    loss, metrics = _loss_and_metrics(vae, params, config.objective, key, step)
+    x, _ = _padded_batch(0.95)
+    out = elbo(params, key, x, num_samples=2)  # the objective's draws
+    beta = 0.5 * min(1.0, (step + 1) / 10)
+    log_likelihood, kl = _valid_mean(out.log_likelihood), _valid_mean(out.kl)
+    expected = {
+        "loss": -(log_likelihood - beta * kl),
+        "elbo": _valid_mean(out.elbo),
+        "log_likelihood": log_likelihood,
+        "kl": kl,
+        "beta": beta,
+    }
+    assert set(metrics) == set(expected)
+    np.testing.assert_allclose(loss, expected["loss"], rtol=1e-5)
+    for name, value in expected.items():
+        np.testing.assert_allclose(metrics[name], value, rtol=1e-5, err_msg=name)
+    # The padded examples would have moved the means: the check above can tell.
+    assert abs(float(np.mean(out.kl)) - kl) > 1e-3 * abs(kl)
+
+
+def test_free_bits_average_each_dimension_over_unmasked_examples_only(tiny_model):
+    """Free bits: each latent dimension's KL, averaged over the unmasked examples, is only
+    penalized above ``free_bits`` nats."""
+    vae, params, elbo = tiny_model
+    key = jax.random.key(2)
+    x, _ = _padded_batch(0.95)
+    out = elbo(params, key, x)
+    kl_per_dim = np.asarray(out.kl_per_dim, np.float64)[:NUM_VALID].mean(0)
+    # A threshold between the two smallest dimensions: one is clamped, the others are not.
+    low, second = np.sort(kl_per_dim)[:2]
+    assert second > low * 1.01
+    free_bits = float((low + second) / 2)
+    config = tiny_with(**{"objective.free_bits": free_bits})
+    loss, metrics = _loss_and_metrics(vae, params, config.objective, key, 0)
+    penalty = np.maximum(kl_per_dim, free_bits).sum()
+    np.testing.assert_allclose(loss, -(_valid_mean(out.log_likelihood) - penalty), rtol=1e-5)
+    np.testing.assert_allclose(metrics["kl"], _valid_mean(out.kl), rtol=1e-5)
+    # Averaged over every row, padding included, the penalty would differ.
+    with_padding = np.maximum(np.asarray(out.kl_per_dim, np.float64).mean(0), free_bits).sum()
+    assert abs(with_padding - penalty) > 1e-3 * penalty
+
+
+def test_iwae_objective_and_metrics_average_over_unmasked_examples_only(tiny_model):
+    """IWAE-k: the loss is minus the bound averaged over unmasked examples; the reported ELBO
+    terms are those of the same K draws (Monte Carlo KL), the KL metric the analytic one."""
+    vae, params, elbo = tiny_model
+    num_samples = 4
+    config = tiny_with(**{"objective.name": "iwae", "objective.num_samples": num_samples})
+    key = jax.random.key(2)
+    loss, metrics = _loss_and_metrics(vae, params, config.objective, key, 0)
+    x, _ = _padded_batch(0.95)
+    bound = jax.jit(vae.iwae_bound, static_argnums=3)(params, key, x, num_samples)
+    same_draws = elbo(params, key, x, num_samples=num_samples, kl="mc")
+    analytic = elbo(params, key, x, num_samples=2)  # analytic KL: no draws involved
+    expected = {
+        "loss": -_valid_mean(bound),
+        "iwae_bound": _valid_mean(bound),
+        "elbo": _valid_mean(same_draws.elbo),
+        "log_likelihood": _valid_mean(same_draws.log_likelihood),
+        "kl": _valid_mean(analytic.kl),
+        "beta": 1.0,
+    }
+    assert set(metrics) == set(expected)
+    np.testing.assert_allclose(loss, expected["loss"], rtol=1e-5)
+    for name, value in expected.items():
+        np.testing.assert_allclose(metrics[name], value, rtol=1e-5, err_msg=name)
+
+
+def test_epoch_summary_weights_steps_by_unmasked_examples_and_takes_the_last_step():
+    """summaries.py: per-example means weighted by each step's unmasked examples; learning
+    rate and beta at the epoch's last step; num_examples summed; other metrics averaged."""
+    num_examples = [50.0, 50.0, 40.0]  # 140 examples: the last batch is padded
+    per_example = {
+        "loss": [1.0, 2.0, 10.0],
+        "elbo": [-1.5, -2.5, -12.0],
+        "log_likelihood": [-1.0, -2.0, -11.0],
+        "kl": [0.5, 0.5, 1.0],
+        "iwae_bound": [-1.25, -2.25, -11.5],
+    }
+    last_step = {"learning_rate": [1e-4, 5e-4, 9e-4], "beta": [0.2, 0.4, 0.6]}
+    step_metrics = {
+        name: np.asarray(values, np.float32)
+        for name, values in {
+            **per_example,
+            **last_step,
+            "grad_norm": [1.0, 2.0, 6.0],
+            "num_examples": num_examples,
+        }.items()
+    }
+    summary = summarize_epoch(step_metrics)
+    for name, values in per_example.items():
+        weighted = sum(n * float(np.float32(v)) for n, v in zip(num_examples, values, strict=True))
+        expected = weighted / 140
+        assert abs(expected - np.mean(values)) > 1e-3  # an unweighted mean would show
+        np.testing.assert_allclose(summary[f"train/{name}"], expected, rtol=1e-12, err_msg=name)
+    for name, values in last_step.items():
+        assert summary[f"train/{name}"] == float(np.float32(values[-1])), name
+    assert summary["train/num_examples"] == 140.0
+    np.testing.assert_allclose(summary["train/grad_norm"], 3.0, rtol=1e-12)
+    assert set(summary) == {f"train/{name}" for name in step_metrics}
+
+
+def test_every_example_is_evaluated_exactly_once_with_its_own_key(tiny_model):
+    """per_example.py: one result per example, with key fold_in(key, i), whatever the
+    batch size and however the last batch is padded."""
+    vae, params, elbo = tiny_model
+    key = jax.random.key(5)
+    images = np.asarray(jax.random.bernoulli(jax.random.key(3), 0.3, (7, 28, 28, 1)), np.uint8)
+    alone = [
+        elbo(params, jax.random.fold_in(key, i), images[i].astype(np.float32)) for i in range(7)
+    ]
+    for batch_size in (3, 10):  # 3 batches, the last with 1 example; 1 batch larger than all
+        out = evaluate_every_example(
+            lambda p, k, x: vae.elbo(p, k, x), params, key, jnp.asarray(images), batch_size
+        )
+        assert out.elbo.shape == (7,)
+        assert out.kl_per_dim.shape == (7, 4)
+        for name in ("elbo", "log_likelihood", "kl", "kl_per_dim"):
+            np.testing.assert_allclose(
+                getattr(out, name),
+                np.stack([getattr(a, name) for a in alone]),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{name}, batch size {batch_size}",
+            )
+
+
+# --- One training run shared by the checkpoint, metrics, resume and reproduce tests. ---
+
+STOP_AFTER = 3  # not a multiple of checkpoint_every_epochs
+RUN_SETTINGS = {
+    **SCHEDULED,
+    "training.checkpoint_every_epochs": 2,
+    "training.keep_checkpoints": 3,
+}
+
+
+class Run(NamedTuple):
+    workdir: Path  # the finished run
+    stopped: Path  # a copy of it as it was when stopped after epoch STOP_AFTER
+    steps_when_stopped: list[int]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_data_dir) -> Run:
+    """5 epochs, checkpoints every 2 epochs, 3 kept: stopped after epoch 3, then resumed
+    with the same command (saved: epochs 2, 3, 4, 5)."""
+    root = tmp_path_factory.mktemp("run")
+    config = tiny_with(tiny_data_dir, **RUN_SETTINGS)
+    workdir = root / "run"
+    train_and_evaluate(config, workdir, stop_after_epoch=STOP_AFTER)
+    stopped = root / "stopped"
+    shutil.copytree(workdir, stopped)
+    steps_when_stopped = checkpoint_steps(workdir)
+    train_and_evaluate(config, workdir)
+    return Run(workdir, stopped, steps_when_stopped)
+
+
+def test_checkpoints_every_n_epochs_and_when_stopped(run):
+    """README: checkpoints every ``checkpoint_every_epochs`` epochs; a run stopped early
+    ends with a checkpoint. Each is numbered by its global step, epoch * steps per epoch."""
+    assert STEPS_PER_EPOCH == 11
+    # Epoch 1 is not due, epoch 2 is, epoch 3 is saved because the run stopped there.
+    assert run.steps_when_stopped == [2 * 11, 3 * 11]
+    assert read_metrics(run.stopped)[-1]["step"] == 3 * 11
+
+
+def test_only_the_newest_keep_checkpoints_are_kept(run):
+    """README: "the newest keep_checkpoints are kept" (saved: epochs 2, 3, 4, 5; keep 3),
+    and the last epoch is always saved."""
+    assert checkpoint_steps(run.workdir) == [3 * 11, 4 * 11, 5 * 11]
+
+
+def test_a_sweep_saves_the_last_epoch_even_when_it_is_not_due(tiny_data_dir, tmp_path):
+    """README: checkpoints "at the end": in a sweep nothing but the schedule saves it."""
+    config = tiny_with(
+        tiny_data_dir, **{"training.num_epochs": 1, "training.checkpoint_every_epochs": 2}
+    )
+    run_sweep(config, tmp_path / "sweep", [0], strategy="map", evaluate=False)
+    assert checkpoint_steps(tmp_path / "sweep" / "seed_0") == [STEPS_PER_EPOCH]
+
+
+def test_epoch_records_take_learning_rate_and_beta_at_the_last_step(run):
+    """Each record is written at its epoch's last step: ``step`` = epoch * steps/epoch, the
+    learning rate is the optax schedule and beta the KL warm-up at step ``step - 1``, and
+    ``train/num_examples`` counts the unmasked examples only."""
+    records = read_metrics(run.workdir)
+    assert [r["epoch"] for r in records] == list(range(1, NUM_EPOCHS + 1))
+    # optax's own schedule, from the config's fields (optimizer.py: decay over every step).
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=1e-3,
+        warmup_steps=7,
+        decay_steps=NUM_EPOCHS * STEPS_PER_EPOCH,
+        end_value=1e-3 * 0.1,
+    )
+
+    def beta(t):
+        return 0.5 * min(1.0, (t + 1) / 15)
+
+    for record in records:
+        epoch = record["epoch"]
+        assert record["step"] == epoch * STEPS_PER_EPOCH
+        last, first = record["step"] - 1, (epoch - 1) * STEPS_PER_EPOCH
+        np.testing.assert_allclose(record["train/learning_rate"], schedule(last), rtol=1e-6)
+        assert abs(float(schedule(first)) - record["train/learning_rate"]) > 1e-6
+        np.testing.assert_allclose(record["train/beta"], beta(last), rtol=1e-6)
+        assert record["train/num_examples"] == NUM_TRAIN
+    # Beta warms up over steps 0..14: epoch 1 ends at 11/15 of it, epoch 2 at all of it
+    # (its first step, 11, is still at 12/15).
+    assert records[0]["train/beta"] == pytest.approx(0.5 * 11 / 15, rel=1e-6)
+    assert records[1]["train/beta"] == 0.5
+    assert beta(STEPS_PER_EPOCH) == pytest.approx(0.5 * 12 / 15)
+
+
+# --- Config ranges: every check at its edges and just past them. ---
+
+
+def _float_at_least(field, minimum, *, strict=False):
+    """``> minimum`` if strict, else ``>= minimum``; finite either way."""
+    inside = float(np.nextafter(minimum, np.inf))
+    outside = float(np.nextafter(minimum, -np.inf))
+    return [
+        (field, field, float(minimum), not strict),
+        (field, field, inside if strict else outside, strict),
+        (field, field, float(np.finfo(np.float64).max), True),
+        (field, field, math.inf, False),
+        (field, field, math.nan, False),
+    ]
+
+
+def _int_at_least(field, minimum):
+    return [(field, field, minimum, True), (field, field, minimum - 1, False)]
+
+
+def _unit_interval(field, *, include_one):
+    """[0, 1] or [0, 1)."""
+    rows = [
+        (field, field, 0.0, True),
+        (field, field, float(np.nextafter(0.0, -1.0)), False),
+        (field, field, 1.0, include_one),
+        (field, field, math.nan, False),
+    ]
+    if include_one:
+        rows.append((field, field, float(np.nextafter(1.0, 2.0)), False))
+    else:
+        rows.append((field, field, float(np.nextafter(1.0, 0.0)), True))
+    return rows
+
+
+# (field named in the error, config leaf, value, accepted, other fields set first)
+CONV = {"model.architecture": "conv"}
+GAUSSIAN = {"model.likelihood": "gaussian"}
+IWAE = {"objective.name": "iwae"}
+RANGE_ROWS = [
+    ("seed", "seed", 0, True),
+    ("seed", "seed", -1, False),
+    ("seed", "seed", 2**32 - 1, True),
+    ("seed", "seed", 2**32, False),
+    ("seed", "seed", True, False),
+    *_unit_interval("data.validation_fraction", include_one=False),
+    *_int_at_least("data.limit_train", 0),
+    *_int_at_least("data.limit_test", 0),
+    *_int_at_least("data.binarization_seed", 0),
+    *_int_at_least("data.split_seed", 0),
+    # jax.random.key takes 32 bits: key(2**32) would silently be key(0).
+    ("data.binarization_seed", "data.binarization_seed", 2**32 - 1, True),
+    ("data.binarization_seed", "data.binarization_seed", 2**32, False),
+    ("data.split_seed", "data.split_seed", 2**32 - 1, True),
+    ("data.split_seed", "data.split_seed", 2**32, False),
+    *_int_at_least("model.latent_dim", 1),
+    ("model.hidden_sizes[0]", "model.hidden_sizes", (1,), True),
+    ("model.hidden_sizes[0]", "model.hidden_sizes", (0,), False),
+    ("model.hidden_sizes[1]", "model.hidden_sizes", (32, 1), True),
+    ("model.hidden_sizes[1]", "model.hidden_sizes", (32, 0), False),
+    ("model.conv_channels[0]", "model.conv_channels", (1,), True, CONV),
+    ("model.conv_channels[0]", "model.conv_channels", (0,), False, CONV),
+    ("model.conv_channels[1]", "model.conv_channels", (32, 0), False, CONV),
+    ("model.conv_channels", "model.conv_channels", (), False, CONV),
+    *_float_at_least("model.observation_scale", 0.0, strict=True),
+    *_float_at_least("model.min_scale", 0.0, strict=True),
+    # A learned gaussian scale's lower bound must be below its initial value.
+    ("model.min_scale", "model.min_scale", 0.1, False, GAUSSIAN),
+    ("model.min_scale", "model.min_scale", float(np.nextafter(0.1, 0.0)), True, GAUSSIAN),
+    *_int_at_least("model.num_bins", 2),
+    *_int_at_least("objective.num_samples", 1),
+    *_float_at_least("objective.beta", 0.0),
+    *_int_at_least("objective.kl_warmup_steps", 0),
+    *_float_at_least("objective.free_bits", 0.0),
+    # The elbo-only fields must stay neutral under iwae.
+    ("objective.beta", "objective.beta", 1.0, True, IWAE),
+    ("objective.beta", "objective.beta", float(np.nextafter(1.0, 2.0)), False, IWAE),
+    ("objective.beta", "objective.beta", float(np.nextafter(1.0, 0.0)), False, IWAE),
+    ("objective.kl_warmup_steps", "objective.kl_warmup_steps", 1, False, IWAE),
+    ("objective.free_bits", "objective.free_bits", float(np.nextafter(0.0, 1.0)), False, IWAE),
+    *_float_at_least("optimizer.learning_rate", 0.0, strict=True),
+    *_int_at_least("optimizer.warmup_steps", 0),
+    *_unit_interval("optimizer.final_learning_rate_ratio", include_one=True),
+    *_float_at_least("optimizer.weight_decay", 0.0),
+    *_unit_interval("optimizer.b1", include_one=False),
+    *_unit_interval("optimizer.b2", include_one=False),
+    *_float_at_least("optimizer.eps", 0.0, strict=True),
+    *_float_at_least("optimizer.grad_clip_norm", 0.0),
+    *(
+        row
+        for field in (
+            "batch_size",
+            "num_epochs",
+            "checkpoint_every_epochs",
+            "keep_checkpoints",
+            "eval_batch_size",
+            "validation_num_samples",
+        )
+        for row in _int_at_least(f"training.{field}", 1)
+    ),
+    *(
+        row
+        for field in (
+            "num_importance_samples",
+            "importance_chunk_size",
+            "batch_size",
+            "num_elbo_samples",
+            "num_figure_examples",
+        )
+        for row in _int_at_least(f"evaluation.{field}", 1)
+    ),
+    *_int_at_least("runtime.num_devices", 0),
+]
+# Seeds of keys the data draws from: 32 bits, like the run's seed.
+# Every documented choice (experiments/configs/base.py) of the string fields check_config checks.
+CHOICES = {
+    "data.source": ("local", "tfds"),
+    "data.binarization": ("none", "static", "dynamic"),
+    "data.static_binarization": ("sample", "threshold"),
+    "model.architecture": ("mlp", "conv"),
+    "model.activation": ("relu", "gelu", "elu", "silu", "tanh", "softplus", "leaky_relu"),
+    "model.likelihood": ("bernoulli", "continuous_bernoulli", "gaussian", "discretized_logistic"),
+    "model.gaussian_scale": ("fixed", "shared", "per_pixel", "predicted"),
+    "objective.name": ("elbo", "iwae"),
+    "objective.kl": ("analytic", "mc"),
+    "optimizer.name": ("adam", "adamw"),
+    "optimizer.schedule": ("constant", "warmup_cosine"),
+}
+# Fields check_config does not look at (data.name is checked against the data).
+NO_RANGE = {
+    "data.name": "no_such_dataset",
+    "data.data_dir": "/no/such/dir",
+    "data.validation_split": "no_such_split",
+    "runtime.debug_key_reuse": True,
+    "runtime.deterministic_gpu_ops": True,
+}
+
+
+def _range_param(row):
+    name, leaf, value, accepted, context = (*row, {})[:5]
+    verdict = "accepted" if accepted else "refused"
+    return pytest.param(name, leaf, value, accepted, context, id=f"{name}={value!r}-{verdict}")
+
+
+def _check(config, name: str, accepted: bool) -> None:
+    if accepted:
+        config_checks.check_config(config)
+        return
+    with pytest.raises(ConfigError) as error:
+        config_checks.check_config(config)
+    message = str(error.value)
+    assert re.match(rf"{re.escape(name)}[= ]", message), message
+
+
+@pytest.mark.parametrize(
+    ("name", "leaf", "value", "accepted", "context"),
+    [_range_param(row) for row in RANGE_ROWS],
+)
+def test_config_ranges_at_and_just_past_their_edges(name, leaf, value, accepted, context):
+    """README: invalid values fail in one line naming the field; each range is closed or open
+    exactly as config_checks documents it."""
+    config = tiny.get_config()
+    for dotted, other in context.items():
+        set_field(config, dotted, other)
+    config_checks.check_config(config)  # the context alone is valid
+    set_field(config, leaf, value)
+    _check(config, name, accepted)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param(field, value, id=f"{field}={value}")
+        for field, values in CHOICES.items()
+        for value in (*values, "no_such_choice", values[0].upper())
+    ],
+)
+def test_string_fields_accept_their_documented_choices_only(field, value):
+    """Every choice base.py documents is accepted; anything else fails naming the field."""
+    config = tiny.get_config()
+    set_field(config, field, value)
+    _check(config, field, value in CHOICES[field])
+
+
+def test_the_range_table_covers_every_field_config_checks_checks():
+    """A field added to the config or to config_checks must be added to the tables above."""
+    leaves = set(resume.flatten(resume.config_as_json(tiny.get_config())))
+    ranged = {row[1] for row in RANGE_ROWS}
+    tables = [ranged, set(CHOICES), set(NO_RANGE)]
+    assert sum(len(t) for t in tables) == len(set().union(*tables)), "a field in two tables"
+    assert set().union(*tables) == leaves
+    source_text = inspect.getsource(config_checks)
+    mentioned = set(
+        re.findall(
+            r'"((?:data|model|objective|optimizer|training|evaluation|runtime)\.\w+)', source_text
+        )
+    )
+    bare = set(re.findall(r'"([a-z_]+)"', source_text))
+    mentioned |= {leaf for leaf in leaves if leaf.rsplit(".", 1)[-1] in bare}
+    if "config.seed" in source_text:
+        mentioned.add("seed")
+    assert mentioned - ranged - set(CHOICES) == set()
+    # The fields without a range really are unchecked.
+    config = tiny.get_config()
+    for field, value in NO_RANGE.items():
+        set_field(config, field, value)
+    config_checks.check_config(config)
+
+
+# --- Resume: only fields that leave the model, data and optimization unchanged may change. ---
+
+# By the README: stopping, checkpointing, where the data live, evaluation and runtime.
+MAY_CHANGE_ON_RESUME = {
+    "training.num_epochs",
+    "training.checkpoint_every_epochs",
+    "training.keep_checkpoints",
+    "training.eval_batch_size",
+    "data.data_dir",
+    "evaluation.num_importance_samples",
+    "evaluation.importance_chunk_size",
+    "evaluation.batch_size",
+    "evaluation.num_elbo_samples",
+    "evaluation.num_figure_examples",
+    "runtime.debug_key_reuse",
+    "runtime.deterministic_gpu_ops",
+    "runtime.num_devices",
+}
+CONFIG_LEAVES = sorted(resume.flatten(resume.config_as_json(tiny.get_config())))
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.5
+    if isinstance(value, str):
+        return value + "_changed"
+    return (*value, 7)  # a tuple field (stored as a list in config.json)
+
+
+def test_the_fields_that_may_change_on_resume_exist():
+    """The list above names real config fields (a renamed field must be renamed there)."""
+    assert MAY_CHANGE_ON_RESUME <= set(CONFIG_LEAVES)
+    assert len(CONFIG_LEAVES) > 40
+
+
+@pytest.mark.parametrize("field", CONFIG_LEAVES)
+def test_resume_refuses_every_field_that_changes_the_run(field):
+    """resume.py: "only fields that leave the model, the data and the optimization
+    unchanged may differ"; the error names the field."""
+    recorded = resume.config_as_json(tiny.get_config())
+    config = tiny.get_config()
+    set_field(config, field, _changed(get_field(config, field)))
+    if field in MAY_CHANGE_ON_RESUME:
+        assert resume.check_resumable(recorded, config) == [field]
+    else:
+        with pytest.raises(ConfigError, match=rf"^cannot resume: {re.escape(field)} is "):
+            resume.check_resumable(recorded, config)
+
+
+def test_resume_refuses_a_new_length_when_the_schedule_depends_on_it():
+    """training.num_epochs sets the warmup_cosine schedule's decay_steps: changing it on
+    resume would change every later learning rate. With a constant schedule it may change."""
+    recorded = resume.config_as_json(tiny_with(**{"optimizer.schedule": "warmup_cosine"}))
+    config = tiny_with(**{"optimizer.schedule": "warmup_cosine", "training.num_epochs": 6})
+    with pytest.raises(ConfigError, match=r"cannot resume: training\.num_epochs is 6 .*"):
+        resume.check_resumable(recorded, config)
+    constant = resume.config_as_json(tiny_with())
+    assert resume.check_resumable(constant, tiny_with(**{"training.num_epochs": 6})) == [
+        "training.num_epochs"
+    ]
+
+
+def test_resume_with_a_changed_optimizer_field_fails_and_writes_nothing(
+    run, tiny_data_dir, tmp_path
+):
+    """README: resuming with a config that changes the optimization fails naming the field,
+    before anything is written."""
+    workdir = tmp_path / "run"
+    shutil.copytree(run.stopped, workdir)
+    before = files_in(workdir)
+    assert {"config.json", "manifest.json", "metrics.jsonl"} <= set(before)
+    assert any(name.startswith("checkpoints/33/") for name in before)
+    config = tiny_with(tiny_data_dir, **RUN_SETTINGS)
+    config.optimizer.b1 = 0.8
+    with pytest.raises(ConfigError, match=r"cannot resume: optimizer.b1 is 0.8 .* used 0.9"):
+        train_and_evaluate(config, workdir)
+    assert files_in(workdir) == before
+
+
+# --- reproduce compares parameters, optimizer state and every metric. ---
+
+
+def test_reproduce_fails_when_only_the_optimizer_state_differs(run, tmp_path):
+    """README: reproduce "compares parameters, optimizer state and every metric bit for
+    bit". One element of Adam's second moment moved by one float32 ulp must be named (the
+    parameters, compared first, reproduce bit for bit)."""
+    workdir = tmp_path / "tampered"
+    shutil.copytree(run.stopped, workdir)
+    step = STOP_AFTER * STEPS_PER_EPOCH
+    _, state, record, _ = load_state(workdir, step)
+    adam = state.opt_state[0]
+    nu = jax.tree.map(np.array, adam.nu)
+    kernel = nu["encoder"]["mlp"]["dense_0"]["kernel"]
+    kernel[3, 5] = nudged(kernel[3, 5], np.float32)
+    tampered = state._replace(opt_state=(adam._replace(nu=nu), *state.opt_state[1:]))
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+    checkpointer = checkpointing.Checkpointer(workdir / "checkpoints", 10)
+    checkpointer.save(step, tampered, {k: v for k, v in record.items() if k != "state_sha256"})
+    checkpointer.close()
+    _, reread, _, _ = load_state(workdir)  # the newest: its checksum matches the new contents
+    for a, b in zip(jax.tree.leaves(reread), jax.tree.leaves(tampered), strict=True):
+        assert np.array_equal(a, b)
+    outcome = reproduce(workdir)
+    assert not outcome.reproduced
+    assert outcome.epoch == STOP_AFTER
+    assert "nu/encoder/mlp/dense_0/kernel differs" in outcome.difference, outcome.difference
+
+
+@pytest.mark.parametrize("epoch", [1, 3, 5])
+def test_first_differing_metric_sees_any_epoch(run, epoch):
+    """reproduce compares every metric of every epoch, wall-clock fields excepted."""
+    original = read_metrics(run.workdir)
+    assert first_differing_metric(original, copy.deepcopy(original)) is None
+    changed = copy.deepcopy(original)
+    changed[epoch - 1]["train/kl"] = nudged(changed[epoch - 1]["train/kl"], np.float64)
+    difference = first_differing_metric(original, changed)
+    assert difference is not None
+    assert difference.startswith(f"metric train/kl of epoch {epoch} differs"), difference
+    # Wall-clock fields are not compared.
+    timing = copy.deepcopy(original)
+    timing[epoch - 1]["time/epoch_seconds"] += 1.0
+    assert first_differing_metric(original, timing) is None
+
+
+@pytest.mark.parametrize("missing", [0, 2, 4], ids=["first", "middle", "last"])
+def test_first_differing_metric_sees_a_missing_or_extra_record(run, missing):
+    """A record missing from either side, anywhere, is a difference."""
+    original = read_metrics(run.workdir)
+    shorter = original[:missing] + original[missing + 1 :]
+    assert first_differing_metric(original, shorter) is not None
+    assert first_differing_metric(shorter, original) is not None
+
+
+# --- Fingerprints cover every byte of every example. ---
+
+
+def _split_arrays(num=12, seed=0):
+    images, labels = synthetic_images(num, seed)
+    return images[..., None], labels.astype(np.int32)
+
+
+def _alter(images, labels, what: str, index: int):
+    images, labels = images.copy(), labels.copy()
+    if what == "first image byte":
+        images[index, 0, 0, 0] ^= 1
+    elif what == "last image byte":
+        images[index, -1, -1, -1] ^= 1
+    elif what == "label":
+        labels[index] = (labels[index] + 1) % 10
+    else:
+        raise ValueError(what)
+    return images, labels
+
+
+@pytest.mark.parametrize("index", [0, 6, 11], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("what", ["first image byte", "last image byte", "label"])
+def test_fingerprint_changes_with_any_single_byte_or_label(what, index):
+    images, labels = _split_arrays()
+    before = source.fingerprint(images, labels)
+    assert source.fingerprint(images.copy(), labels.copy()) == before
+    assert source.fingerprint(*_alter(images, labels, what, index)) != before
+
+
+@pytest.mark.parametrize(("i", "j"), [(0, 11), (5, 6)], ids=["ends", "neighbours"])
+def test_fingerprint_changes_when_two_examples_swap(i, j):
+    images, labels = _split_arrays()
+    assert not np.array_equal(images[i], images[j])
+    order = np.arange(len(images))
+    order[[i, j]] = order[[j, i]]
+    assert source.fingerprint(images[order], labels[order]) != source.fingerprint(images, labels)
+
+
+@pytest.fixture(scope="module")
+def small_idx(tmp_path_factory):
+    """A small IDX folder (40 train, 10 test) and its train arrays as written."""
+    folder = tmp_path_factory.mktemp("small") / "idx"
+    arrays = write_idx_folder(folder, 40, 10)
+    return folder, arrays
+
+
+def _recorded_fingerprints(idx_folder: Path, data_dir: Path) -> dict:
+    ingest.prepare_local("fashion_mnist", idx_folder, str(data_dir))
+    return load_dataset(tiny_with(str(data_dir))).record["fingerprint_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("what", "index"),
+    [("first image byte", 0), ("label", 20), ("last image byte", 39)],
+    ids=["first-example-pixel", "middle-example-label", "last-example-pixel"],
+)
+def test_recorded_train_fingerprint_covers_every_example(small_idx, tmp_path, what, index):
+    """README: the data's sha256 fingerprints are recorded in every result; one example that
+    differs in the IDX files gives another recorded fingerprint."""
+    folder, arrays = small_idx
+    images, labels = arrays["train"]
+    recorded = _recorded_fingerprints(folder, tmp_path / "tfds")
+    # The record is the fingerprint of the arrays exactly as written.
+    assert recorded["train"] == source.fingerprint(images[..., None], labels.astype(np.int32))
+    altered = tmp_path / "idx_altered"
+    shutil.copytree(folder, altered)
+    new_images, new_labels = _alter(images[..., None], labels.astype(np.int32), what, index)
+    idx.write_idx(altered / "train-images-idx3-ubyte.gz", new_images[..., 0])
+    idx.write_idx(altered / "train-labels-idx1-ubyte.gz", new_labels.astype(np.uint8))
+    recorded_altered = _recorded_fingerprints(altered, tmp_path / "tfds_altered")
+    assert recorded_altered["train"] != recorded["train"]
+    assert recorded_altered["train"] == source.fingerprint(new_images, new_labels)
+    assert recorded_altered["test"] == recorded["test"]
