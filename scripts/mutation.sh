@@ -58,7 +58,7 @@ scratch="${MUTATION_DIR:-/tmp/vae_jax_mutation/$name}"
 log "scratch copy: $scratch (modules: $(echo $modules); tests: $(echo $tests))"
 rm -rf "$scratch"
 mkdir -p "$scratch"
-cp -r vae_jax experiments tests pyproject.toml "$scratch/"
+cp -r vae_jax experiments tests scripts pyproject.toml "$scratch/"
 {
   echo "[mutmut]"
   echo "source_paths = vae_jax"
@@ -75,7 +75,7 @@ cp -r vae_jax experiments tests pyproject.toml "$scratch/"
   echo "timeout_constant = 60"
   echo "process_isolation = forkserver"
   echo "forkserver_warmup = none"
-  echo "also_copy ="; echo "    experiments"
+  echo "also_copy ="; printf "    %s\n" experiments scripts
 } >"$scratch/setup.cfg"
 
 cd "$scratch"
@@ -100,7 +100,7 @@ for meta in sorted(Path("mutants").rglob("*.py.meta")):
     names = sorted(json.loads(meta.read_text())["exit_code_by_key"])
     print("\n".join(random.Random(0).sample(names, min(int(sys.argv[1]), len(names)))))
 PY
-  mapfile -t selection <selection.txt
+  mapfile -t selection < <(grep . selection.txt)
   log "sampled ${#selection[@]} mutants (MUTATION_SAMPLE=$MUTATION_SAMPLE per module)"
 fi
 "$VENV/bin/mutmut" run --max-children "${MUTATION_WORKERS:-1}" "${selection[@]}" >mutmut.log 2>&1 || {

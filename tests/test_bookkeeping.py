@@ -61,6 +61,24 @@ def evaluate_every_example(per_example_fn, params, key, images, batch_size):
     return per_example.evaluate_examples(evaluate_batch, params, key, images, batch_size)
 
 
+def first_non_finite(step_metrics):
+    from vae_jax.training import summaries
+
+    return summaries.first_non_finite(step_metrics)
+
+
+def one_train_step(config, params, x, mask, key):
+    """The project's train step from ``config``, once from ``params``: the new parameters
+    and the step's metrics."""
+    from vae_jax.training import step as step_lib
+    from vae_jax.training.trainer import make_trainer
+
+    trainer = make_trainer(config, (28, 28, 1), None, NUM_TRAIN)
+    state = step_lib.TrainState(jnp.int32(0), params, trainer.optimizer.init(params))
+    state, metrics = jax.jit(trainer.train_step)(state, step_lib.Batch(x, mask), key)
+    return state.params, metrics
+
+
 # --- Shared settings and helpers. ---
 
 # tiny: 600 source train examples, the last 10% carved for validation, batches of 50.
@@ -292,6 +310,63 @@ def test_every_example_is_evaluated_exactly_once_with_its_own_key(tiny_model):
                 atol=1e-6,
                 err_msg=f"{name}, batch size {batch_size}",
             )
+
+
+def test_the_first_non_finite_value_is_found_loss_first():
+    """The non-finite stop names the earliest step, and at that step the loss (then the
+    gradient norm) before the metrics it explains."""
+    finite = {name: np.ones(4, np.float32) for name in ("elbo", "grad_norm", "kl", "loss")}
+    assert first_non_finite(finite) is None
+    everything_at_2 = {name: np.array([1, 1, np.nan, np.nan], np.float32) for name in finite}
+    assert first_non_finite(everything_at_2)[:2] == (2, "loss")
+    only_the_gradient = {**finite, "grad_norm": np.array([1, np.inf, 1, 1], np.float32)}
+    assert first_non_finite(only_the_gradient) == (1, "grad_norm", float("inf"))
+    later_loss = {**everything_at_2, "kl": np.array([1, np.nan, 1, 1], np.float32)}
+    assert first_non_finite(later_loss)[:2] == (1, "kl")
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"optimizer.name": "adam"},
+        {"optimizer.name": "adamw", "optimizer.weight_decay": 0.5},
+        {"optimizer.name": "adamw", "optimizer.weight_decay": 0.5, "optimizer.grad_clip_norm": 0.1},
+    ],
+    ids=["adam", "adamw", "adamw_clipped"],
+)
+def test_a_train_step_is_the_optax_update_of_the_objectives_gradient(tiny_model, optimizer):
+    """One step: the gradient of the objective's loss, then optax's own Adam/AdamW (after
+    global-norm clipping when set), as base.py documents each field; metrics report that
+    gradient's norm and the schedule at the step taken."""
+    vae, params, _ = tiny_model
+    config = tiny_with(**optimizer)
+    x, mask = _padded_batch(0.95)
+    key = jax.random.key(4)
+    new_params, metrics = one_train_step(config, params, x, mask, key)
+    loss_fn = make_objective(vae, config.objective)
+    grads = jax.grad(lambda p: loss_fn(p, key, x, mask, jnp.int32(0))[0])(params)
+    o = config.optimizer
+    if o.name == "adam":
+        reference = optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+    else:
+        reference = optax.adamw(
+            o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay
+        )
+    if o.grad_clip_norm > 0:
+        reference = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), reference)
+    updates, _ = reference.update(grads, reference.init(params), params)
+    expected = optax.apply_updates(params, updates)
+    for got, want in zip(jax.tree.leaves(new_params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(grads), rtol=1e-5)
+    assert float(metrics["learning_rate"]) == np.float32(o.learning_rate)
+    assert float(metrics["num_examples"]) == NUM_VALID
+    # Weight decay moves every parameter by lr * decay * value: far beyond the tolerance.
+    if o.name == "adamw":
+        adam = optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+        without_decay = optax.apply_updates(params, adam.update(grads, adam.init(params))[0])
+        kernel = lambda tree: np.asarray(tree["encoder"]["mlp"]["dense_0"]["kernel"])
+        assert np.max(np.abs(kernel(without_decay) - kernel(new_params))) > 1e-5
 
 
 # --- One training run shared by the checkpoint, metrics, resume and reproduce tests. ---

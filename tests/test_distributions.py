@@ -89,6 +89,34 @@ class LogProbTest(parameterized.TestCase):
         np.testing.assert_allclose(total, 0.0, atol=2e-5)
         self.assertTrue(np.all(np.isfinite(dist.bin_log_probs())))
 
+    def test_bernoulli_mean_and_variance_match_scipy(self):
+        logits = np.array([-30.0, -3.0, -0.4, 0.0, 0.7, 5.0, 30.0])
+        dist = D.Bernoulli(jnp.asarray(logits, jnp.float32), event_ndims=0)
+        reference = stats.bernoulli(special.expit(logits))
+        np.testing.assert_allclose(dist.mean(), reference.mean(), rtol=1e-6, atol=1e-30)
+        # scipy's p (1 - p) loses 1 - p at logit 30 in float64; p(l) p(-l) keeps it.
+        np.testing.assert_allclose(dist.variance()[:-1], reference.var()[:-1], rtol=1e-5)
+        exact = special.expit(logits) * special.expit(-logits)
+        np.testing.assert_allclose(dist.variance(), exact, rtol=1e-5, atol=1e-30)
+
+    def test_discretized_logistic_mean_and_variance_match_scipy_bins(self):
+        # Moments of the bin probabilities built from scipy's logistic CDF (edge bins take
+        # the tails), in integer units.
+        num_bins = 256
+        loc, log_scale = np.array([0.5, 0.1, 1.1]), np.array([-3.0, -2.0, -1.5])
+        dist = D.DiscretizedLogistic(
+            jnp.asarray(loc, jnp.float32), jnp.asarray(log_scale, jnp.float32), num_bins, 0
+        )
+        edges = (np.arange(num_bins - 1) + 0.5) / (num_bins - 1)
+        cdf = stats.logistic.cdf(edges[None, :], loc[:, None], np.exp(log_scale)[:, None])
+        cdf = np.concatenate([np.zeros((3, 1)), cdf, np.ones((3, 1))], axis=1)
+        probs = np.diff(cdf, axis=1)
+        bins = np.arange(num_bins)
+        mean = (probs * bins).sum(1)
+        variance = (probs * (bins - mean[:, None]) ** 2).sum(1)
+        np.testing.assert_allclose(dist.mean(), mean, rtol=1e-4)
+        np.testing.assert_allclose(dist.variance(), variance, rtol=1e-3)
+
 
 def _cb_density_reference(x, logit):
     """Float64 reference: the paper's C(lam) lam^x (1-lam)^(1-x) where 1 - 2 lam is
