@@ -205,6 +205,37 @@ def test_elbo_objective_averages_over_unmasked_examples_only(tiny_model):
     assert abs(float(np.mean(out.kl)) - kl) > 1e-3 * abs(kl)
 
 
+@pytest.mark.parametrize("num_valid", [1, 0], ids=["one_example", "all_padding"])
+def test_a_batch_of_one_example_or_none_is_averaged_over_what_it_holds(tiny_model, num_valid):
+    """A last batch may hold a single example: the loss is that example's; a batch of padding
+    only contributes a loss of 0, not NaN."""
+    vae, params, elbo = tiny_model
+    key = jax.random.key(2)
+    x, _ = _padded_batch(0.95)
+    mask = jnp.arange(len(x)) < num_valid
+    objective_fn = jax.jit(make_objective(vae, tiny_with().objective))
+    loss, metrics = objective_fn(params, key, x, mask, jnp.int32(0))
+    expected = -float(elbo(params, key, x).elbo[0]) if num_valid else 0.0
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(metrics["elbo"]), -expected, rtol=1e-5, atol=1e-6)
+
+
+def test_monte_carlo_kl_without_free_bits_is_not_clamped(tiny_model):
+    """With kl="mc" a dimension's KL estimate can be negative; free_bits = 0 (off) must leave
+    it as it is, so the loss is exactly -(log-likelihood - KL), both averaged over examples."""
+    vae, params, elbo = tiny_model
+    key = jax.random.key(2)
+    config = tiny_with(**{"objective.kl": "mc"})
+    loss, metrics = _loss_and_metrics(vae, params, config.objective, key, 0)
+    x, _ = _padded_batch(0.95)
+    out = elbo(params, key, x, kl="mc")
+    kl_per_dim = np.asarray(out.kl_per_dim, np.float64)[:NUM_VALID].mean(0)
+    assert np.any(kl_per_dim < -1e-3)  # a clamp at 0 would change the loss
+    expected = -(_valid_mean(out.log_likelihood) - _valid_mean(out.kl))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics["kl"], _valid_mean(out.kl), rtol=1e-5)
+
+
 def test_free_bits_average_each_dimension_over_unmasked_examples_only(tiny_model):
     """Free bits: each latent dimension's KL, averaged over the unmasked examples, is only
     penalized above ``free_bits`` nats."""
@@ -787,7 +818,10 @@ def test_first_differing_metric_sees_any_epoch(run, epoch):
     changed[epoch - 1]["train/kl"] = nudged(changed[epoch - 1]["train/kl"], np.float64)
     difference = first_differing_metric(original, changed)
     assert difference is not None
-    assert difference.startswith(f"metric train/kl of epoch {epoch} differs"), difference
+    recorded, now = original[epoch - 1]["train/kl"], changed[epoch - 1]["train/kl"]
+    assert difference == (
+        f"metric train/kl of epoch {epoch} differs ({recorded!r} recorded, {now!r} now)"
+    )
     # Wall-clock fields are not compared.
     timing = copy.deepcopy(original)
     timing[epoch - 1]["time/epoch_seconds"] += 1.0
