@@ -750,6 +750,20 @@ def test_resume_refuses_every_field_that_changes_the_run(field):
             resume.check_resumable(recorded, config)
 
 
+def test_resume_checks_every_changed_field_not_only_the_first():
+    """Fields are checked in order: an allowed change before a forbidden one must not end
+    the check, and every allowed change is reported."""
+    recorded = resume.config_as_json(tiny_with())
+    allowed_then_forbidden = tiny_with(**{"data.data_dir": "/elsewhere", "model.latent_dim": 5})
+    with pytest.raises(ConfigError, match=r"cannot resume: model\.latent_dim is 5"):
+        resume.check_resumable(recorded, allowed_then_forbidden)
+    two_allowed = tiny_with(**{"evaluation.batch_size": 7, "training.keep_checkpoints": 9})
+    assert resume.check_resumable(recorded, two_allowed) == [
+        "evaluation.batch_size",
+        "training.keep_checkpoints",
+    ]
+
+
 def test_resume_refuses_a_new_length_when_the_schedule_depends_on_it():
     """training.num_epochs sets the warmup_cosine schedule's decay_steps: changing it on
     resume would change every later learning rate. With a constant schedule it may change."""

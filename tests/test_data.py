@@ -379,6 +379,32 @@ def test_static_binarization_is_fixed_and_independent_of_carving(tiny_config):
     np.testing.assert_array_equal(threshold, [[0, 0, 1, 1]])
 
 
+def test_static_threshold_binarizes_every_split_and_is_recorded():
+    """static + threshold: train, validation and test are x / 255 > 0.5 (no key), and the
+    protocol says so; static + sample records the keyed draw."""
+    images = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    threshold = preprocess.Preprocessing(
+        kind="binary", binarization="static", static_method="threshold"
+    )
+    expected = (images > 127).astype(np.uint8)
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(threshold.store_for_evaluation(images, split), expected)
+    np.testing.assert_array_equal(threshold.store_for_training(images), expected)
+    assert threshold.describe() == {
+        "binarization": "static",
+        "representation": "binary {0, 1}",
+        "train": "threshold: x / 255 > 0.5",
+        "evaluation": "threshold: x / 255 > 0.5",
+        "static_method": "threshold",
+        "binarization_seed": 0,
+    }
+    sample = preprocess.Preprocessing(kind="binary", binarization="static", binarization_seed=3)
+    described = sample.describe()
+    assert described["train"] == described["evaluation"]
+    keyed_draw = "one Bernoulli(x / 255) draw per pixel, key fold_in(key(3), split_id)"
+    assert described["train"].startswith(keyed_draw)
+
+
 def test_dynamic_binarization_is_a_function_of_key_and_step():
     stream = jax.random.key(11)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)), jnp.uint8)
