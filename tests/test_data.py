@@ -405,6 +405,27 @@ def test_static_threshold_binarizes_every_split_and_is_recorded():
     assert described["train"].startswith(keyed_draw)
 
 
+def test_dynamic_and_plain_protocols_are_recorded_as_documented():
+    """What every result records about the data, written out: the README's rules."""
+    dynamic = preprocess.Preprocessing(kind="binary", binarization="dynamic", binarization_seed=2)
+    assert dynamic.describe() == {
+        "binarization": "dynamic",
+        "representation": "binary {0, 1}",
+        "train": "fresh Bernoulli(x / 255) draw per example per step, key "
+        "fold_in(binarize_stream, step)",
+        "evaluation": "one Bernoulli(x / 255) draw per pixel, key fold_in(key(2), split_id), "
+        "split_id={'train': 0, 'test': 1, 'validation': 2}",
+        "binarization_seed": 2,
+    }
+    intensities = preprocess.Preprocessing(kind="intensity").describe()
+    assert intensities["binarization"] == "none"
+    assert intensities["representation"] == "intensities x / 255 in [0, 1]"
+    integers = preprocess.Preprocessing(kind="integer").describe()
+    assert integers == {"binarization": "none", "representation": "8-bit integers in {0, ..., 255}"}
+    stored_binary = preprocess.Preprocessing(kind="binary", already_binary=True).describe()
+    assert stored_binary["binarization"] == "none (the dataset is stored binarized)"
+
+
 def test_dynamic_binarization_is_a_function_of_key_and_step():
     stream = jax.random.key(11)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)), jnp.uint8)

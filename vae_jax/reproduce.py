@@ -43,8 +43,9 @@ def leaf_name(path) -> str:
     return "/".join(parts)
 
 
-def first_differing_leaf(original, rerun) -> str | None:
-    """The first leaf (in tree order) whose bits differ, described; None if all equal."""
+def first_differing_leaf(original, rerun, *, what: str = "parameter") -> str | None:
+    """The first leaf (in tree order) whose bits differ, described as ``what`` (e.g.
+    "optimizer state"); None if all equal."""
     for (path, a), (_, b) in zip(
         jax.tree_util.tree_leaves_with_path(original),
         jax.tree_util.tree_leaves_with_path(rerun),
@@ -57,7 +58,7 @@ def first_differing_leaf(original, rerun) -> str | None:
                 if a.shape == b.shape
                 else f"shape {a.shape} vs {b.shape}"
             )
-            return f"parameter {leaf_name(path)} differs ({detail})"
+            return f"{what} {leaf_name(path)} differs ({detail})"
     return None
 
 
@@ -118,7 +119,9 @@ def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | 
     difference = (
         data_difference
         or first_differing_leaf(original_state.params, rerun_state.params)
-        or first_differing_leaf(original_state.opt_state, rerun_state.opt_state)
+        or first_differing_leaf(
+            original_state.opt_state, rerun_state.opt_state, what="optimizer state"
+        )
         or first_differing_metric(original_metrics, rerun_metrics)
     )
     return Outcome(difference is None, epoch, warnings, difference)
