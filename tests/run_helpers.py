@@ -22,10 +22,14 @@ TINY_CONFIG = "experiments/configs/tiny.py"
 
 
 def apply_overrides(config, overrides: dict):
-    """Sets ``{"group.field": value}`` entries on a config; returns it."""
+    """Sets ``{"group.field": value}`` (or top-level ``{"seed": value}``) entries on a
+    config; returns it."""
     for dotted, value in overrides.items():
-        group, field = dotted.split(".")
-        config[group][field] = value
+        *groups, field = dotted.split(".")
+        node = config
+        for group in groups:
+            node = node[group]
+        node[field] = value
     return config
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import synthetic_images, write_idx_folder
-from run_helpers import checkpoint_steps
+from run_helpers import apply_overrides, checkpoint_steps
 
 import vae_jax
 from experiments.configs import tiny
@@ -97,14 +97,6 @@ SCHEDULED = {
 }
 
 
-def set_field(config, dotted: str, value) -> None:
-    *groups, field = dotted.split(".")
-    node = config
-    for group in groups:
-        node = node[group]
-    node[field] = value
-
-
 def get_field(config, dotted: str):
     node = config
     for part in dotted.split("."):
@@ -116,9 +108,7 @@ def tiny_with(data_dir: str | None = None, **overrides):
     config = tiny.get_config()
     if data_dir is not None:
         config.data.data_dir = data_dir
-    for dotted, value in overrides.items():
-        set_field(config, dotted, value)
-    return config
+    return apply_overrides(config, overrides)
 
 
 def files_in(folder: Path) -> dict[str, bytes]:
@@ -652,9 +642,9 @@ def test_config_ranges_at_and_just_past_their_edges(name, leaf, value, accepted,
     exactly as config_checks documents it."""
     config = tiny.get_config()
     for dotted, other in context.items():
-        set_field(config, dotted, other)
+        apply_overrides(config, {dotted: other})
     config_checks.check_config(config)  # the context alone is valid
-    set_field(config, leaf, value)
+    apply_overrides(config, {leaf: value})
     _check(config, name, accepted)
 
 
@@ -669,7 +659,7 @@ def test_config_ranges_at_and_just_past_their_edges(name, leaf, value, accepted,
 def test_string_fields_accept_their_documented_choices_only(field, value):
     """Every choice base.py documents is accepted; anything else fails naming the field."""
     config = tiny.get_config()
-    set_field(config, field, value)
+    apply_overrides(config, {field: value})
     _check(config, field, value in CHOICES[field])
 
 
@@ -694,7 +684,7 @@ def test_the_range_table_covers_every_field_config_checks_checks():
     # The fields without a range really are unchecked.
     config = tiny.get_config()
     for field, value in NO_RANGE.items():
-        set_field(config, field, value)
+        apply_overrides(config, {field: value})
     config_checks.check_config(config)
 
 
@@ -743,7 +733,7 @@ def test_resume_refuses_every_field_that_changes_the_run(field):
     unchanged may differ"; the error names the field."""
     recorded = resume.config_as_json(tiny.get_config())
     config = tiny.get_config()
-    set_field(config, field, _changed(get_field(config, field)))
+    apply_overrides(config, {field: _changed(get_field(config, field))})
     if field in MAY_CHANGE_ON_RESUME:
         assert resume.check_resumable(recorded, config) == [field]
     else:
