@@ -16,7 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from vae_jax import cli, parallel
-from vae_jax.training.loop import train_and_evaluate
+from vae_jax.single_run import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/*.py).", lock_config=True

@@ -17,28 +17,25 @@ Sections:
               length, per strategy (target <= 1.0 on this CPU).
 """
 
+import itertools
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from sweep_benchmark import NUM_TRAIN, synthetic_images  # scripts/, this file's directory
 
 from experiments.configs import fashion_mlp
 from vae_jax import manifest, rng
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example
-from vae_jax.sweep.benchmark import NUM_TRAIN, synthetic_images
+from vae_jax.train_state import create_train_state
 from vae_jax.training import step as step_lib
-from vae_jax.training.trainer import make_trainer
+from vae_jax.training.trainer import trainer_from_config
 
 _SECTIONS = flags.DEFINE_list("sections", ["training", "evaluation", "sweep"], "What to measure.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
@@ -96,10 +93,10 @@ def matmul_flops(config, image_size: int = 784) -> dict[str, float]:
 
 def bench_training(config, peak: float, repeats: int) -> dict:
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = make_trainer(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
     images = synthetic_images(NUM_TRAIN)
     streams = rng.make_streams(0)
-    state = step_lib.create_train_state(trainer.vae, trainer.optimizer, streams.init)
+    state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
     compiled = jax.jit(trainer.train_epoch).lower(state, streams, images, jnp.int32(0)).compile()
     seconds = timed(lambda: compiled(state, streams, images, jnp.int32(0)), repeats=repeats)
     examples_per_second = NUM_TRAIN / seconds
@@ -163,7 +160,7 @@ def step_breakdown(trainer, state, images, batch_size: int, repeats: int) -> dic
 
 def bench_evaluation(config, peak: float, repeats: int, k: int = 5000, num: int = 100) -> dict:
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = make_trainer(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
     vae = trainer.vae
     params = jax.jit(vae.init)(jax.random.key(0))
     images = jnp.asarray(
@@ -195,7 +192,7 @@ def bench_evaluation(config, peak: float, repeats: int, k: int = 5000, num: int 
 
 
 def bench_sweep(config, repeats: int) -> dict:
-    from vae_jax.sweep import benchmark as sweep_benchmark
+    import sweep_benchmark
 
     return sweep_benchmark.sweep_over_sequential(config, num_seeds=8, repeats=repeats)
 

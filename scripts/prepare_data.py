@@ -14,10 +14,7 @@ which the default install leaves out: `pip install tensorflow`):
 A second call finds the prepared data and does nothing.
 """
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from absl import flags, logging
 

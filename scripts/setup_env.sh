@@ -2,6 +2,8 @@
 # Set-up shared by quickstart.sh and test.sh; source it, then use "$PY" (the venv's python).
 #
 #   ensure_venv             .venv with the pinned requirements (re-installed when they change)
+#                           and this checkout installed editable (`import vae_jax` and
+#                           `python -m experiments.train` work from any directory)
 #   ensure_debian_package P install Debian package P with apt-get if it is missing and apt is
 #                           usable (root, or passwordless sudo); returns 1 if it cannot
 set -euo pipefail
@@ -41,6 +43,24 @@ ensure_debian_package() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null || return 1
 }
 
+# True when the venv's python, started from / without PYTHONPATH (-I), finds vae_jax and
+# experiments in this checkout. find_spec locates a package without running it (fast).
+project_installed() {
+  (cd / && "$PY" -I - "$ROOT" <<'PY'
+import os, sys
+from importlib.util import find_spec
+
+root = os.path.realpath(sys.argv[1])
+for name in ("vae_jax", "experiments"):
+    spec = find_spec(name)
+    if spec is None or spec.origin is None:
+        sys.exit(1)
+    if os.path.commonpath([root, os.path.realpath(spec.origin)]) != root:
+        sys.exit(1)
+PY
+  ) >/dev/null 2>&1
+}
+
 ensure_venv() {
   if [ ! -x "$PY" ]; then
     local python
@@ -57,6 +77,16 @@ ensure_venv() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing pinned requirements into $VENV"
     "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt"
+    echo "$want" >"$stamp"
+  fi
+  # The project itself (its dependencies are the pinned ones above): re-installed when
+  # pyproject.toml changes or when the venv finds vae_jax elsewhere (a moved or copied checkout).
+  stamp="$VENV/.project.sha256"
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! project_installed; then
+    log "installing $ROOT into $VENV (editable)"
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+    project_installed || { log "error: after installing, vae_jax is not found in $ROOT"; return 1; }
     echo "$want" >"$stamp"
   fi
 }

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from experiments.configs import tiny
+from vae_jax.data import idx, ingest
 
-from experiments.configs import tiny  # noqa: E402
-from vae_jax.data import idx, ingest  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def synthetic_images(num: int, seed: int, image_shape=(28, 28)) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +64,8 @@ def tiny_config(tiny_data_dir):
 
 
 def subprocess_env(**extra) -> dict:
-    """Environment for running entry points in a subprocess from the repository root."""
+    """Environment for running entry points in a subprocess (the project is installed, so
+    nothing is added to the path): os.environ plus ``extra``."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env.update(extra)
     return env

@@ -31,19 +31,20 @@ from vae_jax import config_checks
 from vae_jax.data import Preprocessing, idx, ingest, load_dataset, source
 from vae_jax.errors import ConfigError
 from vae_jax.reproduce import first_differing_metric, reproduce
+from vae_jax.rundir import checkpointing
+from vae_jax.rundir.loading import load_state
+from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep.runner import run_sweep
-from vae_jax.training import checkpointing, resume
-from vae_jax.training.loop import train_and_evaluate
-from vae_jax.training.metrics_writer import read_metrics
-from vae_jax.training.run_loading import load_state
+from vae_jax.training import resume
 
 # --- Internals this file needs, in one place (an upcoming restructure renames them). ---
 
 
 def make_objective(vae, objective_config):
-    from vae_jax.training import objective
+    from vae_jax import objectives
 
-    return objective.make_objective(vae, objective_config)
+    return objectives.make_objective(vae, **objective_config)
 
 
 def summarize_epoch(step_metrics):
@@ -71,9 +72,9 @@ def one_train_step(config, params, x, mask, key):
     """The project's train step from ``config``, once from ``params``: the new parameters
     and the step's metrics."""
     from vae_jax.training import step as step_lib
-    from vae_jax.training.trainer import make_trainer
+    from vae_jax.training.trainer import trainer_from_config
 
-    trainer = make_trainer(config, (28, 28, 1), None, NUM_TRAIN)
+    trainer = trainer_from_config(config, (28, 28, 1), None, NUM_TRAIN)
     state = step_lib.TrainState(jnp.int32(0), params, trainer.optimizer.init(params))
     state, metrics = jax.jit(trainer.train_step)(state, step_lib.Batch(x, mask), key)
     return state.params, metrics
@@ -131,7 +132,7 @@ NUM_VALID, NUM_PADDED = 5, 3
 @pytest.fixture(scope="module")
 def tiny_model():
     """The tiny VAE, its initial parameters and its ELBO compiled once for this file."""
-    vae = vae_jax.make_vae(tiny.get_config(), (28, 28, 1))
+    vae = vae_jax.vae_from_config(tiny.get_config(), (28, 28, 1))
     params = jax.jit(vae.init)(jax.random.key(0))
     elbo = jax.jit(vae.elbo, static_argnames=("num_samples", "kl"))
     return vae, params, elbo

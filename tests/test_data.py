@@ -217,7 +217,7 @@ def test_loading_does_not_import_tensorflow(tiny_data_dir, tmp_path):
         """
     )
     env = subprocess_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "poisoned"), env["PYTHONPATH"]])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "poisoned"), env.get("PYTHONPATH", "")])
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,

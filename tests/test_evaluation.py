@@ -18,7 +18,7 @@ import vae_jax
 from experiments.configs import tiny
 from vae_jax.evaluation import bounds, diagnostics
 from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.training.loop import train_and_evaluate
+from vae_jax.single_run import train_and_evaluate
 
 OBSERVATION_SCALE = 0.5
 W = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, -1.0]])  # orthogonal columns
@@ -41,7 +41,7 @@ def _linear_gaussian_vae():
     config.model.likelihood = "gaussian"
     config.model.gaussian_scale = "fixed"
     config.model.observation_scale = OBSERVATION_SCALE
-    return vae_jax.make_vae(config, image_shape=(2, 2, 1))
+    return vae_jax.vae_from_config(config, image_shape=(2, 2, 1))
 
 
 def _params(vae, *, exact_posterior: bool):
@@ -137,7 +137,7 @@ def test_chunked_padded_evaluation_equals_one_pass():
 
 
 def test_active_units_are_exactly_the_dimensions_the_encoder_uses(tiny_config):
-    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
+    vae = vae_jax.vae_from_config(tiny_config, (28, 28, 1))
     params = jax.jit(vae.init)(jax.random.key(0))
     head = params["encoder"]["head"]["latent_params"]
     ignored = [1, 3]  # latent dimensions whose posterior mean ignores x

@@ -21,9 +21,9 @@ from run_helpers import (
 )
 
 from vae_jax.errors import CheckpointError, ConfigError
-from vae_jax.training import run_loading
-from vae_jax.training.loop import train_and_evaluate
-from vae_jax.training.metrics_writer import read_metrics
+from vae_jax.rundir import loading
+from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.single_run import train_and_evaluate
 
 # Long enough (in epochs) to be interrupted three times; 54 steps per epoch on the tiny data.
 DURABLE = {
@@ -77,7 +77,7 @@ def test_killed_and_terminated_run_ends_bit_identical(reference_run, tiny_data_d
     assert code == 0, stderr[-3000:]
     terminated_at = len(read_metrics(workdir))
     assert terminated_at < DURABLE["training.num_epochs"]
-    _, _, record, _ = run_loading.load_state(workdir)
+    _, _, record, _ = loading.load_state(workdir)
     assert record["epoch"] == terminated_at
 
     # 4. Resume to the end: the same parameters and metrics as the unbroken run.
@@ -105,7 +105,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(
     shutil.copytree(reference_run, workdir)
     steps = checkpoint_steps(workdir)
     damaged = _damage_newest_checkpoint(workdir)
-    _, state, _, _ = run_loading.load_state(workdir)
+    _, state, _, _ = loading.load_state(workdir)
     assert int(state.step) == steps[-2]
     assert f"checkpoint {workdir / 'checkpoints' / str(damaged)} cannot be restored" in caplog.text
     # Training from there redoes the last epochs and ends where the reference ended.

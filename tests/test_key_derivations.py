@@ -25,8 +25,8 @@ from experiments.configs import tiny
 from vae_jax import data
 from vae_jax.evaluation import bounds, diagnostics, figures
 from vae_jax.evaluation.evaluate_run import Evaluator
-from vae_jax.training.loop import train_and_evaluate
-from vae_jax.training.metrics_writer import read_metrics
+from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.single_run import train_and_evaluate
 
 fold_in = jax.random.fold_in
 
@@ -237,7 +237,7 @@ def replay(config, source):
     settings = (objective.name, objective.beta, objective.num_samples, objective.kl)
     assert settings == ("elbo", 1.0, 1, "analytic")
     assert (objective.kl_warmup_steps, objective.free_bits) == (0, 0)
-    vae = vae_jax.make_vae(config, (28, 28, 1))
+    vae = vae_jax.vae_from_config(config, (28, 28, 1))
     optimizer = optax.adam(
         config.optimizer.learning_rate,
         b1=config.optimizer.b1,

@@ -32,7 +32,7 @@ def _binary_images(key, n, shape=(28, 28, 1)):
 @functools.cache
 def _tiny_vae_and_params():
     """The tiny model and its initial parameters, built once per test session."""
-    vae = vae_jax.make_vae(tiny.get_config(), image_shape=(28, 28, 1))
+    vae = vae_jax.vae_from_config(tiny.get_config(), image_shape=(28, 28, 1))
     return vae, jax.jit(vae.init)(jax.random.key(0))
 
 
@@ -226,7 +226,7 @@ class ArchitecturesTest(parameterized.TestCase):
         config.model.gaussian_scale = "predicted"
         config.model.hidden_sizes = (16,)
         config.model.conv_channels = (4, 8)
-        vae = vae_jax.make_vae(config, image_shape=image_shape)
+        vae = vae_jax.vae_from_config(config, image_shape=image_shape)
         params = jax.jit(vae.init)(jax.random.key(0))
         x = jnp.full((2, *image_shape), 0.5)
         if likelihood == "discretized_logistic":
@@ -257,7 +257,7 @@ class ArchitecturesTest(parameterized.TestCase):
         config.model.likelihood = "gaussian"
         config.model.gaussian_scale = gaussian_scale
         config.model.architecture = "mlp"
-        vae = vae_jax.make_vae(config, image_shape=(28, 28, 1))
+        vae = vae_jax.vae_from_config(config, image_shape=(28, 28, 1))
         params = vae.init(jax.random.key(0))
         p = jax.jit(vae.decode)(params, jnp.zeros((2, config.model.latent_dim)))
         # Every option starts at observation_scale (predicted: up to the network's output).

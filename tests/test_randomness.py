@@ -13,10 +13,10 @@ import pytest
 
 import vae_jax
 from experiments.configs import tiny
+from experiments.randomness import docs_page, reconstruction
+from experiments.randomness.experiment import run_experiment, summary_lines
 from vae_jax import distributions
-from vae_jax.randomness import docs_page, reconstruction
-from vae_jax.randomness.experiment import run_experiment, summary_lines
-from vae_jax.training.loop import train_and_evaluate
+from vae_jax.single_run import train_and_evaluate
 
 # The residual Var(x) - (E[Var(x|z)] + Var(E[x|z])) has mean zero; its standard error
 # comes from 20 batch means, and we require it within 4 of them.
@@ -126,7 +126,7 @@ def test_closed_form_equals_the_exact_expectation_on_three_pixels():
 
 
 def test_analytic_and_monte_carlo_kl_elbos_agree_in_mean(tiny_config):
-    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
+    vae = vae_jax.vae_from_config(tiny_config, (28, 28, 1))
     params = jax.jit(vae.init)(jax.random.key(0))
     x = jax.random.bernoulli(jax.random.key(1), 0.3, (16, 28, 28, 1)).astype(jnp.float32)
     keys = jax.random.split(jax.random.key(2), 4000)

@@ -14,11 +14,11 @@ from run_helpers import assert_same_params, final_params
 from scipy import stats
 
 from vae_jax.errors import ConfigError
-from vae_jax.sweep import aggregate
+from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.single_run import train_and_evaluate
+from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.runner import run_sweep, seed_workdir
 from vae_jax.sweep.seeds import parse_seeds
-from vae_jax.training.loop import train_and_evaluate
-from vae_jax.training.metrics_writer import read_metrics, without_timing
 
 SEEDS = [0, 1, 2]
 
@@ -160,20 +160,36 @@ def test_unknown_strategy_fails_before_any_work(tiny_config, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_resumed_auto_sweep_keeps_the_strategy_it_started_with(tiny_config, tmp_path):
+@pytest.mark.parametrize(
+    ("backend", "device_count", "num_seeds", "expected"),
+    [
+        ("cpu", 1, 8, "map"),
+        ("cpu", 8, 8, "map"),  # fake CPU devices: still one seed after another
+        ("gpu", 1, 8, "vmap"),
+        ("gpu", 4, 8, "shard"),
+        ("tpu", 4, 6, "vmap"),  # 6 seeds do not divide over 4 devices
+    ],
+)
+def test_auto_strategy_is_a_fixed_rule_of_the_backend(backend, device_count, num_seeds, expected):
+    chosen, reason = strategies.resolve(
+        "auto", backend=backend, device_count=device_count, num_seeds=num_seeds
+    )
+    assert chosen == expected
+    assert reason.startswith(f"auto on {backend}")
+    # An explicit strategy is used as asked.
+    assert strategies.resolve("vmap", backend="cpu", device_count=1, num_seeds=2)[0] == "vmap"
+
+
+def test_resumed_auto_sweep_runs_the_same_strategy(tiny_config, tmp_path):
     workdir = tmp_path / "auto"
     tiny_config.training.num_epochs = 1
     run_sweep(tiny_config, workdir, [0, 1], strategy="auto", evaluate=False)
     sweep_file = workdir / "sweep.json"
     first = json.loads(sweep_file.read_text())
-    assert first["strategy"] in ("map", "vmap")
-    assert set(first["why"]["seconds_per_step"]) == {"map", "vmap"}
-    other = "vmap" if first["strategy"] == "map" else "map"
-    sweep_file.write_text(json.dumps({**first, "strategy": other}))  # as if chosen by the probe
+    assert (first["strategy_requested"], first["strategy"]) == ("auto", "map")  # on this CPU
 
     tiny_config.training.num_epochs = 2
     run_sweep(tiny_config, workdir, [0, 1], strategy="auto", evaluate=False)
     resumed = json.loads(sweep_file.read_text())
-    assert resumed["strategy"] == other
-    assert "resumed" in resumed["why"]["reason"]
+    assert resumed["strategy"] == "map"
     assert [r["epoch"] for r in read_metrics(seed_workdir(workdir, 1))] == [1, 2]

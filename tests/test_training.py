@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import logging
+import re
 from pathlib import Path
 
 import jax
@@ -21,11 +25,14 @@ from run_helpers import (
 )
 
 import vae_jax
-from vae_jax import rng
+from vae_jax import objectives, rng
 from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
-from vae_jax.training import checkpointing, objective, run_loading, step
-from vae_jax.training.loop import train_and_evaluate
-from vae_jax.training.metrics_writer import read_metrics
+from vae_jax.rundir import checkpointing, loading
+from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.single_run import train_and_evaluate
+from vae_jax.train_state import create_train_state
+from vae_jax.training import step
+from vae_jax.training.trainer import trainer_from_config
 
 
 @pytest.fixture(scope="module")
@@ -79,25 +86,43 @@ def test_tiny_trains_end_to_end_and_writes_its_files(tiny_config, tmp_path):
     assert vae.encode(params, jnp.zeros((1, 28, 28, 1))).loc.shape == (1, 4)
 
 
-def test_step_and_epoch_compile_once(tiny_config, tmp_path):
-    step.TRACE_COUNTS.clear()
-    tiny_config.training.num_epochs = 3
-    train_and_evaluate(tiny_config, tmp_path / "run")
-    assert step.TRACE_COUNTS["train_epoch"] == 1
-    # The stand-alone jitted step too: one trace for many batches and steps.
-    step.TRACE_COUNTS.clear()
-    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
-    from vae_jax.training.trainer import make_trainer
+@contextlib.contextmanager
+def counting_compilations():
+    """Counts XLA compilations per function name, from JAX's own compile log
+    (``jax.log_compiles``): ``counts["train_epoch"]`` after the block."""
+    counts = collections.Counter()
 
-    trainer = make_trainer(tiny_config, (28, 28, 1), None, 540)
+    class Count(logging.Handler):
+        def emit(self, record):
+            found = re.match(r"Compiling jit\((\w+)\)", record.getMessage())
+            if found:
+                counts[found.group(1)] += 1
+
+    handler, jax_logger = Count(), logging.getLogger("jax")
+    jax_logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            yield counts
+    finally:
+        jax_logger.removeHandler(handler)
+
+
+def test_step_and_epoch_compile_once(tiny_config, tmp_path):
+    tiny_config.training.num_epochs = 3
+    with counting_compilations() as compiled:
+        train_and_evaluate(tiny_config, tmp_path / "run")
+    assert compiled["train_epoch"] == 1
+    # The stand-alone jitted step too: one compilation for many batches and steps.
+    trainer = trainer_from_config(tiny_config, (28, 28, 1), None, 540)
     train_step = jax.jit(trainer.train_step, donate_argnums=0)
-    state = step.create_train_state(vae, trainer.optimizer, jax.random.key(0))
+    state = create_train_state(trainer.vae, trainer.optimizer, jax.random.key(0))
     streams = rng.make_streams(0)
-    for i in range(4):
-        x = jax.random.bernoulli(jax.random.key(i), 0.3, (50, 28, 28, 1)).astype(jnp.float32)
-        batch = step.Batch(x, jnp.ones((50,), bool))
-        state, _metrics = train_step(state, batch, rng.step_key(streams.latent, i))
-    assert step.TRACE_COUNTS["train_step"] == 1
+    with counting_compilations() as compiled:
+        for i in range(4):
+            x = jax.random.bernoulli(jax.random.key(i), 0.3, (50, 28, 28, 1)).astype(jnp.float32)
+            batch = step.Batch(x, jnp.ones((50,), bool))
+            state, _metrics = train_step(state, batch, rng.step_key(streams.latent, i))
+    assert compiled["train_step"] == 1
     assert int(state.step) == 4
 
 
@@ -164,10 +189,10 @@ def test_invalid_config_on_the_command_line_is_one_line_and_exit_1(tiny_data_dir
 
 
 def test_non_finite_loss_stops_with_epoch_step_and_metric(tiny_config, tmp_path, monkeypatch):
-    make_objective = objective.make_objective
+    make_objective = objectives.make_objective
 
-    def objective_that_diverges(vae, objective_config):
-        loss_fn = make_objective(vae, objective_config)
+    def objective_that_diverges(vae, **objective_fields):
+        loss_fn = make_objective(vae, **objective_fields)
 
         def diverging(params, key, x, mask, step):
             loss, metrics = loss_fn(params, key, x, mask, step)
@@ -176,61 +201,13 @@ def test_non_finite_loss_stops_with_epoch_step_and_metric(tiny_config, tmp_path,
 
         return diverging
 
-    monkeypatch.setattr(objective, "make_objective", objective_that_diverges)
+    monkeypatch.setattr(objectives, "make_objective", objective_that_diverges)
     tiny_config.training.num_epochs = 5
     workdir = tmp_path / "run"
     with pytest.raises(NonFiniteError, match=r"non-finite train/loss=nan at epoch 3, step 26"):
         train_and_evaluate(tiny_config, workdir)
     assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2]
     assert checkpoint_steps(workdir) == [11, 22]
-    _, state, record, _ = run_loading.load_state(workdir)
+    _, state, record, _ = loading.load_state(workdir)
     assert record["epoch"] == 2
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
-
-
-def test_iwae_objective_is_the_iwae_bound(tiny_config):
-    tiny_config.objective.name = "iwae"
-    tiny_config.objective.num_samples = 5
-    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
-    params = jax.jit(vae.init)(jax.random.key(0))
-    x = jax.random.bernoulli(jax.random.key(1), 0.3, (6, 28, 28, 1)).astype(jnp.float32)
-    mask = jnp.array([True] * 5 + [False])
-    loss, metrics = jax.jit(objective.make_objective(vae, tiny_config.objective))(
-        params, jax.random.key(2), x, mask, jnp.int32(0)
-    )
-    bound = jax.jit(vae.iwae_bound, static_argnums=3)(params, jax.random.key(2), x, 5)
-    np.testing.assert_allclose(-loss, bound[:5].mean(), rtol=1e-6)
-    assert metrics["iwae_bound"] >= metrics["elbo"]
-
-
-def test_free_bits_and_kl_warmup(tiny_config):
-    vae = vae_jax.make_vae(tiny_config, (28, 28, 1))
-    params = jax.jit(vae.init)(jax.random.key(0))
-    x = jax.random.bernoulli(jax.random.key(1), 0.3, (8, 28, 28, 1)).astype(jnp.float32)
-    mask = jnp.ones((8,), bool)
-    key = jax.random.key(2)
-    out = jax.jit(vae.elbo)(params, key, x)
-    tiny_config.objective.free_bits = 1.0
-    loss_fn = jax.jit(objective.make_objective(vae, tiny_config.objective))
-    loss, _ = loss_fn(params, key, x, mask, jnp.int32(0))
-    kl_per_dim = np.asarray(out.kl_per_dim).mean(0)
-    expected = -(np.mean(out.log_likelihood) - np.maximum(kl_per_dim, 1.0).sum())
-    np.testing.assert_allclose(loss, expected, rtol=1e-5)
-    tiny_config.objective.free_bits = 0.0
-    tiny_config.objective.kl_warmup_steps = 10
-    beta = objective.kl_weight(tiny_config.objective, jnp.int32(4))
-    np.testing.assert_allclose(beta, 0.5)
-    np.testing.assert_allclose(objective.kl_weight(tiny_config.objective, jnp.int32(50)), 1.0)
-
-
-def test_learning_rate_schedules(tiny_config):
-    from vae_jax.training import optimizer
-
-    tiny_config.optimizer.schedule = "warmup_cosine"
-    tiny_config.optimizer.warmup_steps = 10
-    tiny_config.optimizer.final_learning_rate_ratio = 0.1
-    schedule = optimizer.learning_rate_schedule(tiny_config.optimizer, total_steps=110)
-    np.testing.assert_allclose(schedule(0), 0.0, atol=1e-9)
-    np.testing.assert_allclose(schedule(10), 1e-3, rtol=1e-5)
-    np.testing.assert_allclose(schedule(60), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-4)
-    np.testing.assert_allclose(schedule(110), 1e-4, rtol=1e-4)

@@ -1,6 +1,6 @@
 """vae-jax: variational autoencoders as pure JAX functions with explicit PRNG keys.
 
-    vae = vae_jax.make_vae(config)
+    vae = vae_jax.make_vae(image_shape=(28, 28, 1), latent_dim=20)   # or vae_from_config(config)
     params = vae.init(key)
     out = vae.elbo(params, key, x)
 
@@ -8,7 +8,9 @@ See README.md and ../shared/DESIGN.md.
 """
 
 from vae_jax import distributions, rng
+from vae_jax.adapter import vae_from_config
 from vae_jax.model import VAE, ElboOutput, Generation, make_vae, reparameterize
+from vae_jax.rundir.loading import load_run
 
 __all__ = [
     "VAE",
@@ -19,11 +21,5 @@ __all__ = [
     "make_vae",
     "reparameterize",
     "rng",
+    "vae_from_config",
 ]
-
-
-def load_run(workdir, step=None):
-    """Restores ``(vae, params, config)`` of a finished or interrupted run."""
-    from vae_jax.training.run_loading import load_run as _load_run
-
-    return _load_run(workdir, step=step)

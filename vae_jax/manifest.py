@@ -110,18 +110,6 @@ def make_manifest(config, data_record: dict, extra: dict | None = None) -> dict:
     }
 
 
-def write_json(path: Path, obj) -> None:
-    """Writes JSON atomically (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
-
-
 def environment_differences(recorded: dict, current: dict) -> list[str]:
     """Human-readable differences in what bit-exact reproduction depends on."""
     differences = []

@@ -1,8 +1,10 @@
 """The VAE as pure functions: encode, reparameterize, decode, ELBO, IWAE bound, generate.
 
-``make_vae(config)`` fixes the architecture (static) and returns a ``VAE`` of pure
-functions of ``(params, key, x)``. The networks are deterministic; the only random draws
-are the ones a distribution is sampled for, each with an explicit key:
+``make_vae(image_shape=..., latent_dim=..., ...)`` fixes the architecture (static) and
+returns a ``VAE`` of pure functions of ``(params, key, x)``; it never sees a config
+(``vae_jax.adapter.vae_from_config`` builds one from ``config.model``). The networks are
+deterministic; the only random draws are the ones a distribution is sampled for, each with
+an explicit key:
 
 * ``reparameterize``: ``z ~ q(z|x)`` as ``loc + scale * eps`` (Kingma & Welling, 2014);
 * ``generate``: ``z ~ p(z)`` and, only with ``observation="sample"``, ``x ~ p(x|z)``.
@@ -85,54 +87,73 @@ def _reparameterize_with_keys(keys: jax.Array, q: distributions.DiagGaussian) ->
     return jax.vmap(lambda k: q.sample(k))(keys)
 
 
-def _build_networks(model_config, image_shape: tuple[int, int, int]):
-    head = likelihoods.ObservationHead(
-        likelihood=model_config.likelihood,
-        image_shape=image_shape,
-        gaussian_scale=model_config.gaussian_scale,
-        observation_scale=model_config.observation_scale,
-        min_scale=model_config.min_scale,
-        num_bins=model_config.num_bins,
-    )
-    hidden = tuple(model_config.hidden_sizes)
-    if model_config.architecture == "mlp":
-        encoder = networks.MLPEncoder(hidden, model_config.latent_dim, model_config.activation)
-        decoder = networks.MLPDecoder(hidden[::-1], head, model_config.activation)
-    elif model_config.architecture == "conv":
-        channels = tuple(model_config.conv_channels)
-        encoder = networks.ConvEncoder(
-            channels, hidden, model_config.latent_dim, model_config.activation
-        )
-        decoder = networks.ConvDecoder(channels, hidden[::-1], head, model_config.activation)
+def _build_networks(architecture, hidden_sizes, conv_channels, latent_dim, activation, head):
+    hidden = tuple(hidden_sizes)
+    if architecture == "mlp":
+        encoder = networks.MLPEncoder(hidden, latent_dim, activation)
+        decoder = networks.MLPDecoder(hidden[::-1], head, activation)
+    elif architecture == "conv":
+        channels = tuple(conv_channels)
+        encoder = networks.ConvEncoder(channels, hidden, latent_dim, activation)
+        decoder = networks.ConvDecoder(channels, hidden[::-1], head, activation)
     else:
         raise ValueError(
-            f"model.architecture={model_config.architecture!r}; "
-            f"choose one of {networks.ARCHITECTURES}"
+            f"model.architecture={architecture!r}; choose one of {networks.ARCHITECTURES}"
         )
     return encoder, decoder
 
 
-def make_vae(config, image_shape: tuple[int, int, int] | None = None) -> VAE:
-    """Builds the pure functions of the VAE described by ``config``.
+def make_vae(
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    likelihood: str = "bernoulli",
+    architecture: str = "mlp",
+    hidden_sizes: tuple[int, ...] = (512, 256),
+    conv_channels: tuple[int, ...] = (32, 64),
+    activation: str = "relu",
+    gaussian_scale: str = "shared",
+    observation_scale: float = 0.1,
+    min_scale: float = 1e-3,
+    num_bins: int = 256,
+) -> VAE:
+    """Builds the pure functions of a VAE with a diagonal Gaussian posterior, a standard
+    normal prior and the observation model ``likelihood`` (Kingma & Welling, 2014).
+
+    The arguments are the fields of ``config.model`` (documented in
+    ``experiments/configs/base.py``) and the image shape, so ``make_vae(image_shape=s,
+    **config.model)`` builds the model a config describes.
 
     Args:
-      config: a full experiment config (uses ``config.model``; the image shape comes from
-        ``config.data`` unless given) or a bare model config with ``image_shape`` given.
-      image_shape: ``(H, W, C)``; by default that of the dataset ``config.data`` names.
+      image_shape: ``(H, W, C)`` of one image.
+      latent_dim: dimension of ``z``.
+      likelihood: ``p(x|z)``: one of ``likelihoods.LIKELIHOODS``.
+      architecture: ``"mlp"`` or ``"conv"``.
+      hidden_sizes: encoder dense widths; the decoder mirrors them.
+      conv_channels: ``conv`` only: channels of the strided 3x3 convolutions.
+      activation: one of ``networks.ACTIVATIONS``.
+      gaussian_scale: ``gaussian`` only: fixed, shared, per_pixel or predicted scale.
+      observation_scale: the fixed Gaussian scale, or the initial value of a learned one.
+      min_scale: lower bound of learned Gaussian scales.
+      num_bins: ``discretized_logistic`` only: number of pixel values.
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
     """
-    model_config = config.model if "model" in config else config
-    if image_shape is None:
-        from vae_jax.data import catalog  # local import: model code does not need data code
-
-        image_shape = catalog.image_shape(config.data)
     image_shape = tuple(int(d) for d in image_shape)
-    latent_dim = int(model_config.latent_dim)
-    likelihood = model_config.likelihood
-    num_bins = int(model_config.num_bins)
-    encoder, decoder = _build_networks(model_config, image_shape)
+    latent_dim = int(latent_dim)
+    num_bins = int(num_bins)
+    head = likelihoods.ObservationHead(
+        likelihood=likelihood,
+        image_shape=image_shape,
+        gaussian_scale=gaussian_scale,
+        observation_scale=observation_scale,
+        min_scale=min_scale,
+        num_bins=num_bins,
+    )
+    encoder, decoder = _build_networks(
+        architecture, hidden_sizes, conv_channels, latent_dim, activation, head
+    )
 
     def init(key: jax.Array) -> Params:
         encoder_key, decoder_key = jax.random.split(key)

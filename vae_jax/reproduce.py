@@ -19,9 +19,9 @@ import numpy as np
 
 from vae_jax import manifest
 from vae_jax.errors import CheckpointError
-from vae_jax.training import checkpointing, run_files, run_loading
-from vae_jax.training.loop import train_and_evaluate
-from vae_jax.training.metrics_writer import read_metrics, without_timing
+from vae_jax.rundir import checkpointing, files, loading
+from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.single_run import train_and_evaluate
 
 
 @dataclasses.dataclass
@@ -77,14 +77,14 @@ def first_differing_metric(original: list[dict], rerun: list[dict]) -> str | Non
 
 
 def environment_warnings(workdir: Path) -> list[str]:
-    recorded = manifest.read_json(workdir / run_files.MANIFEST_FILE)["environment"]
+    recorded = files.read_json(workdir / files.MANIFEST_FILE)["environment"]
     return manifest.environment_differences(recorded, manifest.environment())
 
 
 def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
     """(epoch, step) of the original checkpoint to compare with."""
     steps_by_epoch = {r["epoch"]: r["step"] for r in read_metrics(workdir)}
-    checkpointer = checkpointing.Checkpointer(workdir / run_files.CHECKPOINT_DIR, 1, read_only=True)
+    checkpointer = checkpointing.Checkpointer(workdir / files.CHECKPOINT_DIR, 1, read_only=True)
     try:
         saved = checkpointer.steps()
     finally:
@@ -103,17 +103,17 @@ def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
 def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | None = None):
     """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``."""
     workdir = Path(workdir).absolute()
-    config = run_loading.load_config(workdir)
+    config = loading.load_config(workdir)
     warnings = environment_warnings(workdir)
     for warning in warnings:
         print(f"warning: the environment differs from the manifest's: {warning}", flush=True)
     epoch, step = _target_epoch(workdir, epochs)
-    _, original_state, _, _ = run_loading.load_state(workdir, step)
+    _, original_state, _, _ = loading.load_state(workdir, step)
     with tempfile.TemporaryDirectory(prefix="vae_jax_reproduce_") as tmp:
         rerun_dir = Path(scratch) if scratch else Path(tmp) / "rerun"
         train_and_evaluate(config, rerun_dir, stop_after_epoch=epoch)
         data_difference = _data_difference(workdir, rerun_dir)
-        _, rerun_state, _, _ = run_loading.load_state(rerun_dir, step)
+        _, rerun_state, _, _ = loading.load_state(rerun_dir, step)
         rerun_metrics = read_metrics(rerun_dir)
     original_metrics = [r for r in read_metrics(workdir) if r["epoch"] <= epoch]
     difference = (
@@ -128,11 +128,6 @@ def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | 
 
 
 def _data_difference(workdir: Path, rerun_dir: Path) -> str | None:
-    recorded = manifest.read_json(workdir / run_files.MANIFEST_FILE)["data"]
-    now = manifest.read_json(rerun_dir / run_files.MANIFEST_FILE)["data"]
-    if recorded["fingerprint_sha256"] != now["fingerprint_sha256"]:
-        return (
-            f"the data differ: sha256 {recorded['fingerprint_sha256']} recorded, "
-            f"{now['fingerprint_sha256']} now"
-        )
-    return None
+    return files.data_difference(
+        files.recorded_fingerprints(workdir), files.recorded_fingerprints(rerun_dir)
+    )

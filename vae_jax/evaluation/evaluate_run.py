@@ -16,15 +16,14 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import manifest, rng
+from vae_jax import rng
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
 from vae_jax.progress import Progress
-from vae_jax.training import run_files, run_loading
-from vae_jax.training.metrics_writer import read_metrics
+from vae_jax.rundir import files, loading
+from vae_jax.rundir.metrics_log import read_metrics
 
-FIGURES_DIR = "figures"
 # Likelihoods whose log-likelihood is a log-probability of discrete data (bits/dim apply).
 DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
 
@@ -99,7 +98,7 @@ class Evaluator:
     def figures(self, params, seed: int, workdir: Path) -> list[str]:
         """The figures of a run, with keys from its ``eval`` stream."""
         vae, dataset, config = self.vae, self.dataset, self.config
-        folder = Path(workdir) / FIGURES_DIR
+        folder = Path(workdir) / files.FIGURES_DIR
         test = dataset.test
         key = rng.eval_key(rng.make_streams(seed).eval, "figures")
         keys = jax.random.split(key, 2)
@@ -149,13 +148,11 @@ def resolve_options(evaluation_config, num_importance_samples, chunk_size, batch
 
 
 def check_same_data(workdir: Path, dataset) -> None:
-    recorded = manifest.read_json(workdir / run_files.MANIFEST_FILE)["data"]["fingerprint_sha256"]
-    now = dataset.record["fingerprint_sha256"]
-    if recorded.get("test") != now.get("test"):
-        raise DataError(
-            f"the test data differ from those of the run in {workdir} (sha256 "
-            f"{recorded.get('test')} recorded, {now.get('test')} now)"
-        )
+    difference = files.data_difference(
+        files.recorded_fingerprints(workdir), dataset.record["fingerprint_sha256"], ("test",)
+    )
+    if difference:
+        raise DataError(f"cannot evaluate the run in {workdir}: {difference}")
 
 
 def evaluate_run(
@@ -171,12 +168,12 @@ def evaluate_run(
     """Evaluates checkpoint ``step`` (default: newest valid) of the run in ``workdir``."""
     workdir = Path(workdir).absolute()
     k, chunk, batch = resolve_options(
-        run_loading.load_config(workdir).evaluation,
+        loading.load_config(workdir).evaluation,
         num_importance_samples,
         importance_chunk_size,
         batch_size,
     )
-    vae, state, record, config = run_loading.load_state(workdir, step)
+    vae, state, record, config = loading.load_state(workdir, step)
     if data_dir:
         config.data.data_dir = data_dir
     dataset = load_dataset(config)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vae_jax import manifest
-from vae_jax.training import run_files
-
-REPORT_MARKDOWN = "report.md"
+from vae_jax.rundir import files
 
 
 def _format(value, digits=3) -> str:
@@ -54,17 +51,17 @@ def markdown(result: dict) -> str:
 
 def write_evaluation(workdir: Path, result: dict, *, quiet: bool = False) -> None:
     """Merges ``result`` into report.json, writes report.md, and prints the summary."""
-    report_path = workdir / run_files.REPORT_FILE
-    report = manifest.read_json(report_path) if report_path.exists() else {"status": "partial"}
+    report_path = workdir / files.REPORT_FILE
+    report = files.read_json(report_path) if report_path.exists() else {"status": "partial"}
     report["evaluation"] = result
-    manifest.write_json(report_path, report)
-    (workdir / REPORT_MARKDOWN).write_text(markdown(result))
+    files.write_json(report_path, report)
+    (workdir / files.REPORT_MARKDOWN).write_text(markdown(result))
     if quiet:
         return
     width = max(len(name) for name, _ in summary_rows(result))
     for name, value in summary_rows(result):
         print(f"{name:<{width}}  {value}")
     print(f"report: {report_path}")
-    print(f"        {workdir / REPORT_MARKDOWN}")
+    print(f"        {workdir / files.REPORT_MARKDOWN}")
     for path in result.get("figures", []):
         print(f"figure: {path}")

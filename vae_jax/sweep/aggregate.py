@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from vae_jax import manifest
 from vae_jax.evaluation import figures
-from vae_jax.training import run_files
-from vae_jax.training.metrics_writer import TIMING_PREFIX, read_metrics
+from vae_jax.rundir import files
+from vae_jax.rundir.metrics_log import TIMING_PREFIX, read_metrics
+from vae_jax.sweep.seeds import seed_workdir
 
 TABLE_JSON = "sweep_table.json"
 TABLE_MARKDOWN = "sweep_table.md"
@@ -30,7 +30,7 @@ EVALUATION_METRICS = {
 
 def seed_metrics(seed_dir: Path) -> dict[str, float]:
     """The final training metrics and the evaluation of one seed's run."""
-    report = manifest.read_json(Path(seed_dir) / run_files.REPORT_FILE)
+    report = files.read_json(Path(seed_dir) / files.REPORT_FILE)
     values = {
         k: float(v)
         for k, v in report["final"].items()
@@ -57,8 +57,6 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 def build_table(workdir: Path, seeds: list[int]) -> dict:
-    from vae_jax.sweep.runner import seed_workdir
-
     per_seed = {seed: seed_metrics(seed_workdir(workdir, seed)) for seed in seeds}
     names = sorted(set().union(*(m.keys() for m in per_seed.values())))
     return {
@@ -98,7 +96,7 @@ def _cell(value) -> str:
 
 def write_table(workdir: Path, seeds: list[int]) -> dict:
     table = build_table(workdir, seeds)
-    manifest.write_json(Path(workdir) / TABLE_JSON, table)
+    files.write_json(Path(workdir) / TABLE_JSON, table)
     (Path(workdir) / TABLE_MARKDOWN).write_text(markdown(table))
     return table
 
@@ -115,8 +113,6 @@ def print_table(table: dict) -> None:
 def curves_figure(workdir: Path, seeds: list[int]) -> Path:
     """Per-seed ELBO, log-likelihood and KL curves (train solid, validation dashed)."""
     import matplotlib.pyplot as plt
-
-    from vae_jax.sweep.runner import seed_workdir
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(seeds)))
@@ -136,4 +132,4 @@ def curves_figure(workdir: Path, seeds: list[int]) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{len(seeds)} seeds: train (solid) and validation (dashed)", fontsize=10)
     fig.tight_layout()
-    return figures._save(fig, Path(workdir) / "figures" / "sweep_curves.png")
+    return figures._save(fig, Path(workdir) / files.FIGURES_DIR / "sweep_curves.png")

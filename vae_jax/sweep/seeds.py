@@ -1,6 +1,8 @@
-"""``--seeds`` specifications: ``0-7``, ``1,3,5``, ``0-3,10``."""
+"""``--seeds`` specifications (``0-7``, ``1,3,5``, ``0-3,10``) and where each seed runs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from vae_jax.errors import ConfigError
 
@@ -27,3 +29,15 @@ def parse_seeds(spec: str) -> list[int]:
     if min(seeds) < 0 or max(seeds) >= 2**32:
         raise ConfigError(f"--seeds={spec!r}: seeds must be in [0, 2**32)")
     return seeds
+
+
+def seed_workdir(workdir: str | Path, seed: int) -> Path:
+    """The run directory of one seed of a sweep: ``<workdir>/seed_<seed>``."""
+    return Path(workdir) / f"seed_{seed}"
+
+
+def seed_config(config, seed: int):
+    """A copy of the sweep's config for one seed."""
+    copy = config.copy_and_resolve_references()
+    copy.seed = seed
+    return copy

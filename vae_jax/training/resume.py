@@ -1,12 +1,23 @@
-"""Whether a workdir can be resumed with a config: only fields that leave the model, the
-data and the optimization unchanged may differ (the number of epochs only while the
-learning-rate schedule does not span it)."""
+"""Starting or resuming a run in a workdir.
+
+A workdir can be resumed with a config when only fields that leave the model, the data and
+the optimization unchanged differ (the number of epochs only while the learning-rate
+schedule does not span it). ``check_workdir`` runs before anything is written;
+``open_run`` checks the data against a run being resumed and writes ``config.json`` and
+``manifest.json``.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from absl import logging
+
+from vae_jax import manifest
 from vae_jax.errors import ConfigError
+from vae_jax.rundir import files
+from vae_jax.rundir.directory import RunDirectory
 
 # Fields that may differ on resume (prefixes end with '.').
 MAY_CHANGE = (
@@ -65,3 +76,29 @@ def check_resumable(recorded_config: dict, config) -> list[str]:
             f"workdir used {old.get(field, '<absent>')!r}; use a new --workdir or the same value"
         )
     return allowed
+
+
+def check_workdir(workdir: Path, config) -> None:
+    """Fails (before anything is written) if ``workdir`` cannot hold or resume this run."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir={workdir} exists and is not a directory")
+    if (workdir / files.CONFIG_FILE).exists():
+        changed = check_resumable(files.read_json(workdir / files.CONFIG_FILE), config)
+        if changed:
+            logging.info("resuming %s with changed fields: %s", workdir, ", ".join(changed))
+
+
+def open_run(
+    workdir: Path, config, data_record: dict, *, primary: bool = True, label: str = ""
+) -> RunDirectory:
+    """The run directory of ``config`` in ``workdir``, with its start files written."""
+    run = RunDirectory(
+        workdir,
+        seed=config.seed,
+        keep_checkpoints=config.training.keep_checkpoints,
+        primary=primary,
+        label=label,
+    )
+    run.check_same_data(data_record)
+    run.write_start(config_as_json(config), manifest.make_manifest(config, data_record))
+    return run

@@ -10,9 +10,7 @@ unbroken one would.
 
 from __future__ import annotations
 
-import collections
-import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,15 +19,7 @@ import optax
 from vae_jax import rng
 from vae_jax.data import batching
 from vae_jax.data.preprocess import Preprocessing
-
-# How often each function below has been traced (a retrace means a recompilation).
-TRACE_COUNTS: collections.Counter = collections.Counter()
-
-
-class TrainState(NamedTuple):
-    step: jax.Array  # int32 scalar: optimizer steps taken
-    params: Any
-    opt_state: Any
+from vae_jax.train_state import TrainState
 
 
 class Batch(NamedTuple):
@@ -37,20 +27,13 @@ class Batch(NamedTuple):
     mask: jax.Array  # (B,) bool; False on padding
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def create_train_state(vae, optimizer: optax.GradientTransformation, init_key) -> TrainState:
-    """Step 0: parameters from ``init_key`` and a fresh optimizer state (compiled: one
-    program instead of hundreds of small ones, and once per model and optimizer)."""
-    params = vae.init(init_key)
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-
-
 def make_train_step(objective, optimizer: optax.GradientTransformation, schedule):
     """``train_step(state, batch, key) -> (state, metrics)``, pure; jit it with the state
-    donated (``jax.jit(train_step, donate_argnums=0)``)."""
+    donated (``jax.jit(train_step, donate_argnums=0)``).
+
+    ``schedule(step)`` is the learning rate the optimizer applies, reported per step."""
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array):
-        TRACE_COUNTS["train_step"] += 1
         grad_fn = jax.value_and_grad(objective, has_aux=True)
         (_, metrics), grads = grad_fn(state.params, key, batch.x, batch.mask, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -68,12 +51,6 @@ def make_train_step(objective, optimizer: optax.GradientTransformation, schedule
     return train_step
 
 
-@jax.jit
-def param_norm(params) -> jax.Array:
-    """Global L2 norm of the parameters."""
-    return optax.global_norm(params)
-
-
 def make_train_epoch(
     train_step,
     preprocessing: Preprocessing,
@@ -88,7 +65,6 @@ def make_train_epoch(
     """
 
     def train_epoch(state: TrainState, streams: rng.Streams, images: jax.Array, epoch):
-        TRACE_COUNTS["train_epoch"] += 1
         order = batching.epoch_batches(rng.step_key(streams.data, epoch), num_examples, batch_size)
 
         def body(state, batch_indices):

@@ -1,4 +1,4 @@
-"""The pieces of training built from a config: model, objective, optimizer, step, epoch."""
+"""The pieces of training: model, objective, optimizer, the pure step and the epoch."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ from typing import NamedTuple
 
 import optax
 
-from vae_jax import model
+from vae_jax import adapter, model
 from vae_jax.data import batching
 from vae_jax.data.preprocess import Preprocessing
-from vae_jax.training import objective as objective_lib
-from vae_jax.training import optimizer as optimizer_lib
 from vae_jax.training import step as step_lib
 
 
@@ -21,28 +19,58 @@ class Trainer(NamedTuple):
     train_step: object  # pure (state, batch, key) -> (state, metrics)
     train_epoch: object  # pure (state, streams, images, epoch) -> (state, step metrics)
     steps_per_epoch: int
-    total_steps: int
 
 
 def make_trainer(
+    *,
+    vae: model.VAE,
+    objective,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    preprocessing: Preprocessing,
+    num_train_examples: int,
+    batch_size: int,
+    batch_sharding=None,
+) -> Trainer:
+    """The step and the epoch of a model trained with ``objective`` and ``optimizer``.
+
+    Args:
+      vae: the model's pure functions.
+      objective: ``objective(params, key, x, mask, step) -> (loss, metrics)``.
+      optimizer: the optax transformation; ``schedule`` is its learning rate.
+      schedule: the learning-rate schedule, reported per step.
+      preprocessing: turns stored images into model input (binarizing with a key).
+      num_train_examples: examples in one epoch.
+      batch_size: examples per step; the last batch of an epoch is masked.
+      batch_sharding: optional placement of each batch on a device mesh.
+    """
+    train_step = step_lib.make_train_step(objective, optimizer, schedule)
+    train_epoch = step_lib.make_train_epoch(
+        train_step, preprocessing, num_train_examples, batch_size, batch_sharding=batch_sharding
+    )
+    steps_per_epoch = batching.num_batches(num_train_examples, batch_size)
+    return Trainer(vae, optimizer, schedule, train_step, train_epoch, steps_per_epoch)
+
+
+def trainer_from_config(
     config,
     image_shape: tuple[int, int, int],
     preprocessing: Preprocessing,
     num_train_examples: int,
     batch_sharding=None,
 ) -> Trainer:
-    vae = model.make_vae(config, image_shape)
-    steps_per_epoch = batching.num_batches(num_train_examples, config.training.batch_size)
-    total_steps = steps_per_epoch * config.training.num_epochs
-    optimizer = optimizer_lib.make_optimizer(config.optimizer, total_steps)
-    schedule = optimizer_lib.learning_rate_schedule(config.optimizer, total_steps)
-    objective = objective_lib.make_objective(vae, config.objective)
-    train_step = step_lib.make_train_step(objective, optimizer, schedule)
-    train_epoch = step_lib.make_train_epoch(
-        train_step,
-        preprocessing,
-        num_train_examples,
-        config.training.batch_size,
+    """The trainer a config describes (through ``vae_jax.adapter``)."""
+    vae = adapter.vae_from_config(config, image_shape)
+    optimizer, schedule = adapter.optimizer_from_config(
+        config, adapter.total_steps(config, num_train_examples)
+    )
+    return make_trainer(
+        vae=vae,
+        objective=adapter.objective_from_config(vae, config),
+        optimizer=optimizer,
+        schedule=schedule,
+        preprocessing=preprocessing,
+        num_train_examples=num_train_examples,
+        batch_size=config.training.batch_size,
         batch_sharding=batch_sharding,
     )
-    return Trainer(vae, optimizer, schedule, train_step, train_epoch, steps_per_epoch, total_steps)

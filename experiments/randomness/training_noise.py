@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax.randomness import estimators
+from experiments.randomness import estimators
 
 SAMPLE_COUNTS = (1, 4, 16, 64)
 

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from vae_jax.errors import CheckpointError
+from vae_jax.rundir.files import DAMAGED_CHECKPOINT_DIR
 
 
 def state_checksum(state) -> str:
@@ -34,7 +35,7 @@ def state_checksum(state) -> str:
 
 
 class Checkpointer:
-    """Saves and restores the train state under ``<workdir>/checkpoints/<step>``."""
+    """Saves and restores the train state under ``<directory>/<step>``."""
 
     def __init__(self, directory: str | Path, keep: int, *, read_only: bool = False):
         self.directory = Path(directory).absolute()
@@ -119,7 +120,7 @@ class Checkpointer:
         )
 
     def _set_aside(self, steps: list[int]) -> None:
-        folder = self.directory.parent / "damaged_checkpoints"
+        folder = self.directory.parent / DAMAGED_CHECKPOINT_DIR
         folder.mkdir(exist_ok=True)
         for step in steps:
             destination = folder / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}"

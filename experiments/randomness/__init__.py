@@ -1,4 +1,6 @@
-"""Where a VAE's randomness lives, measured on a trained model (experiments/randomness.py).
+"""Where a VAE's randomness lives, measured on a trained model.
+
+    python -m experiments.randomness --workdir=runs/quickstart [--docs=docs/randomness.md]
 
 Two questions researchers keep asking, answered with numbers:
 1. Once trained, the encoder and decoder are deterministic networks; the randomness is in

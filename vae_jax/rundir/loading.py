@@ -12,22 +12,21 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from vae_jax import manifest, model
+from vae_jax import adapter, model
 from vae_jax.errors import CheckpointError
-from vae_jax.training import checkpointing, run_files
-from vae_jax.training import optimizer as optimizer_lib
-from vae_jax.training.step import TrainState
+from vae_jax.rundir import checkpointing, files
+from vae_jax.train_state import TrainState
 
 
 def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    path = Path(workdir) / run_files.CONFIG_FILE
+    path = Path(workdir) / files.CONFIG_FILE
     if not path.exists():
         raise CheckpointError(f"{path} not found: --workdir={workdir} holds no run")
-    return ml_collections.ConfigDict(manifest.read_json(path))
+    return ml_collections.ConfigDict(files.read_json(path))
 
 
 def image_shape_of_run(workdir: str | Path) -> tuple[int, int, int]:
-    record = manifest.read_json(Path(workdir) / run_files.MANIFEST_FILE)
+    record = files.read_json(Path(workdir) / files.MANIFEST_FILE)
     return tuple(record["data"]["image_shape"])
 
 
@@ -35,7 +34,7 @@ def abstract_train_state(vae: model.VAE, config) -> TrainState:
     """Shapes and dtypes of the run's train state, placed on this process's first device:
     the restore target. Giving the placement lets a run trained on several devices, hosts
     or in a sharded sweep be loaded anywhere (orbax otherwise expects the saving topology)."""
-    optimizer = optimizer_lib.make_optimizer(config.optimizer, total_steps=1)
+    optimizer, _ = adapter.optimizer_from_config(config, total_steps=1)
     shapes = jax.eval_shape(
         lambda key: TrainState(
             jax.numpy.zeros((), jax.numpy.int32), vae.init(key), optimizer.init(vae.init(key))
@@ -50,19 +49,19 @@ def load_state(workdir: str | Path, step: int | None = None):
     """``(vae, state, record, config)`` of checkpoint ``step`` (default: newest valid)."""
     workdir = Path(workdir)
     config = load_config(workdir)
-    vae = model.make_vae(config, image_shape_of_run(workdir))
+    vae = adapter.vae_from_config(config, image_shape_of_run(workdir))
     target = abstract_train_state(vae, config)
-    checkpointer = checkpointing.Checkpointer(workdir / run_files.CHECKPOINT_DIR, 1, read_only=True)
+    checkpointer = checkpointing.Checkpointer(workdir / files.CHECKPOINT_DIR, 1, read_only=True)
     try:
         if step is None:
             restored = checkpointer.restore_latest(target)
             if restored is None:
-                raise CheckpointError(f"no checkpoint in {workdir / run_files.CHECKPOINT_DIR}")
+                raise CheckpointError(f"no checkpoint in {workdir / files.CHECKPOINT_DIR}")
             _, state, record = restored
         else:
             if step not in checkpointer.steps():
                 raise CheckpointError(
-                    f"no checkpoint at step {step} in {workdir / run_files.CHECKPOINT_DIR}; "
+                    f"no checkpoint at step {step} in {workdir / files.CHECKPOINT_DIR}; "
                     f"it has {checkpointer.steps()}"
                 )
             state, record = checkpointer.restore(step, target)

@@ -1,9 +1,10 @@
-"""The training objective from config: ELBO (beta, KL warm-up, free bits) or IWAE-k.
+"""The training objective: ELBO (beta, KL warm-up, free bits) or IWAE-k.
 
-``make_objective`` returns ``objective(params, key, x, mask, step) -> (loss, metrics)``.
-The loss is averaged over the examples where ``mask`` is True (the last batch of an epoch
-is padded). Metrics always include the plain ELBO (beta = 1) and its terms, so runs with
-different objectives can be compared on the same numbers.
+``make_objective(vae, name=..., ...)`` returns
+``objective(params, key, x, mask, step) -> (loss, metrics)``. The loss is averaged over
+the examples where ``mask`` is True (the last batch of an epoch is padded). Metrics always
+include the plain ELBO (beta = 1) and its terms, so runs with different objectives can be
+compared on the same numbers.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import jax.numpy as jnp
 from vae_jax.model import VAE
 
 
-def kl_weight(objective_config, step: jax.Array) -> jax.Array:
-    """beta, rising linearly from 0 over ``kl_warmup_steps`` (Bowman et al., 2016)."""
-    beta = jnp.float32(objective_config.beta)
-    warmup = int(objective_config.kl_warmup_steps)
+def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
+    """beta, rising linearly from 0 over ``warmup_steps`` (Bowman et al., 2016)."""
+    beta = jnp.float32(beta)
+    warmup = int(warmup_steps)
     if warmup <= 0:
         return beta
     return beta * jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / warmup)
@@ -27,18 +28,40 @@ def _masked_mean(values: jax.Array, weights: jax.Array, count: jax.Array) -> jax
     return jnp.sum(values * weights) / count
 
 
-def make_objective(vae: VAE, objective_config):
-    """Builds the loss to minimize. See the module docstring."""
-    name = objective_config.name
-    num_samples = int(objective_config.num_samples)
-    kl_estimator = objective_config.kl
-    free_bits = float(objective_config.free_bits)
+def make_objective(
+    vae: VAE,
+    *,
+    name: str = "elbo",
+    num_samples: int = 1,
+    kl: str = "analytic",
+    beta: float = 1.0,
+    kl_warmup_steps: int = 0,
+    free_bits: float = 0.0,
+):
+    """The loss to minimize, ``objective(params, key, x, mask, step) -> (loss, metrics)``.
+
+    The arguments are the fields of ``config.objective``
+    (``make_objective(vae, **config.objective)``).
+
+    Args:
+      vae: the model's pure functions.
+      name: ``"elbo"`` or ``"iwae"``, the importance-weighted bound (Burda et al., 2015).
+      num_samples: latent draws per example (K for iwae).
+      kl: elbo: ``"analytic"`` or ``"mc"`` (Monte Carlo at the same draws).
+      beta: elbo: weight of the KL term (Higgins et al., 2017).
+      kl_warmup_steps: elbo: beta rises linearly from 0 over this many steps (0 = off).
+      free_bits: elbo: nats per latent dimension below which the KL is not penalized
+        (Kingma et al., 2016; 0 = off).
+    """
+    num_samples = int(num_samples)
+    kl_estimator = kl
+    free_bits = float(free_bits)
 
     def elbo_objective(params, key, x, mask, step):
         weights = mask.astype(jnp.float32)
         count = jnp.maximum(weights.sum(), 1.0)
         out = vae.elbo(params, key, x, num_samples=num_samples, kl=kl_estimator, beta=1.0)
-        beta = kl_weight(objective_config, step)
+        weight = kl_weight(step, beta=beta, warmup_steps=kl_warmup_steps)
         if free_bits > 0:
             # Free bits (Kingma et al., 2016): each latent dimension's KL, averaged over the
             # batch, is only penalized above `free_bits` nats.
@@ -47,13 +70,13 @@ def make_objective(vae: VAE, objective_config):
         else:
             kl_penalty = _masked_mean(out.kl, weights, count)
         log_likelihood = _masked_mean(out.log_likelihood, weights, count)
-        loss = -(log_likelihood - beta * kl_penalty)
+        loss = -(log_likelihood - weight * kl_penalty)
         metrics = {
             "loss": loss,
             "elbo": _masked_mean(out.elbo, weights, count),
             "log_likelihood": log_likelihood,
             "kl": _masked_mean(out.kl, weights, count),
-            "beta": beta,
+            "beta": weight,
         }
         return loss, metrics
 

@@ -14,8 +14,8 @@ import math
 import os
 from pathlib import Path
 
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+from vae_jax.rundir.files import METRICS_FILE, TENSORBOARD_DIR
+
 TIMING_PREFIX = "time/"  # wall-clock metrics: excluded from reproducibility comparisons
 
 

@@ -1,4 +1,6 @@
-"""Sweep cost against seeds run one by one, measured in one process (scripts/benchmark.py).
+"""Sweep cost against seeds run one by one, measured in one process.
+
+Imported by scripts/benchmark.py (``--sections=sweep``), which runs it.
 
 Two ratios per strategy, each the sweep's wall time divided by ``num_seeds`` times that of
 one single-seed run of the same length:
@@ -25,8 +27,8 @@ from vae_jax import rng
 from vae_jax.data import catalog
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.sweep import strategies
-from vae_jax.training.step import create_train_state
-from vae_jax.training.trainer import make_trainer
+from vae_jax.train_state import create_train_state
+from vae_jax.training.trainer import trainer_from_config
 
 NUM_TRAIN = 54000  # the default Fashion-MNIST training split (60000 minus validation)
 
@@ -47,7 +49,7 @@ def compute_ratios(config, num_seeds: int, repeats: int) -> dict:
     ratio is the median over repeats of sweep / (num_seeds * the single epoch timed next to
     it), so that drifts in machine load cancel."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = make_trainer(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
     images = synthetic_images(NUM_TRAIN)
     streams = [rng.make_streams(seed) for seed in range(num_seeds)]
     states = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
@@ -94,8 +96,8 @@ def _data_dir_with_fashion_mnist() -> str:
 
 
 def run_ratios(config, num_seeds: int, epochs: int = 1) -> dict:
+    from vae_jax.single_run import train_and_evaluate
     from vae_jax.sweep.runner import run_sweep
-    from vae_jax.training.loop import train_and_evaluate
 
     config = config.copy_and_resolve_references()
     config.data.data_dir = _data_dir_with_fashion_mnist()
@@ -105,14 +107,14 @@ def run_ratios(config, num_seeds: int, epochs: int = 1) -> dict:
         train_and_evaluate(config, Path(tmp) / "single")
         single = time.perf_counter() - started
         seconds = {}
-        for strategy in ("map", "vmap", "auto"):
+        # `auto` is a fixed rule (map on CPU, vmap/shard on accelerators): nothing to time.
+        for strategy in ("map", "vmap"):
             started = time.perf_counter()
-            result = run_sweep(
+            run_sweep(
                 config, Path(tmp) / strategy, list(range(num_seeds)),
                 strategy=strategy, evaluate=False,
             )  # fmt: skip
-            name = f"auto (picked {result['strategy']})" if strategy == "auto" else strategy
-            seconds[name] = time.perf_counter() - started
+            seconds[strategy] = time.perf_counter() - started
     return {
         "epochs": epochs,
         "single_run_seconds": single,

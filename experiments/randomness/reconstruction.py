@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.randomness import estimators
 from vae_jax import distributions
-from vae_jax.randomness import estimators
 
 EPSILON = 1e-3  # clip for the cross-entropy against a sampled binary x-hat
 

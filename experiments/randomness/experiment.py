@@ -1,7 +1,7 @@
 """``run_experiment(workdir)``: every measurement of the randomness study on a trained run.
 
 Keys: ``fold_in(fold_in(eval_stream, 5), purpose_id)`` with the ids in
-``vae_jax.randomness.PURPOSE_IDS``, so the numbers repeat exactly for the same run.
+``experiments.randomness.PURPOSE_IDS``, so the numbers repeat exactly for the same run.
 Writes ``<workdir>/randomness/report.json`` and three figures beside it.
 """
 
@@ -14,10 +14,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import manifest, rng
-from vae_jax.data import load_dataset
-from vae_jax.errors import ConfigError
-from vae_jax.randomness import (
+from experiments.randomness import (
     PURPOSE_IDS,
     decomposition,
     determinism,
@@ -26,7 +23,10 @@ from vae_jax.randomness import (
     reconstruction,
     training_noise,
 )
-from vae_jax.training import run_loading
+from vae_jax import rng
+from vae_jax.data import load_dataset
+from vae_jax.errors import ConfigError
+from vae_jax.rundir import files, loading
 
 OUTPUT_DIR = "randomness"
 
@@ -52,7 +52,7 @@ def run_experiment(
     loss and the sources of training noise on the run in ``workdir``."""
     _check(num_images=num_images, num_draws=num_draws, num_keys=num_keys, batch_size=batch_size)
     workdir = Path(workdir).absolute()
-    vae, state, record, config = run_loading.load_state(workdir, step)
+    vae, state, record, config = loading.load_state(workdir, step)
     if data_dir:
         config.data.data_dir = data_dir
     dataset = load_dataset(config)
@@ -125,7 +125,7 @@ def run_experiment(
     ]  # fmt: skip
     report["seconds"] = time.perf_counter() - started
     folder.mkdir(parents=True, exist_ok=True)
-    manifest.write_json(folder / "report.json", report)
+    files.write_json(folder / "report.json", report)
     return report
 
 

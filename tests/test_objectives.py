@@ -1,0 +1,43 @@
+"""The training objectives and the learning-rate schedule (vae_jax/objectives.py,
+vae_jax/optimizers.py), built from keyword arguments as the config adapter does."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import vae_jax
+from vae_jax import adapter, objectives
+
+
+def test_iwae_objective_is_the_iwae_bound(tiny_config):
+    tiny_config.objective.name = "iwae"
+    tiny_config.objective.num_samples = 5
+    vae = vae_jax.vae_from_config(tiny_config, (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    x = jax.random.bernoulli(jax.random.key(1), 0.3, (6, 28, 28, 1)).astype(jnp.float32)
+    mask = jnp.array([True] * 5 + [False])
+    loss, metrics = jax.jit(adapter.objective_from_config(vae, tiny_config))(
+        params, jax.random.key(2), x, mask, jnp.int32(0)
+    )
+    bound = jax.jit(vae.iwae_bound, static_argnums=3)(params, jax.random.key(2), x, 5)
+    np.testing.assert_allclose(-loss, bound[:5].mean(), rtol=1e-6)
+    assert metrics["iwae_bound"] >= metrics["elbo"]
+
+
+def test_kl_warmup_rises_linearly_to_beta():
+    """beta * min(1, (step + 1) / warmup): half way at step 4 of 10, full from step 9."""
+    np.testing.assert_allclose(objectives.kl_weight(jnp.int32(4), beta=1.0, warmup_steps=10), 0.5)
+    np.testing.assert_allclose(objectives.kl_weight(jnp.int32(50), beta=1.0, warmup_steps=10), 1.0)
+
+
+def test_learning_rate_schedules(tiny_config):
+    tiny_config.optimizer.schedule = "warmup_cosine"
+    tiny_config.optimizer.warmup_steps = 10
+    tiny_config.optimizer.final_learning_rate_ratio = 0.1
+    _, schedule = adapter.optimizer_from_config(tiny_config, total_steps=110)
+    np.testing.assert_allclose(schedule(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(schedule(10), 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(schedule(60), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-4)
+    np.testing.assert_allclose(schedule(110), 1e-4, rtol=1e-4)

@@ -1,0 +1,47 @@
+"""The one place that reads a config and builds the core from it.
+
+The core (model, objectives, optimizers) takes keyword arguments named like the fields of
+``config.model``, ``config.objective`` and ``config.optimizer``; these functions pass the
+fields on. Everything else in the library gets built objects, not the config.
+"""
+
+from __future__ import annotations
+
+import optax
+
+from vae_jax import model, objectives, optimizers
+from vae_jax.data import batching, catalog
+
+# Fields of config.optimizer that shape the learning-rate schedule rather than the update.
+SCHEDULE_FIELDS = ("learning_rate", "schedule", "warmup_steps", "final_learning_rate_ratio")
+
+
+def vae_from_config(config, image_shape: tuple[int, int, int] | None = None) -> model.VAE:
+    """``make_vae(**config.model)``; the image shape is that of the dataset ``config.data``
+    names unless given."""
+    if image_shape is None:
+        image_shape = catalog.image_shape(config.data)
+    return model.make_vae(image_shape=image_shape, **config.model)
+
+
+def objective_from_config(vae: model.VAE, config):
+    """``make_objective(vae, **config.objective)``."""
+    return objectives.make_objective(vae, **config.objective)
+
+
+def total_steps(config, num_train_examples: int) -> int:
+    """Optimizer steps of the whole run: the length of the learning-rate schedule."""
+    steps_per_epoch = batching.num_batches(num_train_examples, config.training.batch_size)
+    return steps_per_epoch * config.training.num_epochs
+
+
+def optimizer_from_config(
+    config, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The optimizer of ``config.optimizer`` and its learning-rate schedule (built once,
+    shared by the update and the reported learning rate)."""
+    fields = dict(config.optimizer)
+    schedule = optimizers.learning_rate_schedule(
+        total_steps=total_steps, **{name: fields.pop(name) for name in SCHEDULE_FIELDS}
+    )
+    return optimizers.make_optimizer(schedule, **fields), schedule

@@ -1,0 +1,164 @@
+"""``RunDirectory``: the files of one run in its workdir, for single runs and sweep seeds.
+
+``config.json`` and ``manifest.json`` at the start (a resume appends to the manifest),
+``metrics.jsonl`` and TensorBoard events per epoch, ``checkpoints/`` when the loop says
+so, ``report.json`` at the end. Only the primary process writes files; every process takes
+part in checkpoint saves (orbax coordinates them). What to write and when is decided by
+the training loop (``vae_jax.training.fit``), not here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import logging
+
+from vae_jax import manifest, rng
+from vae_jax.errors import ConfigError, DataError
+from vae_jax.rundir import files
+from vae_jax.rundir.checkpointing import Checkpointer
+from vae_jax.rundir.metrics_log import MetricsWriter
+
+
+class _NoMetrics:
+    """Stands in for the metrics writer on processes that do not write."""
+
+    def write(self, epoch, step, metrics):
+        return {"epoch": epoch, "step": step, **metrics}
+
+    def close(self):
+        pass
+
+
+class RunDirectory:
+    """Paths, JSON files, checkpoints and the metrics log of the run with ``seed`` in
+    ``workdir``. ``label`` (e.g. "seed 3" in a sweep) goes into messages."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        *,
+        seed: int,
+        keep_checkpoints: int,
+        primary: bool = True,
+        label: str = "",
+    ):
+        self.path = Path(workdir).absolute()
+        self.seed = int(seed)
+        self.primary = primary
+        self.label = label
+        self._keep_checkpoints = keep_checkpoints
+        self._checkpoints = None  # created on first use: nothing is written before the start
+        self.metrics = None  # opened by `restore`, at the restored epoch
+        self.last_saved_epoch = 0
+
+    @property
+    def checkpoints(self) -> Checkpointer:
+        if self._checkpoints is None:
+            self._checkpoints = Checkpointer(
+                self.path / files.CHECKPOINT_DIR, self._keep_checkpoints
+            )
+        return self._checkpoints
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def check_same_data(self, data_record: dict) -> None:
+        """Fails if the run in this directory was trained on other data (resume)."""
+        if not self.file(files.MANIFEST_FILE).exists():
+            return
+        difference = files.data_difference(
+            files.recorded_fingerprints(self.path), data_record["fingerprint_sha256"]
+        )
+        if difference:
+            raise DataError(f"cannot resume {self.path}: {difference}")
+
+    def write_start(self, config_json: dict, run_manifest: dict) -> None:
+        """``config.json`` and ``manifest.json`` of a new run; on a resume, the new config
+        and one more entry in the manifest's ``resumes``."""
+        if not self.primary:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.file(files.CONFIG_FILE).exists():
+            files.write_json(self.file(files.CONFIG_FILE), config_json)
+            files.write_json(self.file(files.MANIFEST_FILE), run_manifest)
+            return
+        recorded = files.read_json(self.file(files.MANIFEST_FILE))
+        recorded.setdefault("resumes", []).append(
+            {
+                "time": manifest.now(),
+                "command": sys.argv,
+                "environment_differences": manifest.environment_differences(
+                    recorded["environment"], manifest.environment()
+                ),
+            }
+        )
+        files.write_json(self.file(files.MANIFEST_FILE), recorded)
+        files.write_json(self.file(files.CONFIG_FILE), config_json)
+
+    def restore(self, initial_state, *, epoch: int | None = None, steps_per_epoch: int = 0):
+        """``(state, epoch)``: the newest valid checkpoint (or the one of ``epoch``), else
+        ``(initial_state, 0)``. Opens the metrics log at the restored epoch (records after
+        it are dropped)."""
+        if epoch is None:
+            restored = self.checkpoints.restore_latest(initial_state, set_aside_damaged=True)
+            if restored is None:
+                state, start_epoch = initial_state, 0
+            else:
+                _, state, record = restored
+                start_epoch = self._check_record(record)
+        elif epoch == 0:
+            state, start_epoch = initial_state, 0
+        else:
+            state, record = self.checkpoints.restore(epoch * steps_per_epoch, initial_state)
+            start_epoch = self._check_record(record)
+        self.last_saved_epoch = start_epoch
+        if self.metrics is not None:  # restored again (a sweep stepping back to a common epoch)
+            self.metrics.close()
+        self.metrics = (
+            MetricsWriter(self.path, resume_epoch=start_epoch, resume_step=int(state.step))
+            if self.primary
+            else _NoMetrics()
+        )
+        if start_epoch:
+            logging.info("%s: resuming after epoch %d", self.path, start_epoch)
+        return state, start_epoch
+
+    def _check_record(self, record: dict) -> int:
+        if record["seed"] != self.seed:
+            raise ConfigError(
+                f"checkpoint of epoch {record['epoch']} in {self.path} was written with "
+                f"seed {record['seed']}, not {self.seed}"
+            )
+        return int(record["epoch"])
+
+    def save_checkpoint(self, epoch: int, state) -> None:
+        """The checkpoint of ``epoch`` (numbered by the state's global step)."""
+        record = {
+            "epoch": int(epoch),
+            "step": int(state.step),
+            "seed": self.seed,
+            "root_key_data": np.asarray(jax.random.key_data(rng.root_key(self.seed))).tolist(),
+        }
+        self.checkpoints.save(int(state.step), state, record)
+        self.last_saved_epoch = epoch
+
+    def write_report(self, report: dict) -> dict:
+        """Writes ``report.json``, keeping an evaluation already merged into it; returns
+        what was written."""
+        if not self.primary:
+            return report
+        existing = self.file(files.REPORT_FILE)
+        if existing.exists() and "evaluation" in files.read_json(existing):
+            report = {**report, "evaluation": files.read_json(existing)["evaluation"]}
+        files.write_json(existing, report)
+        return report
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+        if self._checkpoints is not None:
+            self._checkpoints.close()

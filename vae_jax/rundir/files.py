@@ -1,0 +1,48 @@
+"""The names of a run's files (one place), JSON I/O, and the data-fingerprint comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+CONFIG_FILE = "config.json"  # the config, written at the start of every (re)start
+MANIFEST_FILE = "manifest.json"  # seed, key streams, environment, data record; resumes appended
+REPORT_FILE = "report.json"  # final training metrics; evaluation merged in under "evaluation"
+REPORT_MARKDOWN = "report.md"  # the evaluation summary as a table
+METRICS_FILE = "metrics.jsonl"  # one JSON record per epoch
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR = "checkpoints"
+DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # checkpoints that failed to restore
+FIGURES_DIR = "figures"
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Writes JSON atomically (a reader never sees half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def recorded_fingerprints(workdir: str | Path) -> dict[str, str]:
+    """The sha256 of each data split a run was trained on (from its manifest)."""
+    return read_json(Path(workdir) / MANIFEST_FILE)["data"]["fingerprint_sha256"]
+
+
+def data_difference(
+    recorded: dict[str, str], now: dict[str, str], splits: tuple[str, ...] | None = None
+) -> str | None:
+    """How the data fingerprints ``now`` differ from the ``recorded`` ones (only
+    ``splits``, if given), or None if they are the same."""
+    if splits is not None:
+        recorded = {s: recorded.get(s) for s in splits}
+        now = {s: now.get(s) for s in splits}
+    if recorded == now:
+        return None
+    which = "the " + "/".join(splits) + " data differ" if splits else "the data differ"
+    return f"{which} (sha256 {recorded} recorded, {now} now)"

@@ -1,0 +1,116 @@
+"""``train_and_evaluate(config, workdir)``: one run, from a config to ``report.json``.
+
+Order of work: check the config (and the dataset's metadata) and, if the workdir holds a
+run, that the config may resume it -- all before anything is written; load the data;
+build the trainer and the validation evaluator; write ``config.json`` and
+``manifest.json``; restore the newest valid checkpoint; compile the epoch; then the one
+training loop (``vae_jax.training.fit``), data parallel over ``runtime.num_devices``;
+``report.json`` holds the final metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import jax
+from absl import logging
+
+from vae_jax import config_checks, parallel, rng, runtime
+from vae_jax.data import load_dataset
+from vae_jax.evaluation.validation import make_validation
+from vae_jax.rundir import files
+from vae_jax.train_state import create_train_state
+from vae_jax.training import fit, resume
+from vae_jax.training.trainer import trainer_from_config
+
+
+def check_before_start(config, workdir: Path):
+    """Everything that can fail on bad input, before any file is written; returns the
+    device mesh."""
+    config_checks.check_all(config)
+    mesh = parallel.make_mesh(config.runtime.num_devices)
+    parallel.check_divisible(config.training.batch_size, mesh)
+    resume.check_workdir(workdir, config)
+    return mesh
+
+
+def key_reuse_checking(config):
+    """``jax.debug_key_reuse`` when ``runtime.debug_key_reuse``, else nothing."""
+    if config.runtime.debug_key_reuse:
+        return jax.debug_key_reuse(True)
+    return contextlib.nullcontext()
+
+
+def train_and_evaluate(config, workdir: str | Path, *, stop_after_epoch: int | None = None):
+    """Trains the VAE ``config`` describes in ``workdir`` (resuming it if it holds a run)
+    and returns the report (also written to ``report.json``).
+
+    ``stop_after_epoch`` ends training early, with a checkpoint, as if interrupted there
+    (the learning-rate schedule still spans ``training.num_epochs``).
+    """
+    workdir = Path(workdir).absolute()
+    runtime.apply_runtime_config(config)
+    mesh = check_before_start(config, workdir)
+    with key_reuse_checking(config):
+        return _train(config, workdir, mesh, stop_after_epoch)
+
+
+def _train(config, workdir: Path, mesh, stop_after_epoch: int | None) -> dict:
+    dataset = load_dataset(config)
+    data_parallel = mesh.devices.size > 1
+    trainer = trainer_from_config(
+        config,
+        dataset.image_shape,
+        dataset.preprocessing,
+        dataset.train.num_examples,
+        batch_sharding=parallel.sharded_along(mesh, parallel.DATA_AXIS) if data_parallel else None,
+    )
+    validation = make_validation(
+        trainer.vae,
+        dataset,
+        num_samples=config.training.validation_num_samples,
+        batch_size=config.training.eval_batch_size,
+    )
+    streams = rng.make_streams(config.seed)
+    run = resume.open_run(workdir, config, dataset.record, primary=parallel.is_primary())
+    try:
+        initial = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+        images = dataset.train.images
+        if data_parallel:
+            initial = parallel.put_tree(initial, parallel.replicated(mesh))
+            images = parallel.put(images, parallel.replicated(mesh))
+        state, start_epoch = run.restore(initial)
+        epoch_program, compile_seconds = fit.compile_epoch(
+            trainer.train_epoch, state, streams, images
+        )
+        logging.info("compiled the training epoch in %.1f s", compile_seconds)
+        result = fit.fit(
+            epoch_program,
+            state,
+            streams,
+            images,
+            [run],
+            validate=lambda params, _: validation(params, streams.eval),
+            start_epoch=start_epoch,
+            num_epochs=config.training.num_epochs,
+            checkpoint_every_epochs=config.training.checkpoint_every_epochs,
+            stop_after_epoch=stop_after_epoch,
+        )
+        if result.status != "complete":
+            return {"status": "stopped", "epochs_completed": result.epochs_completed}
+        final = fit.write_final_report(
+            run, trainer.vae, dataset.record, result.train_seconds, compile_seconds
+        )
+    finally:
+        run.close()
+    _print_summary(workdir, final)
+    return final
+
+
+def _print_summary(workdir: Path, final: dict) -> None:
+    metrics = final["final"]
+    keys = ("train/elbo", "validation/elbo", "validation/log_likelihood", "validation/kl")
+    shown = "  ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)
+    print(f"epoch {final['epochs_completed']}: {shown}")
+    print(f"report: {workdir / files.REPORT_FILE}")

@@ -1,0 +1,220 @@
+"""``fit``: the one training loop, for a single run and for the seeds of a sweep.
+
+Read top to bottom, per epoch: the compiled ``lax.scan`` over the epoch's steps, then for
+each run in the program the non-finite check, validation, one metrics record and the
+checkpoint decision, then the stop on SIGTERM; ``report.json`` at the end of a complete
+run (``write_final_report``). A single run passes one ``RunDirectory``
+and its own state; a sweep passes one directory per seed and states stacked over seeds
+(``run_view`` picks run ``i``'s part of a stacked tree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from vae_jax import networks
+from vae_jax.errors import NonFiniteError
+from vae_jax.progress import Progress
+from vae_jax.rundir.directory import RunDirectory
+from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.train_state import param_norm
+from vae_jax.training import summaries
+from vae_jax.training.preemption import TerminationRequest
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: Any  # the final train state (stacked over runs in a sweep)
+    status: str  # "complete", or "stopped" (SIGTERM, or stop_after_epoch before the end)
+    epochs_completed: int
+    train_seconds: float  # wall time of the loop in this process
+
+
+def compile_epoch(epoch_fn, state, streams, images):
+    """``epoch_fn(state, streams, images, epoch)`` compiled ahead of time, once per run,
+    with the state donated; returns it and the seconds compiling took."""
+    started = time.perf_counter()
+    compiled = (
+        jax.jit(epoch_fn, donate_argnums=0).lower(state, streams, images, jnp.int32(0)).compile()
+    )
+    return compiled, time.perf_counter() - started
+
+
+def checkpoint_due(epoch: int, *, every: int, num_epochs: int) -> bool:
+    """Every ``every`` epochs and after the last epoch of the schedule."""
+    return epoch % every == 0 or epoch == num_epochs
+
+
+def stop_if_not_finite(step_metrics, *, epoch: int, first_step: int, run: RunDirectory) -> None:
+    """Raises ``NonFiniteError`` naming the first non-finite metric of the epoch, its step
+    and the last good checkpoint (which stays intact)."""
+    found = summaries.first_non_finite(step_metrics)
+    if found is None:
+        return
+    index, name, value = found
+    saved = run.checkpoints.steps()
+    kept = f"the last good checkpoint (step {saved[-1]}) is intact" if saved else "no checkpoint"
+    raise NonFiniteError(
+        f"non-finite train/{name}={value} at epoch {epoch}, step {first_step + index + 1}"
+        f"{f' ({run.label})' if run.label else ''}; training stopped, {kept}"
+    )
+
+
+def epoch_record(
+    step_metrics, params, validation: dict, seconds: float, *, runs_in_program: int = 1
+) -> dict:
+    """The metrics record of one epoch: training summaries, parameter norm, validation,
+    wall-clock time. ``seconds`` is the program's epoch; when it trained several runs (a
+    sweep), examples per second count all of them."""
+    metrics = summaries.summarize_epoch(step_metrics)
+    metrics["train/param_norm"] = float(param_norm(params))
+    metrics.update(validation)
+    metrics["time/epoch_seconds"] = seconds
+    metrics["time/examples_per_second"] = metrics["train/num_examples"] / seconds
+    if runs_in_program > 1:
+        metrics["time/examples_per_second"] *= runs_in_program
+        metrics["time/seeds_in_program"] = runs_in_program
+    return metrics
+
+
+def single_run_view(tree, index: int):
+    """``run_view`` of a program that trains one run: its tree is the run's own."""
+    del index
+    return tree
+
+
+def fit(
+    epoch_program: Callable,
+    state,
+    streams,
+    images: jax.Array,
+    runs: Sequence[RunDirectory],
+    *,
+    validate: Callable[[Any, int], dict],
+    start_epoch: int,
+    num_epochs: int,
+    checkpoint_every_epochs: int,
+    stop_after_epoch: int | None = None,
+    run_view: Callable[[Any, int], Any] = single_run_view,
+    description: str = "train",
+) -> FitResult:
+    """Trains from ``start_epoch`` to ``num_epochs`` (or ``stop_after_epoch``).
+
+    Args:
+      epoch_program: compiled ``(state, streams, images, epoch) -> (state, step metrics)``.
+      state, streams, images: its inputs (``state`` is donated).
+      runs: the directory of each run the program trains (metrics log open: restored).
+      validate: ``validate(params, i) -> metrics`` of run ``i``.
+      start_epoch: epochs already done (restored).
+      num_epochs: the length of the run (and of its learning-rate schedule).
+      checkpoint_every_epochs: save every this many epochs; also after the last epoch,
+        at ``stop_after_epoch`` and on SIGTERM.
+      stop_after_epoch: stop early, with a checkpoint, as if interrupted there.
+      run_view: ``run_view(tree, i)``: run ``i``'s part of a state or of metrics.
+      description: shown with the progress.
+    """
+    last_epoch = min(num_epochs, stop_after_epoch or num_epochs)
+    progress = Progress(num_epochs, unit="epoch", description=description, initial=start_epoch)
+    epoch, stop_requested = start_epoch, False
+    started = time.perf_counter()
+    try:
+        with TerminationRequest() as termination:
+            for epoch in range(start_epoch + 1, last_epoch + 1):
+                epoch_started = time.perf_counter()
+                state, step_metrics = epoch_program(state, streams, images, jnp.int32(epoch - 1))
+                step_metrics = jax.device_get(step_metrics)
+                seconds = time.perf_counter() - epoch_started
+                stop_requested = bool(termination)
+                save = (
+                    stop_requested
+                    or epoch == last_epoch
+                    or checkpoint_due(epoch, every=checkpoint_every_epochs, num_epochs=num_epochs)
+                )
+                losses, validation_elbos = [], []
+                for i, run in enumerate(runs):
+                    run_state, run_metrics = run_view(state, i), run_view(step_metrics, i)
+                    steps_this_epoch = len(np.asarray(run_metrics["loss"]))
+                    stop_if_not_finite(
+                        run_metrics,
+                        epoch=epoch,
+                        first_step=int(run_state.step) - steps_this_epoch,
+                        run=run,
+                    )
+                    record = epoch_record(
+                        run_metrics,
+                        run_state.params,
+                        validate(run_state.params, i),
+                        seconds,
+                        runs_in_program=len(runs),
+                    )
+                    run.metrics.write(epoch, int(run_state.step), record)
+                    if save:
+                        run.save_checkpoint(epoch, run_state)
+                    losses.append(record["train/loss"])
+                    validation_elbos.append(record.get("validation/elbo", float("nan")))
+                if len(runs) == 1:
+                    progress.update(epoch, loss=losses[0], val_elbo=validation_elbos[0])
+                else:
+                    progress.update(epoch, mean_loss=sum(losses) / len(losses))
+                if stop_requested:
+                    logging.warning("stopped by SIGTERM after epoch %d; checkpoint saved", epoch)
+                    break
+    finally:
+        progress.close()
+    train_seconds = time.perf_counter() - started
+    if stop_requested or last_epoch < num_epochs:
+        reason = "stopped by SIGTERM" if stop_requested else "stopped as asked"
+        print(f"{reason} after epoch {epoch}; resume with the same command")
+        return FitResult(state, "stopped", epoch, train_seconds)
+    return FitResult(state, "complete", epoch, train_seconds)
+
+
+def final_report(
+    records: list[dict],
+    *,
+    seed: int,
+    num_parameters: int,
+    data_record: dict,
+    train_seconds: float,
+    compile_seconds: float,
+) -> dict:
+    """The report of a completed run from its metrics records."""
+    final = records[-1] if records else {}
+    with_validation = [r for r in records if "validation/elbo" in r]
+    best = max(with_validation, key=lambda r: r["validation/elbo"]) if with_validation else None
+    return {
+        "status": "complete",
+        "seed": int(seed),
+        "epochs_completed": final.get("epoch", 0),
+        "steps": final.get("step", 0),
+        "final": final,
+        "best_validation": (
+            {"epoch": best["epoch"], "validation/elbo": best["validation/elbo"]} if best else None
+        ),
+        "num_parameters": num_parameters,
+        "data": data_record,
+        "time": {"train_seconds_this_process": train_seconds, "compile_seconds": compile_seconds},
+    }
+
+
+def write_final_report(
+    run: RunDirectory, vae, data_record: dict, train_seconds: float, compile_seconds: float
+) -> dict:
+    """Writes ``report.json`` of a completed run (keeping an evaluation merged into it)."""
+    report = final_report(
+        read_metrics(run.path),
+        seed=run.seed,
+        num_parameters=networks.num_parameters(jax.eval_shape(vae.init, jax.random.key(0))),
+        data_record=data_record,
+        train_seconds=train_seconds,
+        compile_seconds=compile_seconds,
+    )
+    return run.write_report(report)
