@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import math
 import re
 import shutil
@@ -443,8 +444,11 @@ def test_a_sweep_saves_the_last_epoch_even_when_it_is_not_due(tiny_data_dir, tmp
     config = tiny_with(
         tiny_data_dir, **{"training.num_epochs": 1, "training.checkpoint_every_epochs": 2}
     )
-    run_sweep(config, tmp_path / "sweep", [0], strategy="map", evaluate=False)
+    run_sweep(config, tmp_path / "sweep", [0], strategy="auto", evaluate=False)
     assert checkpoint_steps(tmp_path / "sweep" / "seed_0") == [STEPS_PER_EPOCH]
+    # `auto` is the fixed rule end to end: map on this CPU, recorded with the request.
+    recorded = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert (recorded["strategy_requested"], recorded["strategy"]) == ("auto", "map")
 
 
 def test_epoch_records_take_learning_rate_and_beta_at_the_last_step(run):

@@ -178,18 +178,3 @@ def test_auto_strategy_is_a_fixed_rule_of_the_backend(backend, device_count, num
     assert reason.startswith(f"auto on {backend}")
     # An explicit strategy is used as asked.
     assert strategies.resolve("vmap", backend="cpu", device_count=1, num_seeds=2)[0] == "vmap"
-
-
-def test_resumed_auto_sweep_runs_the_same_strategy(tiny_config, tmp_path):
-    workdir = tmp_path / "auto"
-    tiny_config.training.num_epochs = 1
-    run_sweep(tiny_config, workdir, [0, 1], strategy="auto", evaluate=False)
-    sweep_file = workdir / "sweep.json"
-    first = json.loads(sweep_file.read_text())
-    assert (first["strategy_requested"], first["strategy"]) == ("auto", "map")  # on this CPU
-
-    tiny_config.training.num_epochs = 2
-    run_sweep(tiny_config, workdir, [0, 1], strategy="auto", evaluate=False)
-    resumed = json.loads(sweep_file.read_text())
-    assert resumed["strategy"] == "map"
-    assert [r["epoch"] for r in read_metrics(seed_workdir(workdir, 1))] == [1, 2]
