@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -53,6 +54,28 @@ def tiny_data_dir(tmp_path_factory) -> str:
     write_idx_folder(root / "idx", 600, 100)
     ingest.prepare_local("fashion_mnist", root / "idx", str(root / "tfds"))
     return str(root / "tfds")
+
+
+class TinyRun(NamedTuple):
+    workdir: Path
+    epochs: int
+    compilations: dict  # XLA compilations per function name while it trained
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_data_dir) -> TinyRun:
+    """The ``tiny`` config as it is (seed 0, 3 epochs) trained in-process once per test
+    process, with XLA's compilations counted. Read it; copy the workdir to change it."""
+    from run_helpers import counting_compilations
+
+    from vae_jax.single_run import train_and_evaluate
+
+    config = tiny.get_config()
+    config.data.data_dir = tiny_data_dir
+    workdir = tmp_path_factory.mktemp("tiny_run") / "run"
+    with counting_compilations() as compilations:
+        train_and_evaluate(config, workdir)
+    return TinyRun(workdir, config.training.num_epochs, dict(compilations))
 
 
 @pytest.fixture

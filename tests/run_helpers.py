@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import logging
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -139,3 +143,24 @@ def read_tensorboard_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
     return scalars
+
+
+@contextlib.contextmanager
+def counting_compilations():
+    """Counts XLA compilations per function name, from JAX's own compile log
+    (``jax.log_compiles``): ``counts["train_epoch"]`` after the block."""
+    counts = collections.Counter()
+
+    class Count(logging.Handler):
+        def emit(self, record):
+            found = re.match(r"Compiling jit\((\w+)\)", record.getMessage())
+            if found:
+                counts[found.group(1)] += 1
+
+    handler, jax_logger = Count(), logging.getLogger("jax")
+    jax_logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            yield counts
+    finally:
+        jax_logger.removeHandler(handler)

@@ -107,9 +107,9 @@ def test_the_finder_sees_function_level_and_relative_imports(tmp_path):
         isinstance(node, ast.ImportFrom) and node.module == "vae_jax.data"
         for node in ast.walk(ast.parse(source))
     )
-    assert "vae_jax.training.step" in GRAPH["vae_jax.training.fit"] | GRAPH[
-        "vae_jax.training.trainer"
-    ]
+    assert (
+        "vae_jax.training.step" in GRAPH["vae_jax.training.fit"] | GRAPH["vae_jax.training.trainer"]
+    )
 
 
 def test_vae_jax_has_no_import_cycle():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -34,11 +35,12 @@ VMAP_RELATIVE_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def single_runs(tmp_path_factory, tiny_data_dir):
+def single_runs(tmp_path_factory, tiny_data_dir, tiny_run):
     from experiments.configs import tiny
 
     root = tmp_path_factory.mktemp("singles")
-    for seed in SEEDS:
+    shutil.copytree(tiny_run.workdir, root / "seed_0")  # the session's run: tiny, seed 0
+    for seed in SEEDS[1:]:
         config = tiny.get_config()
         config.data.data_dir = tiny_data_dir
         config.seed = seed

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
-import logging
-import re
+import subprocess
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import REPO
 from run_helpers import (
     apply_overrides,
     assert_same_metrics,
     assert_same_params,
     checkpoint_steps,
+    counting_compilations,
     final_params,
     read_tensorboard_scalars,
     run,
@@ -71,7 +70,11 @@ def test_tiny_trains_end_to_end_and_writes_its_files(tiny_config, tmp_path):
     assert manifest["environment"]["packages"]["jax"] == jax.__version__
     assert manifest["environment"]["backend"] == "cpu"
     assert set(manifest["data"]["fingerprint_sha256"]) == {"train", "test"}
-    assert "commit" in manifest["git"]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    assert manifest["git"]["commit"] == (head or None)  # None outside a git checkout
+    assert manifest["git"]["dirty"] in ((True, False) if head else (None,))
     assert json.loads((workdir / "config.json").read_text())["model"]["latent_dim"] == 4
     # TensorBoard events hold the same numbers as metrics.jsonl.
     scalars = read_tensorboard_scalars(workdir / "tensorboard")
@@ -86,32 +89,10 @@ def test_tiny_trains_end_to_end_and_writes_its_files(tiny_config, tmp_path):
     assert vae.encode(params, jnp.zeros((1, 28, 28, 1))).loc.shape == (1, 4)
 
 
-@contextlib.contextmanager
-def counting_compilations():
-    """Counts XLA compilations per function name, from JAX's own compile log
-    (``jax.log_compiles``): ``counts["train_epoch"]`` after the block."""
-    counts = collections.Counter()
-
-    class Count(logging.Handler):
-        def emit(self, record):
-            found = re.match(r"Compiling jit\((\w+)\)", record.getMessage())
-            if found:
-                counts[found.group(1)] += 1
-
-    handler, jax_logger = Count(), logging.getLogger("jax")
-    jax_logger.addHandler(handler)
-    try:
-        with jax.log_compiles(True):
-            yield counts
-    finally:
-        jax_logger.removeHandler(handler)
-
-
-def test_step_and_epoch_compile_once(tiny_config, tmp_path):
-    tiny_config.training.num_epochs = 3
-    with counting_compilations() as compiled:
-        train_and_evaluate(tiny_config, tmp_path / "run")
-    assert compiled["train_epoch"] == 1
+def test_step_and_epoch_compile_once(tiny_run, tiny_config):
+    # The session's tiny run (3 epochs) counted XLA's compilations while it trained.
+    assert tiny_run.epochs == 3
+    assert tiny_run.compilations["train_epoch"] == 1
     # The stand-alone jitted step too: one compilation for many batches and steps.
     trainer = trainer_from_config(tiny_config, (28, 28, 1), None, 540)
     train_step = jax.jit(trainer.train_step, donate_argnums=0)
@@ -127,11 +108,10 @@ def test_step_and_epoch_compile_once(tiny_config, tmp_path):
 
 
 def test_same_seed_two_processes_identical_different_seed_differs(
-    reference_run, tiny_config, tmp_path
+    reference_run, tiny_run, tiny_config, tmp_path
 ):
-    # reference_run ran in a subprocess; this one runs in the test process.
-    workdir = tmp_path / "same"
-    train_and_evaluate(tiny_config, workdir)
+    # reference_run ran in a subprocess; tiny_run in a test process, in-process.
+    workdir = tiny_run.workdir
     assert_same_params(final_params(workdir), final_params(reference_run))
     assert_same_metrics(workdir, reference_run)
     tiny_config.seed = 1

@@ -15,6 +15,11 @@ TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"
 DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # checkpoints that failed to restore
 FIGURES_DIR = "figures"
+# A sweep's own files, beside its seed_<s>/ run directories.
+SWEEP_FILE = "sweep.json"  # seeds, strategy and why, config, environment
+SWEEP_TABLE_JSON = "sweep_table.json"  # every metric per seed, mean, std, 95% interval
+SWEEP_TABLE_MARKDOWN = "sweep_table.md"
+SWEEP_CURVES_FIGURE = "sweep_curves.png"  # under figures/
 
 
 def write_json(path: str | Path, obj) -> None:

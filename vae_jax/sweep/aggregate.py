@@ -14,8 +14,8 @@ from vae_jax.rundir import files
 from vae_jax.rundir.metrics_log import TIMING_PREFIX, read_metrics
 from vae_jax.sweep.seeds import seed_workdir
 
-TABLE_JSON = "sweep_table.json"
-TABLE_MARKDOWN = "sweep_table.md"
+TABLE_JSON = files.SWEEP_TABLE_JSON
+TABLE_MARKDOWN = files.SWEEP_TABLE_MARKDOWN
 # Evaluation numbers that go into the table, by their path in report.json.
 EVALUATION_METRICS = {
     "test/nll_nats": ("test_nll", "nats"),
@@ -132,4 +132,4 @@ def curves_figure(workdir: Path, seeds: list[int]) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{len(seeds)} seeds: train (solid) and validation (dashed)", fontsize=10)
     fig.tight_layout()
-    return figures._save(fig, Path(workdir) / files.FIGURES_DIR / "sweep_curves.png")
+    return figures._save(fig, Path(workdir) / files.FIGURES_DIR / files.SWEEP_CURVES_FIGURE)

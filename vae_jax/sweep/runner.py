@@ -28,8 +28,6 @@ from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume
 from vae_jax.training.trainer import Trainer, trainer_from_config
 
-SWEEP_FILE = "sweep.json"
-
 
 class TrainedSweep(NamedTuple):
     """What training a sweep leaves for its evaluation."""
@@ -168,7 +166,7 @@ def _train(config, workdir: Path, seeds: list[int], strategy: str) -> TrainedSwe
 def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, reason) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     files.write_json(
-        workdir / SWEEP_FILE,
+        workdir / files.SWEEP_FILE,
         {
             "seeds": seeds,
             "strategy_requested": requested,
