@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,6 +15,32 @@ from experiments.configs import tiny
 from vae_jax.data import idx, ingest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# One persistent XLA compilation cache for the whole test run: the pytest processes and
+# every subprocess they start (which inherit the environment) compile each program once
+# and load it afterwards. A hit needs the identical program, so it changes no number a
+# test compares; the cache starts empty in every run and is removed at its end.
+CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+
+
+def pytest_configure(config):
+    import jax
+
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the first process of the run
+        config.compilation_cache_created = tempfile.mkdtemp(prefix="vae_jax_tests_xla_cache_")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = config.compilation_cache_created
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
+
+
+def pytest_unconfigure(config):
+    created = getattr(config, "compilation_cache_created", None)
+    if created:
+        shutil.rmtree(created, ignore_errors=True)
 
 
 def synthetic_images(num: int, seed: int, image_shape=(28, 28)) -> tuple[np.ndarray, np.ndarray]:

@@ -8,12 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
 import pytest
 from conftest import REPO, subprocess_env
-from run_helpers import final_params, run, train_command
+from run_helpers import final_params, train_command
 
 from vae_jax import manifest, runtime
 from vae_jax.errors import CheckpointError
@@ -29,16 +30,23 @@ DATA_PARALLEL_RELATIVE_TOLERANCE = 1e-5
 PARALLEL_FLAGS = ["--config.training.batch_size=40"]
 
 
+def _run(command: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command, cwd=REPO, env=env or subprocess_env(), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_data_dir):
     workdir = tmp_path_factory.mktemp("finished") / "run"
-    result = run(train_command(workdir, tiny_data_dir, *PARALLEL_FLAGS))
+    result = _run(train_command(workdir, tiny_data_dir, *PARALLEL_FLAGS))
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
 
 def _reproduce(workdir, *flags):
-    return run([sys.executable, "-m", "experiments.reproduce", f"--workdir={workdir}", *flags])
+    return _run([sys.executable, "-m", "experiments.reproduce", f"--workdir={workdir}", *flags])
 
 
 def test_reproduce_prints_reproduced(finished_run):
@@ -110,23 +118,24 @@ def _close(a: list[dict], b: list[dict]) -> None:
 
 def test_four_devices_agree_with_one(finished_run, tiny_data_dir, tmp_path):
     env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    never, sharded = tmp_path / "never", tmp_path / "sharded"
+    # The two commands are independent and run side by side (the refused one is JAX's
+    # start-up only, hidden behind the other's).
+    with ThreadPoolExecutor(2) as pool:
+        refused, result = pool.map(
+            lambda command: _run(command, env),
+            [
+                train_command(never, tiny_data_dir, "--config.training.batch_size=50"),
+                train_command(sharded, tiny_data_dir, *PARALLEL_FLAGS),
+            ],
+        )
     # A batch the mesh cannot split fails in one line, before anything is written.
-    never = tmp_path / "never"
-    result = subprocess.run(
-        train_command(never, tiny_data_dir, "--config.training.batch_size=50"),
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
         "error: training.batch_size=50 is not divisible by the 4 devices of the mesh; "
         "use a multiple of 4 or set runtime.num_devices"
     )
     assert not never.exists()
-    sharded = tmp_path / "sharded"
-    result = subprocess.run(
-        train_command(sharded, tiny_data_dir, *PARALLEL_FLAGS),
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = json.loads((sharded / "manifest.json").read_text())["environment"]
     assert len(recorded["devices"]) == 4
