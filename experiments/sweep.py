@@ -5,8 +5,11 @@
 
 Each seed gets <workdir>/seed_<s>/ with the files of a single run; the sweep writes
 sweep_table.json / .md (mean, std, 95% interval per metric) and figures/sweep_curves.png.
-Running it again resumes every seed from its checkpoints.
+Running it again resumes every seed from its checkpoints. Exit status: 0 done, 1 error,
+75 stopped by SIGTERM or Ctrl-C (resumable).
 """
+
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -31,14 +34,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    run_sweep(
-        _CONFIG.value,
+    result = run_sweep(
+        cli.config_value(_CONFIG),
         _WORKDIR.value,
         parse_seeds(_SEEDS.value),
         strategy=_STRATEGY.value,
         evaluate=_EVALUATE.value,
         num_importance_samples=_K.value,
     )
+    if result["status"] != "complete":
+        sys.exit(cli.EXIT_STOPPED)  # stopped by a signal: the same command resumes
 
 
 if __name__ == "__main__":

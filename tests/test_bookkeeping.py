@@ -488,16 +488,21 @@ def test_epoch_records_take_learning_rate_and_beta_at_the_last_step(run):
 
 
 def _float_at_least(field, minimum, *, strict=False):
-    """``> minimum`` if strict, else ``>= minimum``; finite either way."""
-    inside = float(np.nextafter(minimum, np.inf))
+    """``> minimum`` if strict, else ``>= minimum``; finite in float32 either way (training
+    computes in float32: float64's largest number is inf there, its smallest is 0)."""
+    inside = float(np.nextafter(np.float32(minimum), np.float32(np.inf)))
     outside = float(np.nextafter(minimum, -np.inf))
-    return [
+    rows = [
         (field, field, float(minimum), not strict),
         (field, field, inside if strict else outside, strict),
-        (field, field, float(np.finfo(np.float64).max), True),
+        (field, field, float(np.finfo(np.float32).max), True),
+        (field, field, float(np.finfo(np.float64).max), False),
         (field, field, math.inf, False),
         (field, field, math.nan, False),
     ]
+    if strict and minimum == 0:
+        rows.append((field, field, float(np.nextafter(0.0, 1.0)), False))  # 0 in float32
+    return rows
 
 
 def _int_at_least(field, minimum):

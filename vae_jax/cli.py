@@ -10,10 +10,14 @@ from pathlib import Path
 from absl import app, flags
 from absl import logging as absl_logging
 
-from vae_jax.errors import UserFacingError
+from vae_jax.errors import ConfigError, UserFacingError
 
 _REPO = Path(__file__).resolve().parents[1]
 _OWN_CODE = tuple(str(_REPO / folder) + "/" for folder in ("vae_jax", "experiments", "scripts"))
+
+# Exit statuses of the entry points: 0 done, 1 an error (one line on stderr), and
+EXIT_STOPPED = 75  # stopped early by a signal, resumable: run the same command again
+EXIT_INTERRUPTED = 130  # Ctrl-C before training started or a second Ctrl-C: nothing to resume
 
 _LIBRARY_LOGS = flags.DEFINE_bool(
     "library_logs", False, "Show INFO logs of libraries (orbax, TFDS, ...), not only ours."
@@ -27,8 +31,42 @@ class _OwnInfoLogsOnly(python_logging.Filter):
         return record.levelno >= python_logging.WARNING or record.pathname.startswith(_OWN_CODE)
 
 
+def config_value(config_flag, name: str = "--config"):
+    """The config of a ``DEFINE_config_file`` flag; a file that does not load or an
+    override that names no field (ml_collections raises on first access) becomes one line
+    naming the flag."""
+    try:
+        config = config_flag.value
+        config.keys()  # a config file that failed to load raises here, not before
+        return config
+    except (AttributeError, KeyError, OSError, TypeError, ValueError) as error:
+        raise ConfigError(f"{name}: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error)
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a quoted repr
+        text = text[1:-1].replace("\\n", "\n").replace("\\'", "'")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _parse_flags_in_one_line(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a config override that names no field or a config file
+    that does not load (ml_collections raises while parsing) reported in one line, exit 1."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as error:
+        sys.stderr.write(f"error: a --config.<field> override names no config field: "
+                         f"{_one_line(error)}\n")  # fmt: skip
+        sys.exit(1)
+    except OSError as error:  # a config file that does not load, with overrides given
+        sys.stderr.write(f"error: --config: {_one_line(error)}\n")
+        sys.exit(1)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-    """``absl.app.run(main)``, reporting a ``UserFacingError`` as ``error: ...`` (exit 1)."""
+    """``absl.app.run(main)``, reporting a ``UserFacingError`` as ``error: ...`` (exit 1)
+    and Ctrl-C outside the training loop in one line (exit 130)."""
 
     def main_reporting_errors(argv: list[str]) -> None:
         if not _LIBRARY_LOGS.value:
@@ -39,5 +77,9 @@ def run(main: Callable[[list[str]], None]) -> None:
             sys.stderr.write(f"error: {error}\n")
             sys.stderr.flush()
             sys.exit(1)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted (Ctrl-C); run the same command to resume\n")
+            sys.stderr.flush()
+            sys.exit(EXIT_INTERRUPTED)
 
-    app.run(main_reporting_errors)
+    app.run(main_reporting_errors, flags_parser=_parse_flags_in_one_line)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from vae_jax import likelihoods, model, networks
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
@@ -127,8 +129,34 @@ def _check_evaluation(e):
     _at_least(e.num_figure_examples, 1, "evaluation.num_figure_examples")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _floats(tree, name: str = ""):
+    """``(field, value)`` of every float in a config (nested groups, tuples included)."""
+    if hasattr(tree, "items"):
+        for key, value in tree.items():
+            yield from _floats(value, f"{name}.{key}" if name else key)
+    elif isinstance(tree, (list, tuple)):
+        for index, value in enumerate(tree):
+            yield from _floats(value, f"{name}[{index}]")
+    elif isinstance(tree, float):
+        yield name, tree
+
+
+def _check_floats_fit_float32(config) -> None:
+    """Training computes in float32: a float field that is not finite there (1e300 becomes
+    inf) or that underflows to 0 (1e-50) would fail later or silently mean another value."""
+    for field, value in _floats(config):
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise ConfigError(f"{field}={value!r} is not a finite float32 number")
+        if value != 0 and np.float32(value) == 0:
+            raise ConfigError(f"{field}={value!r} underflows to 0 in float32")
+
+
 def check_config(config) -> None:
     """Field-by-field checks that need no data; raises ``ConfigError``."""
+    _check_floats_fit_float32(config)
     _check_seed(config.seed, "seed")
     _check_data(config.data)
     _check_model(config.model)

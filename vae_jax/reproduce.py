@@ -20,7 +20,7 @@ import numpy as np
 from vae_jax import manifest
 from vae_jax.errors import CheckpointError
 from vae_jax.rundir import checkpointing, files, loading
-from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.rundir.metrics_log import read_metrics, read_records, without_timing
 from vae_jax.single_run import train_and_evaluate
 
 
@@ -82,14 +82,14 @@ def environment_warnings(workdir: Path) -> list[str]:
 
 
 def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
-    """(epoch, step) of the original checkpoint to compare with."""
-    steps_by_epoch = {r["epoch"]: r["step"] for r in read_metrics(workdir)}
+    """(epoch, step) of the original checkpoint to compare with: the newest (or that of
+    ``epochs``), as the checkpoints themselves record it, whatever metrics.jsonl says."""
     checkpointer = checkpointing.Checkpointer(workdir / files.CHECKPOINT_DIR, 1, read_only=True)
     try:
-        saved = checkpointer.steps()
+        step_by_epoch = {checkpointer.record(s)["epoch"]: s for s in checkpointer.steps()}
     finally:
         checkpointer.close()
-    saved_epochs = sorted(e for e, s in steps_by_epoch.items() if s in saved)
+    saved_epochs = sorted(step_by_epoch)
     if not saved_epochs:
         raise CheckpointError(f"{workdir} has no checkpoint to reproduce")
     epoch = saved_epochs[-1] if epochs is None else epochs
@@ -97,17 +97,36 @@ def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
         raise CheckpointError(
             f"--epochs={epoch}: {workdir} has checkpoints of epochs {saved_epochs} only"
         )
-    return epoch, steps_by_epoch[epoch]
+    return epoch, step_by_epoch[epoch]
+
+
+def metrics_log_difference(workdir: Path, epoch: int) -> str | None:
+    """What is wrong with the recorded metrics up to ``epoch`` before any re-run: a line
+    that is not a record, or records that are not exactly epochs 1..epoch in order."""
+    records, damaged = read_records(workdir)
+    if damaged:
+        number, text = damaged[0]
+        return f"{files.METRICS_FILE} line {number} is not a metric record: {text[:80]!r}"
+    epochs = [r["epoch"] for r in records if r["epoch"] <= epoch]
+    if epochs != list(range(1, epoch + 1)):
+        return (
+            f"{files.METRICS_FILE} holds records of epochs {epochs} up to epoch {epoch}, not "
+            f"one of each epoch 1..{epoch}"
+        )
+    return None
 
 
 def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | None = None):
     """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``."""
-    workdir = Path(workdir).absolute()
+    workdir = files.workdir_path(workdir)
     config = loading.load_config(workdir)
     warnings = environment_warnings(workdir)
     for warning in warnings:
         print(f"warning: the environment differs from the manifest's: {warning}", flush=True)
     epoch, step = _target_epoch(workdir, epochs)
+    damage = metrics_log_difference(workdir, epoch)
+    if damage:  # no re-run can match edited or damaged records
+        return Outcome(False, epoch, warnings, damage)
     _, original_state, _, _ = loading.load_state(workdir, step)
     with tempfile.TemporaryDirectory(prefix="vae_jax_reproduce_") as tmp:
         rerun_dir = Path(scratch) if scratch else Path(tmp) / "rerun"

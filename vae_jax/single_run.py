@@ -1,11 +1,11 @@
 """``train_and_evaluate(config, workdir)``: one run, from a config to ``report.json``.
 
 Order of work: check the config (and the dataset's metadata) and, if the workdir holds a
-run, that the config may resume it -- all before anything is written; load the data;
-build the trainer and the validation evaluator; write ``config.json`` and
-``manifest.json``; restore the newest valid checkpoint; compile the epoch; then the one
-training loop (``vae_jax.training.fit``), data parallel over ``runtime.num_devices``;
-``report.json`` holds the final metrics.
+run, that the config may resume it -- all before anything is written; take the workdir's
+lock (one process owns a workdir); load the data; build the trainer and the validation
+evaluator; write ``config.json`` and ``manifest.json``; restore the newest valid
+checkpoint; compile the epoch; then the one training loop (``vae_jax.training.fit``),
+data parallel over ``runtime.num_devices``; ``report.json`` holds the final metrics.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from vae_jax import config_checks, parallel, rng, runtime
 from vae_jax.data import load_dataset
 from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files
+from vae_jax.rundir.lock import ownership
 from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume
 from vae_jax.training.trainer import trainer_from_config
 
 
-def check_before_start(config, workdir: Path):
-    """Everything that can fail on bad input, before any file is written; returns the
+def check_before_start(config):
+    """Everything in the config that can fail, before any file is written; returns the
     device mesh."""
     config_checks.check_all(config)
     mesh = parallel.make_mesh(config.runtime.num_devices)
     parallel.check_divisible(config.training.batch_size, mesh)
-    resume.check_workdir(workdir, config)
     return mesh
 
 
@@ -49,10 +49,11 @@ def train_and_evaluate(config, workdir: str | Path, *, stop_after_epoch: int | N
     ``stop_after_epoch`` ends training early, with a checkpoint, as if interrupted there
     (the learning-rate schedule still spans ``training.num_epochs``).
     """
-    workdir = Path(workdir).absolute()
+    workdir = files.workdir_path(workdir)
     runtime.apply_runtime_config(config)
-    mesh = check_before_start(config, workdir)
-    with key_reuse_checking(config):
+    mesh = check_before_start(config)
+    resume.check_workdir(workdir, config)  # may this config resume what is there?
+    with ownership(workdir, "training", primary=parallel.is_primary()), key_reuse_checking(config):
         return _train(config, workdir, mesh, stop_after_epoch)
 
 

@@ -9,6 +9,7 @@ same model (a seed sweep).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
 from vae_jax.progress import Progress
 from vae_jax.rundir import files, loading
+from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
 from vae_jax.rundir.metrics_log import read_metrics
 
 # Likelihoods whose log-likelihood is a log-probability of discrete data (bits/dim apply).
@@ -166,22 +168,42 @@ def evaluate_run(
     make_figures: bool = True,
 ) -> dict:
     """Evaluates checkpoint ``step`` (default: newest valid) of the run in ``workdir``."""
-    workdir = Path(workdir).absolute()
+    workdir = files.workdir_path(workdir)
     k, chunk, batch = resolve_options(
         loading.load_config(workdir).evaluation,
         num_importance_samples,
         importance_chunk_size,
         batch_size,
     )
-    vae, state, record, config = loading.load_state(workdir, step)
-    if data_dir:
-        config.data.data_dir = data_dir
-    dataset = load_dataset(config)
-    check_same_data(workdir, dataset)
-    evaluator = Evaluator(
-        vae, dataset, config, num_importance_samples=k, chunk_size=chunk, batch_size=batch
-    )
-    return evaluate_and_report(evaluator, workdir, state, record, make_figures=make_figures)
+    with _owning_unless_step_given(workdir, step):
+        vae, state, record, config = loading.load_state(workdir, step)
+        if data_dir:
+            config.data.data_dir = data_dir
+        dataset = load_dataset(config)
+        check_same_data(workdir, dataset)
+        evaluator = Evaluator(
+            vae, dataset, config, num_importance_samples=k, chunk_size=chunk, batch_size=batch
+        )
+        return evaluate_and_report(evaluator, workdir, state, record, make_figures=make_figures)
+
+
+@contextlib.contextmanager
+def _owning_unless_step_given(workdir: Path, step: int | None):
+    """Evaluation owns the workdir while it runs. A workdir that is training is refused
+    (its newest checkpoint is moving) unless ``--step`` names one checkpoint."""
+    lock = WorkdirLock(workdir, "evaluation")
+    try:
+        lock.acquire()
+    except WorkdirBusyError as error:
+        if step is None:
+            raise WorkdirBusyError(
+                f"{error}; or give --step=N to evaluate one of its checkpoints"
+            ) from None
+        logging.warning("%s; evaluating checkpoint %d, which stays as it is", error, step)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def evaluate_and_report(evaluator, workdir: Path, state, record, *, make_figures=True, quiet=False):

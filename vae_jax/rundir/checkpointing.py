@@ -92,6 +92,18 @@ class Checkpointer:
             )
         return state, record
 
+    def record(self, step: int) -> dict:
+        """The JSON record of checkpoint ``step`` (epoch, step, seed), without its state."""
+        try:
+            restored = self._manager.restore(
+                int(step), args=ocp.args.Composite(record=ocp.args.JsonRestore())
+            )
+        except Exception as error:  # orbax raises many types for damaged files
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} has no readable record ({error})"
+            ) from error
+        return dict(restored["record"])
+
     def restore_latest(self, target, *, set_aside_damaged: bool = False):
         """``(step, state, record)`` of the newest checkpoint that restores, or None if
         there are no checkpoints. Raises ``CheckpointError`` if none restores.
@@ -112,20 +124,22 @@ class Checkpointer:
                 failures.append(step)
                 continue
             if set_aside_damaged and failures:
-                self._set_aside(failures)
+                self.set_aside(failures)
             return step, state, record
         raise CheckpointError(
             f"none of the checkpoints in {self.directory} (steps {failures}) can be restored; "
             "delete them to start over, or use a new --workdir"
         )
 
-    def _set_aside(self, steps: list[int]) -> None:
-        folder = self.directory.parent / DAMAGED_CHECKPOINT_DIR
+    def set_aside(self, steps: list[int], folder_name: str = DAMAGED_CHECKPOINT_DIR) -> None:
+        """Moves the checkpoints of ``steps`` to ``<workdir>/<folder_name>/`` (kept for
+        inspection, out of the way of the saves that will replace them)."""
+        folder = self.directory.parent / folder_name
         folder.mkdir(exist_ok=True)
         for step in steps:
             destination = folder / f"{step}-{time.strftime('%Y%m%dT%H%M%S')}"
             (self.directory / str(step)).rename(destination)
-            logging.warning("moved the damaged checkpoint %d to %s", step, destination)
+            logging.warning("moved the checkpoint of step %d to %s", step, destination)
         self._manager.reload()
 
     def close(self) -> None:

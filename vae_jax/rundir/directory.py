@@ -68,7 +68,7 @@ class RunDirectory:
 
     def check_same_data(self, data_record: dict) -> None:
         """Fails if the run in this directory was trained on other data (resume)."""
-        if not self.file(files.MANIFEST_FILE).exists():
+        if not files.run_started(self.path):
             return
         difference = files.data_difference(
             files.recorded_fingerprints(self.path), data_record["fingerprint_sha256"]
@@ -82,9 +82,9 @@ class RunDirectory:
         if not self.primary:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        if not self.file(files.CONFIG_FILE).exists():
-            files.write_json(self.file(files.CONFIG_FILE), config_json)
+        if not files.run_started(self.path):  # config.json last: it marks a complete start
             files.write_json(self.file(files.MANIFEST_FILE), run_manifest)
+            files.write_json(self.file(files.CONFIG_FILE), config_json)
             return
         recorded = files.read_json(self.file(files.MANIFEST_FILE))
         recorded.setdefault("resumes", []).append(
@@ -147,13 +147,21 @@ class RunDirectory:
         self.last_saved_epoch = epoch
 
     def write_report(self, report: dict) -> dict:
-        """Writes ``report.json``, keeping an evaluation already merged into it; returns
-        what was written."""
+        """Writes ``report.json``, keeping an evaluation already merged into it (marked
+        ``stale`` if it describes an older checkpoint); returns what was written."""
         if not self.primary:
             return report
         existing = self.file(files.REPORT_FILE)
         if existing.exists() and "evaluation" in files.read_json(existing):
-            report = {**report, "evaluation": files.read_json(existing)["evaluation"]}
+            evaluation = files.read_json(existing)["evaluation"]
+            evaluated = evaluation.get("checkpoint", {}).get("step")
+            if evaluated != report.get("steps"):  # evaluated while training went on
+                evaluation = {
+                    **evaluation,
+                    "stale": f"evaluates the checkpoint of step {evaluated}; training has since "
+                    f"reached step {report.get('steps')}: evaluate again",
+                }
+            report = {**report, "evaluation": evaluation}
         files.write_json(existing, report)
         return report
 

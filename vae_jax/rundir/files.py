@@ -6,20 +6,40 @@ import json
 import os
 from pathlib import Path
 
+from vae_jax.errors import ConfigError
+
 CONFIG_FILE = "config.json"  # the config, written at the start of every (re)start
 MANIFEST_FILE = "manifest.json"  # seed, key streams, environment, data record; resumes appended
 REPORT_FILE = "report.json"  # final training metrics; evaluation merged in under "evaluation"
 REPORT_MARKDOWN = "report.md"  # the evaluation summary as a table
 METRICS_FILE = "metrics.jsonl"  # one JSON record per epoch
+DAMAGED_METRICS_FILE = "metrics_damaged_lines.txt"  # lines of metrics.jsonl that were not records
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"
 DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # checkpoints that failed to restore
+SUPERSEDED_CHECKPOINT_DIR = "superseded_checkpoints"  # a sweep seed's, past a common epoch
 FIGURES_DIR = "figures"
+LOCK_FILE = ".lock"  # held (flock) by the process that owns the workdir; pid, host, start
 # A sweep's own files, beside its seed_<s>/ run directories.
 SWEEP_FILE = "sweep.json"  # seeds, strategy and why, config, environment
 SWEEP_TABLE_JSON = "sweep_table.json"  # every metric per seed, mean, std, 95% interval
 SWEEP_TABLE_MARKDOWN = "sweep_table.md"
 SWEEP_CURVES_FIGURE = "sweep_curves.png"  # under figures/
+
+
+def workdir_path(value: str | Path | None, flag: str = "--workdir") -> Path:
+    """The absolute directory a ``--workdir`` value names (``~`` expanded); an empty value
+    (an unset shell variable) is refused instead of meaning the current directory."""
+    if value is None or not str(value).strip():
+        raise ConfigError(f"{flag} is empty; give the run's directory, e.g. {flag}=runs/my_run")
+    return Path(value).expanduser().absolute()
+
+
+def run_started(workdir: str | Path) -> bool:
+    """Whether ``workdir`` holds a started run. A start writes ``manifest.json`` and then
+    ``config.json``, so a start cut short (a kill, a full disk) leaves neither or only the
+    manifest, and the next start begins afresh."""
+    return (Path(workdir) / CONFIG_FILE).exists() and (Path(workdir) / MANIFEST_FILE).exists()
 
 
 def write_json(path: str | Path, obj) -> None:

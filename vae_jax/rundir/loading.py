@@ -22,6 +22,11 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
     path = Path(workdir) / files.CONFIG_FILE
     if not path.exists():
         raise CheckpointError(f"{path} not found: --workdir={workdir} holds no run")
+    if not files.run_started(workdir):
+        raise CheckpointError(
+            f"--workdir={workdir} holds a start that was cut short (no {files.MANIFEST_FILE}); "
+            "train again with the same command"
+        )
     return ml_collections.ConfigDict(files.read_json(path))
 
 

@@ -1,10 +1,12 @@
 """One writer for the metrics of a run: ``metrics.jsonl`` and TensorBoard event files.
 
 Each record is one line of JSON ``{"epoch": e, "step": s, "<group>/<name>": value, ...}``;
-floats are written exactly. TensorBoard events are written with tensorboardX (no
-TensorFlow). On resume from the checkpoint of epoch ``e``, records after ``e`` (written by
-the interrupted process after its last checkpoint) are dropped first, so the file ends up
-as if the run had never stopped; TensorBoard purges those steps too.
+floats are written exactly; a line that is not a record (damaged, or cut short by a kill)
+is skipped and reported, and the records after it are kept. TensorBoard events are
+written with tensorboardX (no TensorFlow). On resume from the checkpoint of epoch ``e``,
+records after ``e`` (written by the interrupted process after its last checkpoint) are
+dropped first, so the file ends up as if the run had never stopped; TensorBoard purges
+those steps too.
 """
 
 from __future__ import annotations
@@ -14,23 +16,46 @@ import math
 import os
 from pathlib import Path
 
-from vae_jax.rundir.files import METRICS_FILE, TENSORBOARD_DIR
+from absl import logging
+
+from vae_jax.rundir.files import DAMAGED_METRICS_FILE, METRICS_FILE, TENSORBOARD_DIR
 
 TIMING_PREFIX = "time/"  # wall-clock metrics: excluded from reproducibility comparisons
 
 
-def read_metrics(workdir: str | Path) -> list[dict]:
-    """All records of ``metrics.jsonl`` (an empty list if there is none)."""
+def read_records(workdir: str | Path) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The records of ``metrics.jsonl``, and ``(line number, text)`` of every line that is
+    not one (cut short by a kill, or damaged): those are skipped, never a reason to drop
+    the records after them."""
     path = Path(workdir) / METRICS_FILE
     if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by a kill: it and anything after are dropped
+        return [], []
+    records, damaged = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
+        else:
+            damaged.append((number, line))
+    return records, damaged
+
+
+def read_metrics(workdir: str | Path) -> list[dict]:
+    """Every readable record of ``metrics.jsonl`` (an empty list if there is none); lines
+    that are not records are skipped and reported in one warning."""
+    records, damaged = read_records(workdir)
+    if damaged:
+        logging.warning(
+            "%s: skipped %d line(s) that are not metric records (line %s)",
+            Path(workdir) / METRICS_FILE,
+            len(damaged),
+            ", ".join(str(number) for number, _ in damaged),
+        )
     return records
 
 
@@ -54,7 +79,17 @@ class MetricsWriter:
     def __init__(self, workdir: str | Path, *, resume_epoch: int, resume_step: int):
         self.workdir = Path(workdir)
         self.path = self.workdir / METRICS_FILE
-        kept = [r for r in read_metrics(self.workdir) if r["epoch"] <= resume_epoch]
+        records, damaged = read_records(self.workdir)
+        if damaged:  # kept for inspection, out of the log
+            with open(self.workdir / DAMAGED_METRICS_FILE, "a") as f:
+                f.writelines(f"line {number}: {text}\n" for number, text in damaged)
+            logging.warning(
+                "%s: %d line(s) that are not metric records (line %s) moved to %s",
+                self.path, len(damaged), ", ".join(str(n) for n, _ in damaged),
+                DAMAGED_METRICS_FILE,
+            )  # fmt: skip
+        # Records after the restored checkpoint were written by the process that stopped.
+        kept = [r for r in records if r["epoch"] <= resume_epoch]
         _write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         from tensorboardX import SummaryWriter
 

@@ -10,6 +10,7 @@ interval) and ``figures/sweep_curves.png``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,6 +22,7 @@ from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
 from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files
+from vae_jax.rundir.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.seeds import seed_config, seed_workdir
@@ -68,20 +70,24 @@ def run_sweep(
     num_importance_samples: int | None = None,
 ) -> dict:
     """Trains (or resumes) every seed, evaluates each, and writes the aggregate table."""
-    workdir = Path(workdir).absolute()
+    workdir = files.workdir_path(workdir)
     runtime.apply_runtime_config(config)
     check_before_start(config, workdir, seeds, strategy)
     if evaluate:
         evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
-    with key_reuse_checking(config):
-        trained = _train(config, workdir, seeds, strategy)
-    if trained.status != "complete":
-        return {"status": trained.status, "epochs_completed": trained.epochs_completed}
-    if evaluate:
-        _evaluate(config, workdir, seeds, trained, num_importance_samples)
-    table = aggregate.write_table(workdir, seeds)
-    aggregate.curves_figure(workdir, seeds)
-    aggregate.print_table(table)
+    with contextlib.ExitStack() as owned:  # the sweep's directory and every seed's
+        owned.enter_context(WorkdirLock(workdir, "sweep"))
+        for seed in seeds:
+            owned.enter_context(WorkdirLock(seed_workdir(workdir, seed), f"sweep, seed {seed}"))
+        with key_reuse_checking(config):
+            trained = _train(config, workdir, seeds, strategy)
+        if trained.status != "complete":
+            return {"status": trained.status, "epochs_completed": trained.epochs_completed}
+        if evaluate:
+            _evaluate(config, workdir, seeds, trained, num_importance_samples)
+        table = aggregate.write_table(workdir, seeds)
+        aggregate.curves_figure(workdir, seeds)
+        aggregate.print_table(table)
     return {
         "status": "complete",
         "strategy": trained.strategy,
@@ -99,6 +105,9 @@ def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
     for run, state0, (state, epoch) in zip(runs, initial, restored, strict=True):
         if epoch != common:  # a kill between the seeds' saves: step back to the common epoch
             state, _ = run.restore(state0, epoch=common, steps_per_epoch=trainer.steps_per_epoch)
+            # Its newer checkpoints will be written again, bit for bit: out of their way.
+            newer = [s for s in run.checkpoints.steps() if s > int(state.step)]
+            run.checkpoints.set_aside(newer, files.SUPERSEDED_CHECKPOINT_DIR)
         states.append(state)
     return states, common
 

@@ -11,6 +11,7 @@ and its own state; a sweep passes one directory per seed and states stacked over
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,6 +54,13 @@ def checkpoint_due(epoch: int, *, every: int, num_epochs: int) -> bool:
     return epoch % every == 0 or epoch == num_epochs
 
 
+def _stopped_message(what: str, epoch: int, step: int, run: RunDirectory) -> str:
+    saved = run.checkpoints.steps()
+    kept = f"the last good checkpoint (step {saved[-1]}) is intact" if saved else "no checkpoint"
+    label = f" ({run.label})" if run.label else ""
+    return f"non-finite {what} at epoch {epoch}, step {step}{label}; training stopped, {kept}"
+
+
 def stop_if_not_finite(step_metrics, *, epoch: int, first_step: int, run: RunDirectory) -> None:
     """Raises ``NonFiniteError`` naming the first non-finite metric of the epoch, its step
     and the last good checkpoint (which stays intact)."""
@@ -60,12 +68,18 @@ def stop_if_not_finite(step_metrics, *, epoch: int, first_step: int, run: RunDir
     if found is None:
         return
     index, name, value = found
-    saved = run.checkpoints.steps()
-    kept = f"the last good checkpoint (step {saved[-1]}) is intact" if saved else "no checkpoint"
     raise NonFiniteError(
-        f"non-finite train/{name}={value} at epoch {epoch}, step {first_step + index + 1}"
-        f"{f' ({run.label})' if run.label else ''}; training stopped, {kept}"
+        _stopped_message(f"train/{name}={value}", epoch, first_step + index + 1, run)
     )
+
+
+def stop_if_record_not_finite(record: dict, *, epoch: int, step: int, run: RunDirectory) -> None:
+    """The parameters (their norm) and validation must be finite too before the epoch is
+    recorded and saved: a blow-up at an epoch's last step shows only there."""
+    checked = [n for n in sorted(record) if n == "train/param_norm" or n.startswith("validation/")]
+    for name in checked:
+        if not math.isfinite(record[name]):
+            raise NonFiniteError(_stopped_message(f"{name}={record[name]}", epoch, step, run))
 
 
 def epoch_record(
@@ -155,6 +169,9 @@ def fit(
                         seconds,
                         runs_in_program=len(runs),
                     )
+                    stop_if_record_not_finite(
+                        record, epoch=epoch, step=int(run_state.step), run=run
+                    )
                     run.metrics.write(epoch, int(run_state.step), record)
                     if save:
                         run.save_checkpoint(epoch, run_state)
@@ -165,13 +182,13 @@ def fit(
                 else:
                     progress.update(epoch, mean_loss=sum(losses) / len(losses))
                 if stop_requested:
-                    logging.warning("stopped by SIGTERM after epoch %d; checkpoint saved", epoch)
+                    logging.warning("stopped by a signal after epoch %d; checkpoint saved", epoch)
                     break
     finally:
         progress.close()
     train_seconds = time.perf_counter() - started
     if stop_requested or last_epoch < num_epochs:
-        reason = "stopped by SIGTERM" if stop_requested else "stopped as asked"
+        reason = "stopped by a signal" if stop_requested else "stopped as asked"
         print(f"{reason} after epoch {epoch}; resume with the same command")
         return FitResult(state, "stopped", epoch, train_seconds)
     return FitResult(state, "complete", epoch, train_seconds)

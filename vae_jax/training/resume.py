@@ -82,7 +82,16 @@ def check_workdir(workdir: Path, config) -> None:
     """Fails (before anything is written) if ``workdir`` cannot hold or resume this run."""
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"--workdir={workdir} exists and is not a directory")
-    if (workdir / files.CONFIG_FILE).exists():
+    if (workdir / files.CONFIG_FILE).exists() and not files.run_started(workdir):
+        if (workdir / files.CHECKPOINT_DIR).exists() and any(
+            (workdir / files.CHECKPOINT_DIR).iterdir()
+        ):
+            raise ConfigError(
+                f"--workdir={workdir} has checkpoints but no {files.MANIFEST_FILE}; it cannot be "
+                "resumed safely: move the checkpoints away or use a new --workdir"
+            )
+        logging.info("%s: a start was cut short; starting afresh", workdir)
+    if files.run_started(workdir):
         changed = check_resumable(files.read_json(workdir / files.CONFIG_FILE), config)
         if changed:
             logging.info("resuming %s with changed fields: %s", workdir, ", ".join(changed))

@@ -1,0 +1,355 @@
+"""Faults a user meets, each reproduced as the user caused it (an edit, a second process,
+a signal, a bad flag) with its outcome checked, including that nothing was lost."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, subprocess_env
+from run_helpers import (
+    apply_overrides,
+    assert_same_metrics,
+    assert_same_params,
+    checkpoint_steps,
+    final_params,
+    run,
+    run_until,
+    train_command,
+)
+
+from vae_jax import cli, config_checks
+from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
+from vae_jax.evaluation.evaluate_run import evaluate_run
+from vae_jax.reproduce import reproduce
+from vae_jax.rundir import files, loading
+from vae_jax.rundir.directory import RunDirectory
+from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
+from vae_jax.rundir.metrics_log import read_metrics, read_records
+from vae_jax.single_run import train_and_evaluate
+from vae_jax.sweep.runner import run_sweep
+from vae_jax.sweep.seeds import seed_workdir
+from vae_jax.training import fit
+from vae_jax.training.preemption import TerminationRequest
+
+
+def copy_of(workdir: Path, tmp_path: Path, name: str = "run") -> Path:
+    copy = tmp_path / name
+    shutil.copytree(workdir, copy)
+    return copy
+
+
+def metrics_lines(workdir: Path) -> list[str]:
+    return (workdir / files.METRICS_FILE).read_text().splitlines()
+
+
+def write_metrics_lines(workdir: Path, lines: list[str]) -> None:
+    (workdir / files.METRICS_FILE).write_text("".join(line + "\n" for line in lines))
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(workdir: Path, purpose: str = "training"):
+    """Another process holding ``workdir``'s lock (as a running training would)."""
+    script = (
+        "import sys, time\n"
+        "from vae_jax.rundir.lock import WorkdirLock\n"
+        f"lock = WorkdirLock(sys.argv[1], {purpose!r}).acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(workdir)], stdout=subprocess.PIPE, env=subprocess_env()
+    )
+    try:
+        assert process.stdout.readline().strip() == b"held"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+# --- 1. a damaged line in metrics.jsonl ---------------------------------------------------
+
+
+def test_a_damaged_line_costs_only_itself_not_the_records_after_it(tiny_run, tiny_config, tmp_path):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    lines = metrics_lines(workdir)
+    assert len(lines) == 3
+    write_metrics_lines(workdir, [lines[0], '{"epoch": 2, "st', lines[2]])
+    records, damaged = read_records(workdir)
+    assert [r["epoch"] for r in records] == [1, 3]
+    assert damaged == [(2, '{"epoch": 2, "st')]
+
+    report = train_and_evaluate(tiny_config, workdir)  # the same command again
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 3]
+    assert metrics_lines(workdir)[1] == lines[2]  # the record after the damage is intact
+    assert report["epochs_completed"] == 3
+    kept = (workdir / files.DAMAGED_METRICS_FILE).read_text()
+    assert kept == 'line 2: {"epoch": 2, "st\n'  # kept for inspection, out of the log
+
+
+# --- 2 and 13. one owner per workdir ------------------------------------------------------
+
+
+def test_a_second_process_is_refused_naming_the_holder(tiny_run, tiny_config, tmp_path):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    before = metrics_lines(workdir)
+    with lock_held_elsewhere(workdir) as holder:
+        with pytest.raises(WorkdirBusyError) as refused:
+            train_and_evaluate(tiny_config, workdir)
+        message = str(refused.value)
+        assert f"pid {holder.pid} on {socket.gethostname()}" in message
+        assert "(training)" in message
+        assert "\n" not in message
+        # Evaluation of a workdir that is training is refused too, unless --step is given.
+        with pytest.raises(WorkdirBusyError, match=r"or give --step=N"):
+            evaluate_run(workdir)
+    assert metrics_lines(workdir) == before  # nothing written by the refused process
+
+
+def test_a_lock_dies_with_its_process_even_after_kill_9(tmp_path):
+    workdir = tmp_path / "run"
+    with lock_held_elsewhere(workdir) as holder:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with WorkdirLock(workdir, "training"):  # no stale lock
+        recorded = json.loads((workdir / files.LOCK_FILE).read_text())
+        assert recorded["pid"] == os.getpid()
+        assert recorded["purpose"] == "training"
+
+
+def test_a_sweep_owns_each_seed_directory(tiny_config, tmp_path):
+    workdir = tmp_path / "sweep"
+    with lock_held_elsewhere(seed_workdir(workdir, 1)) as holder:
+        with pytest.raises(WorkdirBusyError, match=f"pid {holder.pid}"):
+            run_sweep(tiny_config, workdir, [0, 1], strategy="map", evaluate=False)
+    assert not (seed_workdir(workdir, 0) / files.CONFIG_FILE).exists()
+
+
+def test_an_evaluation_of_an_older_checkpoint_is_marked_stale(tmp_path):
+    run = RunDirectory(tmp_path / "run", seed=0, keep_checkpoints=1)
+    run.path.mkdir()
+    files.write_json(
+        run.file(files.REPORT_FILE), {"evaluation": {"checkpoint": {"step": 22, "epoch": 2}}}
+    )
+    current = run.write_report({"status": "complete", "steps": 22})
+    assert current["evaluation"] == {"checkpoint": {"step": 22, "epoch": 2}}
+    later = run.write_report({"status": "complete", "steps": 88})  # training went on
+    assert later["evaluation"]["stale"].startswith("evaluates the checkpoint of step 22;")
+    assert json.loads(run.file(files.REPORT_FILE).read_text()) == later
+
+
+# --- 3. a start cut short -----------------------------------------------------------------
+
+
+def test_a_start_cut_short_starts_afresh_and_is_named_in_one_line(tiny_run, tiny_config, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    shutil.copy(tiny_run.workdir / files.CONFIG_FILE, workdir)  # killed before the manifest
+    with pytest.raises(CheckpointError, match="a start that was cut short"):
+        loading.load_config(workdir)
+    tiny_config.training.num_epochs = 1
+    report = train_and_evaluate(tiny_config, workdir)
+    assert report["status"] == "complete"
+    assert json.loads((workdir / files.MANIFEST_FILE).read_text())["seed"] == 0
+    # The start writes the manifest first and config.json last, which marks it complete.
+    assert files.run_started(workdir)
+
+
+# --- 4. a sweep killed between two seeds' saves -------------------------------------------
+
+
+def test_a_sweep_killed_between_seeds_saves_resumes_bit_identical(tiny_config, tmp_path):
+    tiny_config.training.num_epochs = 2
+    unbroken = tmp_path / "unbroken"
+    run_sweep(tiny_config, unbroken, [0, 1], strategy="map", evaluate=False)
+    # The kill: seed 0 recorded and saved epoch 2, seed 1 had not; no report yet.
+    broken = copy_of(unbroken, tmp_path, "broken")
+    seed_1 = seed_workdir(broken, 1)
+    last = checkpoint_steps(seed_1)[-1]
+    shutil.rmtree(seed_1 / files.CHECKPOINT_DIR / str(last))
+    write_metrics_lines(seed_1, metrics_lines(seed_1)[:1])
+    for seed in (0, 1):
+        (seed_workdir(broken, seed) / files.REPORT_FILE).unlink()
+
+    run_sweep(tiny_config, broken, [0, 1], strategy="map", evaluate=False)  # the same command
+    for seed in (0, 1):
+        assert_same_params(
+            final_params(seed_workdir(broken, seed)), final_params(seed_workdir(unbroken, seed))
+        )
+        assert_same_metrics(seed_workdir(broken, seed), seed_workdir(unbroken, seed))
+    # Seed 0's newer checkpoint was set aside, not lost.
+    assert len(list((seed_workdir(broken, 0) / files.SUPERSEDED_CHECKPOINT_DIR).iterdir())) == 1
+
+
+# --- 5. reproduce on edited metrics -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ("delete_last", r"records of epochs \[1, 2\] up to epoch 3"),
+        ("append_junk", "line 4 is not a metric record"),
+        ("insert_junk_after_line_1", "line 2 is not a metric record"),
+    ],
+)
+def test_reproduce_refuses_edited_metrics_naming_the_record(tiny_run, tmp_path, edit, named):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    lines = metrics_lines(workdir)
+    edited = {
+        "delete_last": lines[:-1],
+        "append_junk": [*lines, "junk"],
+        "insert_junk_after_line_1": [lines[0], "junk", *lines[1:]],
+    }[edit]
+    write_metrics_lines(workdir, edited)
+    outcome = reproduce(workdir)
+    assert not outcome.reproduced
+    assert outcome.epoch == 3  # from the checkpoints, whatever the log says
+    assert outcome.difference is not None
+    assert re.search(named, outcome.difference), outcome.difference
+
+
+def test_reproduce_sees_an_edited_step_of_the_last_record(tiny_run, tmp_path):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    lines = metrics_lines(workdir)
+    last = json.loads(lines[-1])
+    write_metrics_lines(workdir, [*lines[:-1], json.dumps({**last, "step": last["step"] + 1})])
+    outcome = reproduce(workdir)
+    assert not outcome.reproduced
+    assert outcome.difference.startswith("metric step of epoch 3 differs")
+
+
+# --- 8. a blow-up on an epoch's last step -------------------------------------------------
+
+
+def test_non_finite_parameters_stop_before_the_epoch_is_recorded_or_saved(
+    tiny_config, tmp_path, monkeypatch
+):
+    calls = []
+
+    def norm_that_blows_up_in_epoch_2(params):
+        calls.append(1)
+        return math.inf if len(calls) == 2 else 1.0
+
+    monkeypatch.setattr(fit, "param_norm", norm_that_blows_up_in_epoch_2)
+    workdir = tmp_path / "run"
+    with pytest.raises(
+        NonFiniteError, match=r"non-finite train/param_norm=inf at epoch 2, step 22"
+    ):
+        train_and_evaluate(tiny_config, workdir)
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1]
+    assert checkpoint_steps(workdir) == [11]  # the last good checkpoint, nothing after it
+
+
+def test_non_finite_validation_is_caught_too(tmp_path):
+    run = RunDirectory(tmp_path / "run", seed=0, keep_checkpoints=1)
+    with pytest.raises(NonFiniteError, match=r"validation/elbo=nan at epoch 4, step 44"):
+        fit.stop_if_record_not_finite(
+            {"train/param_norm": 3.0, "validation/elbo": math.nan}, epoch=4, step=44, run=run
+        )
+    fit.stop_if_record_not_finite({"train/param_norm": 3.0, "time/x": math.inf}, epoch=4,
+                                  step=44, run=run)  # fmt: skip
+
+
+# --- 9 and 10. values that cannot work, refused in one line before any work ---------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "optimizer.learning_rate",
+            1e300,
+            "optimizer.learning_rate=1e+300 is not a finite float32",
+        ),
+        ("optimizer.learning_rate", 1e-50, "optimizer.learning_rate=1e-50 underflows to 0"),
+        ("objective.beta", 1e39, "objective.beta=1e+39 is not a finite float32"),
+    ],
+)
+def test_floats_must_be_finite_in_float32(tiny_config, tmp_path, field, value, message):
+    apply_overrides(tiny_config, {field: value})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_checks.check_config(tiny_config)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train_and_evaluate(tiny_config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_workdir_flag_empty_is_refused_and_tilde_expanded(tiny_data_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--workdir is empty"):
+        files.workdir_path("")
+    assert files.workdir_path("~/runs/x") == Path.home() / "runs" / "x"
+    result = run(train_command("", tiny_data_dir))  # --workdir= (an unset variable)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --workdir is empty")
+    assert "Traceback" not in result.stderr
+
+
+# --- 11 and 12. Ctrl-C and exit statuses --------------------------------------------------
+
+
+def test_ctrl_c_saves_and_exits_resumable_like_sigterm(tiny_data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    command = train_command(workdir, tiny_data_dir, "--config.training.num_epochs=30")
+    code, stderr = run_until(
+        command, lambda: len(read_metrics(workdir)) >= 1, signal_to_send=signal.SIGINT
+    )
+    assert code == cli.EXIT_STOPPED, stderr[-3000:]
+    assert "Traceback" not in stderr
+    stopped_at = read_metrics(workdir)[-1]
+    assert stopped_at["epoch"] < 30
+    assert checkpoint_steps(workdir)[-1] == stopped_at["step"]  # saved where it stopped
+
+
+def test_a_second_signal_exits_at_once():
+    script = (
+        "import os, signal, time\n"
+        "from vae_jax.training.preemption import TerminationRequest\n"
+        "with TerminationRequest() as request:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    assert request\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=subprocess_env(), capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 128 + signal.SIGINT
+    assert b"Traceback" not in result.stderr
+
+
+def test_termination_request_restores_the_previous_handlers():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with TerminationRequest() as request:
+        assert not request
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        (
+            "--config.model.latent_dimm=3",
+            "error: a --config.<field> override names no config field: 'latent_dimm' "
+            'Did you mean "latent_dim" instead of "latent_dimm"?',
+        ),
+        ("--config=experiments/configs/no_such_config.py", "error: --config: "),
+    ],
+)
+def test_a_bad_config_flag_is_one_line_not_a_traceback(tiny_data_dir, tmp_path, flag, message):
+    result = run([*train_command(tmp_path / "run", tiny_data_dir), flag])
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-500:]
+    assert not (tmp_path / "run").exists()
