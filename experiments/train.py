@@ -5,7 +5,9 @@
     python -m experiments.train --config=experiments/configs/tiny.py --workdir=runs/tiny \\
         --config.seed=3 --config.model.latent_dim=2
 
-Running again in the same workdir resumes from its newest valid checkpoint. Exit status:
+Running again in the same workdir resumes from its newest valid checkpoint; to continue
+with, e.g., a lower learning rate, add --config.optimizer.learning_rate=... and
+--allow_change=optimizer.learning_rate. Exit status:
 0 trained, 1 error (one line on stderr), 75 stopped by SIGTERM or Ctrl-C (resumable).
 
 Several hosts (or processes) train one data-parallel run with JAX's distributed runtime:
@@ -31,13 +33,21 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-host: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-host: this process's index.")
+_ALLOW_CHANGE = flags.DEFINE_list(
+    "allow_change",
+    [],
+    "On resume: optimizer.* or objective.* fields that may differ from the run's (e.g. a "
+    "lower learning rate after a blow-up); recorded as a segment that reproduce replays.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     del argv
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    result = train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+    result = train_and_evaluate(
+        cli.config_value(_CONFIG), _WORKDIR.value, allow_change=tuple(_ALLOW_CHANGE.value)
+    )
     if result["status"] != "complete":
         sys.exit(cli.EXIT_STOPPED)  # stopped by a signal: the same command resumes
 

@@ -353,3 +353,35 @@ def test_a_bad_config_flag_is_one_line_not_a_traceback(tiny_data_dir, tmp_path, 
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-500:]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_workdir_that_cannot_be_written_is_one_line(tiny_data_dir, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    result = run(train_command(tmp_path / "a_file" / "run", tiny_data_dir))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --workdir={tmp_path / 'a_file' / 'run'} cannot be written (")
+
+
+# --- 7. continuing with a lower learning rate, by choice, reproducibly -------------------
+
+
+def test_a_change_opted_into_on_resume_is_a_segment_that_reproduce_replays(tiny_config, tmp_path):
+    workdir = tmp_path / "run"
+    train_and_evaluate(tiny_config, workdir, stop_after_epoch=1)
+    tiny_config.optimizer.learning_rate = 1e-4
+    with pytest.raises(ConfigError, match=r"or --allow_change=optimizer.learning_rate to change"):
+        train_and_evaluate(tiny_config, workdir)  # without the opt-in: today's refusal
+    with pytest.raises(ConfigError, match=r"--allow_change=model.latent_dim: only optimizer"):
+        train_and_evaluate(tiny_config, workdir, allow_change=("model.latent_dim",))
+    train_and_evaluate(tiny_config, workdir, allow_change=("optimizer.learning_rate",))
+
+    segment = json.loads((workdir / files.MANIFEST_FILE).read_text())["resumes"][-1]
+    assert segment["changed_by_opt_in"] == {"optimizer.learning_rate": [1e-3, 1e-4]}
+    assert segment["from_epoch"] == 1
+    assert segment["config"]["optimizer"]["learning_rate"] == 1e-4
+    rates = [r["train/learning_rate"] for r in read_metrics(workdir)]
+    assert rates == pytest.approx([1e-3, 1e-4, 1e-4])
+    outcome = reproduce(workdir)
+    assert outcome.reproduced, outcome.difference

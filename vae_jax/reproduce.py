@@ -1,7 +1,8 @@
 """Re-run a run from its manifest and compare parameters and metrics bit for bit.
 
 The run's config (seed included) and data are read back from its workdir; training is
-repeated in a scratch directory up to epoch N (default: the last completed epoch) and the
+repeated in a scratch directory up to epoch N (default: the last completed epoch), segment
+by segment when the user changed fields on resume (``--allow_change``), and the
 parameters are compared with the original checkpoint of that epoch, leaf by leaf, and
 every metric of epochs 1..N with ``metrics.jsonl`` (wall-clock fields excluded). Package
 versions, backend and XLA flags that differ from the manifest's are reported first: they
@@ -15,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
 from vae_jax import manifest
@@ -116,6 +118,39 @@ def metrics_log_difference(workdir: Path, epoch: int) -> str | None:
     return None
 
 
+def segments(workdir: Path, config) -> list[tuple[int, object, tuple[str, ...]]]:
+    """``(first epoch after which it applies, config, fields it changed)`` of each segment
+    of a run: the config it was created with, then each resume that changed fields by
+    ``--allow_change``. Fields that may change freely on resume come from ``config``."""
+    recorded = files.read_json(workdir / files.MANIFEST_FILE)
+    opted = [r for r in recorded.get("resumes", []) if r.get("changed_by_opt_in")]
+    if not opted:
+        return [(0, config, ())]
+    result = []
+    starts = [(0, recorded["config"], ())] + [
+        (r["from_epoch"], r["config"], tuple(r["changed_by_opt_in"])) for r in opted
+    ]
+    for start, segment_config, changed in starts:
+        segment_config = ml_collections.ConfigDict(segment_config)
+        segment_config.training.num_epochs = config.training.num_epochs  # may grow freely
+        segment_config.data.data_dir = config.data.data_dir  # where the data is now
+        result.append((start, segment_config, changed))
+    return result
+
+
+def replay_segments(workdir: Path, config, rerun_dir: Path, epoch: int) -> None:
+    """Trains ``rerun_dir`` up to ``epoch`` as ``workdir`` was trained, segment by
+    segment (each resumed with the fields its user changed)."""
+    parts = segments(workdir, config)
+    for i, (start, segment_config, changed) in enumerate(parts):
+        if start >= epoch:
+            break
+        end = parts[i + 1][0] if i + 1 < len(parts) else epoch
+        train_and_evaluate(
+            segment_config, rerun_dir, stop_after_epoch=min(end, epoch), allow_change=changed
+        )
+
+
 def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | None = None):
     """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``."""
     workdir = files.workdir_path(workdir)
@@ -130,7 +165,7 @@ def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | 
     _, original_state, _, _ = loading.load_state(workdir, step)
     with tempfile.TemporaryDirectory(prefix="vae_jax_reproduce_") as tmp:
         rerun_dir = Path(scratch) if scratch else Path(tmp) / "rerun"
-        train_and_evaluate(config, rerun_dir, stop_after_epoch=epoch)
+        replay_segments(workdir, config, rerun_dir, epoch)
         data_difference = _data_difference(workdir, rerun_dir)
         _, rerun_state, _, _ = loading.load_state(rerun_dir, step)
         rerun_metrics = read_metrics(rerun_dir)

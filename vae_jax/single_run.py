@@ -42,22 +42,31 @@ def key_reuse_checking(config):
     return contextlib.nullcontext()
 
 
-def train_and_evaluate(config, workdir: str | Path, *, stop_after_epoch: int | None = None):
+def train_and_evaluate(
+    config,
+    workdir: str | Path,
+    *,
+    stop_after_epoch: int | None = None,
+    allow_change: tuple[str, ...] = (),
+):
     """Trains the VAE ``config`` describes in ``workdir`` (resuming it if it holds a run)
     and returns the report (also written to ``report.json``).
 
     ``stop_after_epoch`` ends training early, with a checkpoint, as if interrupted there
-    (the learning-rate schedule still spans ``training.num_epochs``).
+    (the learning-rate schedule still spans ``training.num_epochs``). ``allow_change``
+    names optimizer or objective fields that may differ from the run being resumed (a new
+    segment, recorded in the manifest and replayed by ``reproduce``).
     """
     workdir = files.workdir_path(workdir)
     runtime.apply_runtime_config(config)
     mesh = check_before_start(config)
-    resume.check_workdir(workdir, config)  # may this config resume what is there?
+    allow_change = resume.check_allow_change(allow_change, config)
+    resume.check_workdir(workdir, config, allow_change)  # may this config resume what is there?
     with ownership(workdir, "training", primary=parallel.is_primary()), key_reuse_checking(config):
-        return _train(config, workdir, mesh, stop_after_epoch)
+        return _train(config, workdir, mesh, stop_after_epoch, allow_change)
 
 
-def _train(config, workdir: Path, mesh, stop_after_epoch: int | None) -> dict:
+def _train(config, workdir: Path, mesh, stop_after_epoch: int | None, allow_change) -> dict:
     dataset = load_dataset(config)
     data_parallel = mesh.devices.size > 1
     trainer = trainer_from_config(
@@ -74,7 +83,9 @@ def _train(config, workdir: Path, mesh, stop_after_epoch: int | None) -> dict:
         batch_size=config.training.eval_batch_size,
     )
     streams = rng.make_streams(config.seed)
-    run = resume.open_run(workdir, config, dataset.record, primary=parallel.is_primary())
+    run = resume.open_run(
+        workdir, config, dataset.record, primary=parallel.is_primary(), allow_change=allow_change
+    )
     try:
         initial = create_train_state(trainer.vae, trainer.optimizer, streams.init)
         images = dataset.train.images

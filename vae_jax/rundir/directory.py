@@ -53,6 +53,7 @@ class RunDirectory:
         self._keep_checkpoints = keep_checkpoints
         self._checkpoints = None  # created on first use: nothing is written before the start
         self.metrics = None  # opened by `restore`, at the restored epoch
+        self._resumed = False  # write_start appended to the manifest's resumes
         self.last_saved_epoch = 0
 
     @property
@@ -76,9 +77,10 @@ class RunDirectory:
         if difference:
             raise DataError(f"cannot resume {self.path}: {difference}")
 
-    def write_start(self, config_json: dict, run_manifest: dict) -> None:
+    def write_start(self, config_json: dict, run_manifest: dict, segment: dict | None = None):
         """``config.json`` and ``manifest.json`` of a new run; on a resume, the new config
-        and one more entry in the manifest's ``resumes``."""
+        and one more entry in the manifest's ``resumes`` (with ``segment``, the fields the
+        user chose to change from here on, and the config they hold)."""
         if not self.primary:
             return
         self.path.mkdir(parents=True, exist_ok=True)
@@ -87,17 +89,19 @@ class RunDirectory:
             files.write_json(self.file(files.CONFIG_FILE), config_json)
             return
         recorded = files.read_json(self.file(files.MANIFEST_FILE))
-        recorded.setdefault("resumes", []).append(
-            {
-                "time": manifest.now(),
-                "command": sys.argv,
-                "environment_differences": manifest.environment_differences(
-                    recorded["environment"], manifest.environment()
-                ),
-            }
-        )
+        entry = {
+            "time": manifest.now(),
+            "command": sys.argv,
+            "environment_differences": manifest.environment_differences(
+                recorded["environment"], manifest.environment()
+            ),
+        }
+        if segment:
+            entry.update(changed_by_opt_in=segment, config=config_json)
+        recorded.setdefault("resumes", []).append(entry)
         files.write_json(self.file(files.MANIFEST_FILE), recorded)
         files.write_json(self.file(files.CONFIG_FILE), config_json)
+        self._resumed = True
 
     def restore(self, initial_state, *, epoch: int | None = None, steps_per_epoch: int = 0):
         """``(state, epoch)``: the newest valid checkpoint (or the one of ``epoch``), else
@@ -116,6 +120,10 @@ class RunDirectory:
             state, record = self.checkpoints.restore(epoch * steps_per_epoch, initial_state)
             start_epoch = self._check_record(record)
         self.last_saved_epoch = start_epoch
+        if self._resumed:  # the epoch this resume (and a segment it starts) begins after
+            recorded = files.read_json(self.file(files.MANIFEST_FILE))
+            recorded["resumes"][-1]["from_epoch"] = start_epoch
+            files.write_json(self.file(files.MANIFEST_FILE), recorded)
         if self.metrics is not None:  # restored again (a sweep stepping back to a common epoch)
             self.metrics.close()
         self.metrics = (

@@ -22,7 +22,7 @@ from vae_jax.rundir.files import LOCK_FILE
 
 
 class WorkdirBusyError(UserFacingError):
-    """Another process holds the workdir."""
+    """Another process holds the workdir, or it cannot be written at all."""
 
 
 def holder(workdir: str | Path) -> dict:
@@ -44,8 +44,14 @@ class WorkdirLock:
         self._file = None
 
     def acquire(self) -> WorkdirLock:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.workdir / LOCK_FILE, "a+")
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.workdir / LOCK_FILE, "a+")
+        except OSError as error:  # under a file, read-only, /proc, a full disk
+            raise WorkdirBusyError(
+                f"--workdir={self.workdir} cannot be written ({error.strerror or error}); "
+                "choose a directory you can write to"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -52,15 +52,36 @@ def config_as_json(config) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
-def check_resumable(recorded_config: dict, config) -> list[str]:
+# Fields a user may change on resume by naming them (``--allow_change=``), e.g. a lower
+# learning rate or clipping after a blow-up: the change is recorded as a new segment in
+# the manifest and ``reproduce`` replays it.
+OPT_IN_PREFIXES = ("optimizer.", "objective.")
+
+
+def check_allow_change(allow_change, config) -> tuple[str, ...]:
+    """The ``--allow_change`` fields, each an optimizer or objective field of ``config``."""
+    fields = set(flatten(config_as_json(config)))
+    for field in allow_change:
+        if field not in fields or not field.startswith(OPT_IN_PREFIXES):
+            raise ConfigError(
+                f"--allow_change={field}: only optimizer.* and objective.* fields of the "
+                "config may change on resume"
+            )
+    return tuple(allow_change)
+
+
+def check_resumable(recorded_config: dict, config, allow_change=()) -> list[str]:
     """Raises ``ConfigError`` naming the first field that may not change; returns the
-    fields that changed and may."""
+    fields that changed and may (``allow_change`` names more that may)."""
     old, new = flatten(recorded_config), flatten(config_as_json(config))
     changed = sorted(
         k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>")
     )
     allowed = []
     for field in changed:
+        if field in allow_change:
+            allowed.append(field)
+            continue
         if field in SCHEDULE_LENGTH and old.get("optimizer.schedule") != "constant":
             raise ConfigError(
                 f"cannot resume: {field} is {new.get(field)!r} but the run in this workdir "
@@ -71,14 +92,29 @@ def check_resumable(recorded_config: dict, config) -> list[str]:
         if any(field == m or (m.endswith(".") and field.startswith(m)) for m in MAY_CHANGE):
             allowed.append(field)
             continue
+        opt_in = (
+            f", or --allow_change={field} to change it from here on"
+            if field.startswith(OPT_IN_PREFIXES)
+            else ""
+        )
         raise ConfigError(
             f"cannot resume: {field} is {new.get(field, '<absent>')!r} but the run in this "
-            f"workdir used {old.get(field, '<absent>')!r}; use a new --workdir or the same value"
+            f"workdir used {old.get(field, '<absent>')!r}; use a new --workdir or the same "
+            f"value{opt_in}"
         )
     return allowed
 
 
-def check_workdir(workdir: Path, config) -> None:
+def opted_in_changes(workdir: Path, config, allow_change) -> dict:
+    """``{field: [recorded, new]}`` of the ``--allow_change`` fields that do change."""
+    if not allow_change or not files.run_started(workdir):
+        return {}
+    old = flatten(files.read_json(workdir / files.CONFIG_FILE))
+    new = flatten(config_as_json(config))
+    return {f: [old.get(f), new.get(f)] for f in allow_change if old.get(f) != new.get(f)}
+
+
+def check_workdir(workdir: Path, config, allow_change=()) -> None:
     """Fails (before anything is written) if ``workdir`` cannot hold or resume this run."""
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"--workdir={workdir} exists and is not a directory")
@@ -92,13 +128,21 @@ def check_workdir(workdir: Path, config) -> None:
             )
         logging.info("%s: a start was cut short; starting afresh", workdir)
     if files.run_started(workdir):
-        changed = check_resumable(files.read_json(workdir / files.CONFIG_FILE), config)
+        changed = check_resumable(
+            files.read_json(workdir / files.CONFIG_FILE), config, allow_change
+        )
         if changed:
             logging.info("resuming %s with changed fields: %s", workdir, ", ".join(changed))
 
 
 def open_run(
-    workdir: Path, config, data_record: dict, *, primary: bool = True, label: str = ""
+    workdir: Path,
+    config,
+    data_record: dict,
+    *,
+    primary: bool = True,
+    label: str = "",
+    allow_change=(),
 ) -> RunDirectory:
     """The run directory of ``config`` in ``workdir``, with its start files written."""
     run = RunDirectory(
@@ -109,5 +153,9 @@ def open_run(
         label=label,
     )
     run.check_same_data(data_record)
-    run.write_start(config_as_json(config), manifest.make_manifest(config, data_record))
+    run.write_start(
+        config_as_json(config),
+        manifest.make_manifest(config, data_record),
+        segment=opted_in_changes(workdir, config, allow_change),
+    )
     return run
