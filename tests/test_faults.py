@@ -385,3 +385,47 @@ def test_a_change_opted_into_on_resume_is_a_segment_that_reproduce_replays(tiny_
     assert rates == pytest.approx([1e-3, 1e-4, 1e-4])
     outcome = reproduce(workdir)
     assert outcome.reproduced, outcome.difference
+
+
+# --- one line, not a traceback ------------------------------------------------------------
+
+
+def test_all_checkpoints_damaged_is_one_line_without_tracebacks(tiny_run, tiny_data_dir, tmp_path):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    for chunk in (workdir / files.CHECKPOINT_DIR).glob("*/state/d/*"):
+        chunk.write_bytes(chunk.read_bytes()[:100])  # every checkpoint's arrays cut short
+    result = run(train_command(workdir, tiny_data_dir))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: none of the checkpoints in ")
+    assert len(lines) <= 1 + len(checkpoint_steps(workdir))  # one warning per checkpoint
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_loses_nothing(
+    tiny_config, tmp_path, monkeypatch
+):
+    import orbax.checkpoint as ocp
+
+    save = ocp.CheckpointManager.save
+    saves = []
+
+    def save_until_the_disk_is_full(self, step, *args, **kwargs):
+        saves.append(step)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device")
+        return save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save_until_the_disk_is_full)
+    workdir = tmp_path / "run"
+    with pytest.raises(CheckpointError) as full:
+        train_and_evaluate(tiny_config, workdir)
+    message = str(full.value)
+    assert message.startswith("could not save the checkpoint of step 22 in ")
+    assert "No space left on device" in message
+    assert "the checkpoints before it are intact" in message
+    assert checkpoint_steps(workdir) == [11]
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)  # space freed: the same command
+    report = train_and_evaluate(tiny_config, workdir)
+    assert report["epochs_completed"] == 3
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2, 3]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging as python_logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,19 +66,43 @@ def _parse_flags_in_one_line(argv: list[str]) -> list[str]:
         sys.exit(1)
 
 
+def _quiet_closed_event_loops() -> None:
+    """orbax/tensorstore threads that finish after a failed restore report "Event loop is
+    closed" (harmless: the restore already failed and was reported in one line) as a
+    traceback each; drop those, report anything else as Python would."""
+    default_unraisable, default_thread = sys.unraisablehook, threading.excepthook
+
+    def closed_loop(error) -> bool:
+        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+    def unraisable(info):
+        if not closed_loop(info.exc_value):
+            default_unraisable(info)
+
+    def thread(args):
+        if not closed_loop(args.exc_value):
+            default_thread(args)
+
+    sys.unraisablehook, threading.excepthook = unraisable, thread
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """``absl.app.run(main)``, reporting a ``UserFacingError`` as ``error: ...`` (exit 1)
     and Ctrl-C outside the training loop in one line (exit 130)."""
 
     def main_reporting_errors(argv: list[str]) -> None:
+        _quiet_closed_event_loops()
         if not _LIBRARY_LOGS.value:
             absl_logging.get_absl_handler().addFilter(_OwnInfoLogsOnly())
         try:
             main(argv)
         except UserFacingError as error:
             sys.stderr.write(f"error: {error}\n")
+            sys.stdout.flush()
             sys.stderr.flush()
-            sys.exit(1)
+            # At once: background threads of orbax/tensorstore would otherwise print their
+            # own tracebacks while the interpreter shuts down, after the one line.
+            os._exit(1)
         except KeyboardInterrupt:
             sys.stderr.write("interrupted (Ctrl-C); run the same command to resume\n")
             sys.stderr.flush()

@@ -34,6 +34,11 @@ def state_checksum(state) -> str:
     return digest.hexdigest()
 
 
+def _first_line(error: BaseException) -> str:
+    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"{type(error).__name__}: {reason}"
+
+
 class Checkpointer:
     """Saves and restores the train state under ``<directory>/<step>``."""
 
@@ -59,14 +64,21 @@ class Checkpointer:
     def save(self, step: int, state, record: dict) -> None:
         """Writes the checkpoint of ``step`` (atomically) and prunes old ones."""
         record = {**record, "state_sha256": state_checksum(state)}
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)
-            ),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)
+                ),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except Exception as error:  # a full disk, a vanished directory, ...
+            raise CheckpointError(
+                f"could not save the checkpoint of step {step} in {self.directory} "
+                f"({_first_line(error)}); the checkpoints before it are intact: free space or "
+                "fix the directory, then run the same command to resume"
+            ) from error
 
     def restore(self, step: int, target):
         """Restores ``(state, record)`` of ``step`` into the structure of ``target``;
@@ -79,10 +91,8 @@ class Checkpointer:
                 ),
             )
         except Exception as error:  # orbax/tensorstore raise many types for damaged files
-            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
             raise CheckpointError(
-                f"checkpoint {self.directory / str(step)} cannot be restored "
-                f"({type(error).__name__}: {reason})"
+                f"checkpoint {self.directory / str(step)} cannot be restored ({_first_line(error)})"
             ) from error
         state, record = restored["state"], restored["record"]
         if record.get("state_sha256") != state_checksum(state):
