@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,43 @@ def test_a_second_process_is_refused_naming_the_holder(tiny_run, tiny_config, tm
         with pytest.raises(WorkdirBusyError, match=r"or give --step=N"):
             evaluate_run(workdir)
     assert metrics_lines(workdir) == before  # nothing written by the refused process
+
+
+def test_the_same_command_twice_the_second_is_refused_and_the_first_unharmed(
+    tiny_data_dir, tmp_path
+):
+    workdir = tmp_path / "run"
+    first = subprocess.Popen(
+        train_command(workdir, tiny_data_dir, "--config.training.num_epochs=200"),
+        cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not read_metrics(workdir):  # the first process is training
+            assert first.poll() is None, first.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = run(train_command(workdir, tiny_data_dir, "--config.training.num_epochs=200"))
+        assert second.returncode == 1
+        assert "Traceback" not in second.stderr
+        assert (
+            second.stderr.strip()
+            .splitlines()[-1]
+            .startswith(
+                f"error: --workdir={workdir} is in use (training) by pid {first.pid} on "
+                f"{socket.gethostname()} since "
+            )
+        )
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == cli.EXIT_STOPPED
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    # The first run's records are its own, one per epoch, in order, and it resumes.
+    epochs = [r["epoch"] for r in read_metrics(workdir)]
+    assert epochs == list(range(1, len(epochs) + 1))
+    assert checkpoint_steps(workdir)[-1] == read_metrics(workdir)[-1]["step"]
 
 
 def test_a_lock_dies_with_its_process_even_after_kill_9(tmp_path):

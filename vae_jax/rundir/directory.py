@@ -54,7 +54,6 @@ class RunDirectory:
         self._checkpoints = None  # created on first use: nothing is written before the start
         self.metrics = None  # opened by `restore`, at the restored epoch
         self._resumed = False  # write_start appended to the manifest's resumes
-        self.last_saved_epoch = 0
 
     @property
     def checkpoints(self) -> Checkpointer:
@@ -119,7 +118,6 @@ class RunDirectory:
         else:
             state, record = self.checkpoints.restore(epoch * steps_per_epoch, initial_state)
             start_epoch = self._check_record(record)
-        self.last_saved_epoch = start_epoch
         if self._resumed:  # the epoch this resume (and a segment it starts) begins after
             recorded = files.read_json(self.file(files.MANIFEST_FILE))
             recorded["resumes"][-1]["from_epoch"] = start_epoch
@@ -152,7 +150,6 @@ class RunDirectory:
             "root_key_data": np.asarray(jax.random.key_data(rng.root_key(self.seed))).tolist(),
         }
         self.checkpoints.save(int(state.step), state, record)
-        self.last_saved_epoch = epoch
 
     def write_report(self, report: dict) -> dict:
         """Writes ``report.json``, keeping an evaluation already merged into it (marked
