@@ -32,7 +32,7 @@ from run_helpers import (
 from vae_jax import cli, config_checks
 from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.reproduce import reproduce
+from vae_jax.reproduce import reproduce, segments
 from vae_jax.rundir import files, loading
 from vae_jax.rundir.directory import RunDirectory
 from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
@@ -40,7 +40,7 @@ from vae_jax.rundir.metrics_log import read_metrics, read_records
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep.runner import run_sweep
 from vae_jax.sweep.seeds import seed_workdir
-from vae_jax.training import fit
+from vae_jax.training import fit, resume
 from vae_jax.training.preemption import TerminationRequest
 
 
@@ -467,3 +467,29 @@ def test_a_full_disk_during_a_save_is_one_line_and_loses_nothing(
     report = train_and_evaluate(tiny_config, workdir)
     assert report["epochs_completed"] == 3
     assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2, 3]
+
+
+def test_an_opted_in_change_must_keep_the_optimizer_state(tiny_run, tiny_config):
+    recorded = json.loads((tiny_run.workdir / files.CONFIG_FILE).read_text())
+    for field, value in (("optimizer.grad_clip_norm", 1.0), ("optimizer.name", "adamw")):
+        config = apply_overrides(tiny_config.copy_and_resolve_references(), {field: value})
+        with pytest.raises(ConfigError, match=f"--allow_change={field}: .* changes the optimizer"):
+            resume.check_resumable(recorded, config, allow_change=(field,))
+    clipped = {**recorded, "optimizer": {**recorded["optimizer"], "grad_clip_norm": 5.0}}
+    config = apply_overrides(tiny_config, {"optimizer.grad_clip_norm": 1.0})
+    assert resume.check_resumable(clipped, config, ("optimizer.grad_clip_norm",)) == [
+        "optimizer.grad_clip_norm"
+    ]
+
+
+def test_a_resume_that_never_restored_is_no_segment(tiny_run, tiny_config, tmp_path):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    recorded = json.loads((workdir / files.MANIFEST_FILE).read_text())
+    changed = {**recorded["config"], "optimizer": {**recorded["config"]["optimizer"]}}
+    changed["optimizer"]["learning_rate"] = 1e-4
+    recorded["resumes"] = [  # failed before its restore: no from_epoch
+        {"changed_by_opt_in": {"optimizer.learning_rate": [1e-3, 1e-4]}, "config": changed}
+    ]
+    files.write_json(workdir / files.MANIFEST_FILE, recorded)
+    parts = segments(workdir, tiny_config)
+    assert [(start, changed) for start, _, changed in parts] == [(0, ())]

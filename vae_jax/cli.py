@@ -19,7 +19,7 @@ _OWN_CODE = tuple(str(_REPO / folder) + "/" for folder in ("vae_jax", "experimen
 
 # Exit statuses of the entry points: 0 done, 1 an error (one line on stderr), and
 EXIT_STOPPED = 75  # stopped early by a signal, resumable: run the same command again
-EXIT_INTERRUPTED = 130  # Ctrl-C before training started or a second Ctrl-C: nothing to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C outside the training loop: resume from the last checkpoint
 
 _LIBRARY_LOGS = flags.DEFINE_bool(
     "library_logs", False, "Show INFO logs of libraries (orbax, TFDS, ...), not only ours."
@@ -104,7 +104,9 @@ def run(main: Callable[[list[str]], None]) -> None:
             # own tracebacks while the interpreter shuts down, after the one line.
             os._exit(1)
         except KeyboardInterrupt:
-            sys.stderr.write("interrupted (Ctrl-C); run the same command to resume\n")
+            sys.stderr.write(
+                "interrupted (Ctrl-C); run the same command to resume from the last checkpoint\n"
+            )
             sys.stderr.flush()
             sys.exit(EXIT_INTERRUPTED)
 

@@ -24,6 +24,7 @@ from vae_jax.errors import CheckpointError
 from vae_jax.rundir import checkpointing, files, loading
 from vae_jax.rundir.metrics_log import read_metrics, read_records, without_timing
 from vae_jax.single_run import train_and_evaluate
+from vae_jax.training import resume
 
 
 @dataclasses.dataclass
@@ -87,8 +88,13 @@ def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
     """(epoch, step) of the original checkpoint to compare with: the newest (or that of
     ``epochs``), as the checkpoints themselves record it, whatever metrics.jsonl says."""
     checkpointer = checkpointing.Checkpointer(workdir / files.CHECKPOINT_DIR, 1, read_only=True)
+    step_by_epoch = {}
     try:
-        step_by_epoch = {checkpointer.record(s)["epoch"]: s for s in checkpointer.steps()}
+        for step in checkpointer.steps():
+            try:
+                step_by_epoch[checkpointer.record(step)["epoch"]] = step
+            except CheckpointError as error:  # damaged: not a checkpoint to compare with
+                print(f"warning: {error}", flush=True)
     finally:
         checkpointer.close()
     saved_epochs = sorted(step_by_epoch)
@@ -123,17 +129,23 @@ def segments(workdir: Path, config) -> list[tuple[int, object, tuple[str, ...]]]
     of a run: the config it was created with, then each resume that changed fields by
     ``--allow_change``. Fields that may change freely on resume come from ``config``."""
     recorded = files.read_json(workdir / files.MANIFEST_FILE)
-    opted = [r for r in recorded.get("resumes", []) if r.get("changed_by_opt_in")]
+    # A resume that never restored (it failed before) trained nothing: it has no from_epoch.
+    opted = [
+        r for r in recorded.get("resumes", []) if r.get("changed_by_opt_in") and "from_epoch" in r
+    ]
     if not opted:
         return [(0, config, ())]
     result = []
     starts = [(0, recorded["config"], ())] + [
         (r["from_epoch"], r["config"], tuple(r["changed_by_opt_in"])) for r in opted
     ]
-    for start, segment_config, changed in starts:
-        segment_config = ml_collections.ConfigDict(segment_config)
-        segment_config.training.num_epochs = config.training.num_epochs  # may grow freely
-        segment_config.data.data_dir = config.data.data_dir  # where the data is now
+    current = resume.flatten(resume.config_as_json(config))
+    for start, recorded_config, changed in starts:
+        segment_config = ml_collections.ConfigDict(recorded_config)
+        for field, value in current.items():  # fields that may change freely: as now
+            if resume.may_change(field):
+                group, name = field.rsplit(".", 1)
+                segment_config[group][name] = value
         result.append((start, segment_config, changed))
     return result
 

@@ -2,8 +2,8 @@
 
 Order of work: check the config (and the dataset's metadata) and, if the workdir holds a
 run, that the config may resume it -- all before anything is written; take the workdir's
-lock (one process owns a workdir); load the data; build the trainer and the validation
-evaluator; write ``config.json`` and ``manifest.json``; restore the newest valid
+load the data; take the workdir's lock (one process owns a workdir); build the trainer
+and the validation evaluator; write ``config.json`` and ``manifest.json``; restore the newest valid
 checkpoint; compile the epoch; then the one training loop (``vae_jax.training.fit``),
 data parallel over ``runtime.num_devices``; ``report.json`` holds the final metrics.
 """
@@ -62,12 +62,13 @@ def train_and_evaluate(
     mesh = check_before_start(config)
     allow_change = resume.check_allow_change(allow_change, config)
     resume.check_workdir(workdir, config, allow_change)  # may this config resume what is there?
-    with ownership(workdir, "training", primary=parallel.is_primary()), key_reuse_checking(config):
-        return _train(config, workdir, mesh, stop_after_epoch, allow_change)
+    with key_reuse_checking(config):
+        dataset = load_dataset(config)  # only reads: a data error leaves nothing behind
+        with ownership(workdir, "training", primary=parallel.is_primary()):
+            return _train(config, dataset, workdir, mesh, stop_after_epoch, allow_change)
 
 
-def _train(config, workdir: Path, mesh, stop_after_epoch: int | None, allow_change) -> dict:
-    dataset = load_dataset(config)
+def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change) -> dict:
     data_parallel = mesh.devices.size > 1
     trainer = trainer_from_config(
         config,

@@ -62,20 +62,23 @@ class WorkdirLock:
                 f"{other.get('pid', '?')} on {other.get('host', '?')} since "
                 f"{other.get('started', '?')}; wait for it to finish or use another --workdir"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                    "purpose": self.purpose,
-                }
-            )
-        )
-        handle.flush()
         self._file = handle
+        holder_info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "purpose": self.purpose,
+        }
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(holder_info))
+            handle.flush()
+        except OSError as error:  # a full disk: do not keep a lock nobody can name
+            self.release()
+            raise WorkdirBusyError(
+                f"--workdir={self.workdir} cannot be written ({error.strerror or error})"
+            ) from None
         return self
 
     def release(self) -> None:

@@ -75,12 +75,14 @@ def run_sweep(
     check_before_start(config, workdir, seeds, strategy)
     if evaluate:
         evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
+    with key_reuse_checking(config):
+        dataset = load_dataset(config)  # only reads: a data error leaves nothing behind
     with contextlib.ExitStack() as owned:  # the sweep's directory and every seed's
         owned.enter_context(WorkdirLock(workdir, "sweep"))
         for seed in seeds:
             owned.enter_context(WorkdirLock(seed_workdir(workdir, seed), f"sweep, seed {seed}"))
         with key_reuse_checking(config):
-            trained = _train(config, workdir, seeds, strategy)
+            trained = _train(config, dataset, workdir, seeds, strategy)
         if trained.status != "complete":
             return {"status": trained.status, "epochs_completed": trained.epochs_completed}
         if evaluate:
@@ -112,8 +114,7 @@ def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
     return states, common
 
 
-def _train(config, workdir: Path, seeds: list[int], strategy: str) -> TrainedSweep:
-    dataset = load_dataset(config)
+def _train(config, dataset, workdir: Path, seeds: list[int], strategy: str) -> TrainedSweep:
     trainer = trainer_from_config(
         config, dataset.image_shape, dataset.preprocessing, dataset.train.num_examples
     )

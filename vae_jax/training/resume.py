@@ -70,6 +70,24 @@ def check_allow_change(allow_change, config) -> tuple[str, ...]:
     return tuple(allow_change)
 
 
+def may_change(field: str) -> bool:
+    """Whether ``field`` may differ on resume without being named (``MAY_CHANGE``)."""
+    return any(field == m or (m.endswith(".") and field.startswith(m)) for m in MAY_CHANGE)
+
+
+def _check_same_optimizer_state(field: str, old, new) -> None:
+    """An opted-in change must keep the optimizer state's structure, or no checkpoint of
+    the run could be restored into it: Adam and AdamW differ, and clipping on and off."""
+    if field == "optimizer.name" or (
+        field == "optimizer.grad_clip_norm" and (old > 0) != (new > 0)
+    ):
+        raise ConfigError(
+            f"--allow_change={field}: {old!r} -> {new!r} changes the optimizer state, so the "
+            "run's checkpoints could not be restored; (clipping can change from one positive "
+            "value to another) use a new --workdir"
+        )
+
+
 def check_resumable(recorded_config: dict, config, allow_change=()) -> list[str]:
     """Raises ``ConfigError`` naming the first field that may not change; returns the
     fields that changed and may (``allow_change`` names more that may)."""
@@ -80,6 +98,7 @@ def check_resumable(recorded_config: dict, config, allow_change=()) -> list[str]
     allowed = []
     for field in changed:
         if field in allow_change:
+            _check_same_optimizer_state(field, old.get(field), new.get(field))
             allowed.append(field)
             continue
         if field in SCHEDULE_LENGTH and old.get("optimizer.schedule") != "constant":
@@ -89,7 +108,7 @@ def check_resumable(recorded_config: dict, config, allow_change=()) -> list[str]
                 f"{old.get('optimizer.schedule')!r} spans it (every later learning rate would "
                 "change); use a new --workdir or the same value"
             )
-        if any(field == m or (m.endswith(".") and field.startswith(m)) for m in MAY_CHANGE):
+        if may_change(field):
             allowed.append(field)
             continue
         opt_in = (
