@@ -15,9 +15,10 @@ from run_helpers import assert_same_params, final_params
 from scipy import stats
 
 from vae_jax.errors import ConfigError
+from vae_jax.rundir import files
 from vae_jax.rundir.metrics_log import read_metrics, without_timing
 from vae_jax.single_run import train_and_evaluate
-from vae_jax.sweep import aggregate, strategies
+from vae_jax.sweep import strategies
 from vae_jax.sweep.runner import run_sweep, seed_workdir
 from vae_jax.sweep.seeds import parse_seeds
 
@@ -120,7 +121,7 @@ def test_every_seed_has_the_files_of_a_single_run(mapped_sweep):
 
 def test_aggregate_table_matches_the_per_seed_numbers(mapped_sweep):
     workdir, _ = mapped_sweep
-    table = json.loads((workdir / aggregate.TABLE_JSON).read_text())
+    table = json.loads((workdir / files.SWEEP_TABLE_JSON).read_text())
     for name in ("validation/elbo", "train/kl", "test/nll_nats", "test/active_units"):
         row = table["metrics"][name]
         if name == "test/nll_nats":
@@ -140,7 +141,7 @@ def test_aggregate_table_matches_the_per_seed_numbers(mapped_sweep):
         np.testing.assert_allclose(row["std"], np.std(values, ddof=1), rtol=1e-12, atol=1e-12)
         half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
         np.testing.assert_allclose(row["ci95_high"] - row["mean"], half, rtol=1e-9, atol=1e-12)
-    markdown = (workdir / aggregate.TABLE_MARKDOWN).read_text()
+    markdown = (workdir / files.SWEEP_TABLE_MARKDOWN).read_text()
     assert "| validation/elbo |" in markdown
 
 

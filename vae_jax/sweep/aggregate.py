@@ -14,8 +14,6 @@ from vae_jax.rundir import files
 from vae_jax.rundir.metrics_log import TIMING_PREFIX, read_metrics
 from vae_jax.sweep.seeds import seed_workdir
 
-TABLE_JSON = files.SWEEP_TABLE_JSON
-TABLE_MARKDOWN = files.SWEEP_TABLE_MARKDOWN
 # Evaluation numbers that go into the table, by their path in report.json.
 EVALUATION_METRICS = {
     "test/nll_nats": ("test_nll", "nats"),
@@ -96,8 +94,8 @@ def _cell(value) -> str:
 
 def write_table(workdir: Path, seeds: list[int]) -> dict:
     table = build_table(workdir, seeds)
-    files.write_json(Path(workdir) / TABLE_JSON, table)
-    (Path(workdir) / TABLE_MARKDOWN).write_text(markdown(table))
+    files.write_json(Path(workdir) / files.SWEEP_TABLE_JSON, table)
+    (Path(workdir) / files.SWEEP_TABLE_MARKDOWN).write_text(markdown(table))
     return table
 
 

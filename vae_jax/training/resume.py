@@ -53,8 +53,8 @@ def config_as_json(config) -> dict:
 
 
 # Fields a user may change on resume by naming them (``--allow_change=``), e.g. a lower
-# learning rate or clipping after a blow-up: the change is recorded as a new segment in
-# the manifest and ``reproduce`` replays it.
+# learning rate or a tighter clipping norm after a blow-up: the change is recorded as a new
+# segment in the manifest and ``reproduce`` replays it.
 OPT_IN_PREFIXES = ("optimizer.", "objective.")
 
 
@@ -83,8 +83,8 @@ def _check_same_optimizer_state(field: str, old, new) -> None:
     ):
         raise ConfigError(
             f"--allow_change={field}: {old!r} -> {new!r} changes the optimizer state, so the "
-            "run's checkpoints could not be restored; (clipping can change from one positive "
-            "value to another) use a new --workdir"
+            "run's checkpoints could not be restored into it (a clipping norm may change "
+            "from one positive value to another); use a new --workdir"
         )
 
 
