@@ -24,6 +24,13 @@ def vae_from_config(config, image_shape: tuple[int, int, int] | None = None) -> 
     return model.make_vae(image_shape=image_shape, **config.model)
 
 
+def evaluation_vae_from_config(config, image_shape: tuple[int, int, int]) -> model.VAE:
+    """The model of ``config.model`` computing in ``config.evaluation.compute_dtype``: the
+    test bounds may use another precision than training (same parameters)."""
+    fields = {**config.model, "compute_dtype": config.evaluation.compute_dtype}
+    return model.make_vae(image_shape=image_shape, **fields)
+
+
 def objective_from_config(vae: model.VAE, config):
     """``make_objective(vae, **config.objective)``."""
     return objectives.make_objective(vae, **config.objective)

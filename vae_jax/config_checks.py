@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vae_jax import likelihoods, model, networks
+from vae_jax import likelihoods, model, networks, precision
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 
@@ -77,6 +77,7 @@ def _check_model(m):
             f"{m.observation_scale}"
         )
     _at_least(m.num_bins, 2, "model.num_bins")
+    _one_of(m.compute_dtype, precision.COMPUTE_DTYPES, "model.compute_dtype")
 
 
 def _check_objective(o):
@@ -127,6 +128,7 @@ def _check_evaluation(e):
         _at_least(e[field], 1, f"evaluation.{field}")
     _at_least(e.num_elbo_samples, 1, "evaluation.num_elbo_samples")
     _at_least(e.num_figure_examples, 1, "evaluation.num_figure_examples")
+    _one_of(e.compute_dtype, precision.COMPUTE_DTYPES, "evaluation.compute_dtype")
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -165,6 +167,9 @@ def check_config(config) -> None:
     _check_training(config.training)
     _check_evaluation(config.evaluation)
     _at_least(config.runtime.num_devices, 0, "runtime.num_devices")
+    _one_of(
+        config.runtime.matmul_precision, precision.MATMUL_PRECISIONS, "runtime.matmul_precision"
+    )
 
 
 def _check_likelihood_fits_data(config, spec: catalog.DatasetSpec) -> None:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from vae_jax import distributions, likelihoods, networks
+from vae_jax import distributions, likelihoods, networks, precision
 
 Params = Any
 KL_ESTIMATORS = ("analytic", "mc")
@@ -87,15 +87,17 @@ def _reparameterize_with_keys(keys: jax.Array, q: distributions.DiagGaussian) ->
     return jax.vmap(lambda k: q.sample(k))(keys)
 
 
-def _build_networks(architecture, hidden_sizes, conv_channels, latent_dim, activation, head):
+def _build_networks(
+    architecture, hidden_sizes, conv_channels, latent_dim, activation, head, compute_dtype
+):
     hidden = tuple(hidden_sizes)
     if architecture == "mlp":
-        encoder = networks.MLPEncoder(hidden, latent_dim, activation)
-        decoder = networks.MLPDecoder(hidden[::-1], head, activation)
+        encoder = networks.MLPEncoder(hidden, latent_dim, activation, compute_dtype)
+        decoder = networks.MLPDecoder(hidden[::-1], head, activation, compute_dtype)
     elif architecture == "conv":
         channels = tuple(conv_channels)
-        encoder = networks.ConvEncoder(channels, hidden, latent_dim, activation)
-        decoder = networks.ConvDecoder(channels, hidden[::-1], head, activation)
+        encoder = networks.ConvEncoder(channels, hidden, latent_dim, activation, compute_dtype)
+        decoder = networks.ConvDecoder(channels, hidden[::-1], head, activation, compute_dtype)
     else:
         raise ValueError(
             f"model.architecture={architecture!r}; choose one of {networks.ARCHITECTURES}"
@@ -116,6 +118,7 @@ def make_vae(
     observation_scale: float = 0.1,
     min_scale: float = 1e-3,
     num_bins: int = 256,
+    compute_dtype: str = "float32",
 ) -> VAE:
     """Builds the pure functions of a VAE with a diagonal Gaussian posterior, a standard
     normal prior and the observation model ``likelihood`` (Kingma & Welling, 2014).
@@ -136,6 +139,9 @@ def make_vae(
       observation_scale: the fixed Gaussian scale, or the initial value of a learned one.
       min_scale: lower bound of learned Gaussian scales.
       num_bins: ``discretized_logistic`` only: number of pixel values.
+      compute_dtype: ``"float32"`` or ``"bfloat16"``: operands of the networks' matrix
+        products (float32 accumulation; parameters and every log-probability stay
+        float32; see ``vae_jax.precision``).
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -152,7 +158,13 @@ def make_vae(
         num_bins=num_bins,
     )
     encoder, decoder = _build_networks(
-        architecture, hidden_sizes, conv_channels, latent_dim, activation, head
+        architecture,
+        hidden_sizes,
+        conv_channels,
+        latent_dim,
+        activation,
+        head,
+        precision.check_compute_dtype(compute_dtype),
     )
 
     def init(key: jax.Array) -> Params:

@@ -3,7 +3,8 @@
 The encoder maps an image to the parameters of ``q(z|x)`` (a ``DiagGaussian``); the
 decoder maps a latent vector to the parameters of ``p(x|z)`` through the
 ``ObservationHead`` of the chosen likelihood. Both are deterministic: no dropout, no rng
-collections. Inputs may carry any number of leading batch axes.
+collections. Inputs may carry any number of leading batch axes. ``compute_dtype`` sets the
+precision of every matrix product (``vae_jax.precision``); parameters are float32 always.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import distributions, likelihoods
+from vae_jax import distributions, likelihoods, precision
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -44,10 +45,12 @@ class GaussianLatentHead(nn.Module):
     """Features -> DiagGaussian(loc, log_scale) over the latent space."""
 
     latent_dim: int
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distributions.DiagGaussian:
-        out = nn.Dense(2 * self.latent_dim, name="latent_params")(h)
+        dense = precision.layer_options(self.compute_dtype)["dense"]
+        out = nn.Dense(2 * self.latent_dim, name="latent_params", **dense)(h)
         loc, log_scale = jnp.split(out, 2, axis=-1)
         return distributions.DiagGaussian(loc, log_scale)
 
@@ -57,12 +60,14 @@ class MLP(nn.Module):
 
     sizes: Sequence[int]
     activation: str = "relu"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         act = get_activation(self.activation)
+        dense = precision.layer_options(self.compute_dtype)["dense"]
         for i, size in enumerate(self.sizes):
-            h = act(nn.Dense(size, name=f"dense_{i}")(h))
+            h = act(nn.Dense(size, name=f"dense_{i}", **dense)(h))
         return h
 
 
@@ -72,11 +77,14 @@ class MLPEncoder(nn.Module):
     hidden_sizes: Sequence[int]
     latent_dim: int
     activation: str = "relu"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> distributions.DiagGaussian:
-        h = MLP(self.hidden_sizes, self.activation, name="mlp")(_flatten_image(x))
-        return GaussianLatentHead(self.latent_dim, name="head")(h)
+        h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(
+            _flatten_image(x)
+        )
+        return GaussianLatentHead(self.latent_dim, self.compute_dtype, name="head")(h)
 
 
 class MLPDecoder(nn.Module):
@@ -85,15 +93,17 @@ class MLPDecoder(nn.Module):
     hidden_sizes: Sequence[int]
     head: likelihoods.ObservationHead
     activation: str = "relu"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z: jax.Array):
-        h = MLP(self.hidden_sizes, self.activation, name="mlp")(z)
+        h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(z)
         height, width, channels = self.head.image_shape
         out_channels = likelihoods.raw_channels(
             self.head.likelihood, self.head.gaussian_scale, channels
         )
-        raw = nn.Dense(height * width * out_channels, name="pixels")(h)
+        dense = precision.layer_options(self.compute_dtype)["dense"]
+        raw = nn.Dense(height * width * out_channels, name="pixels", **dense)(h)
         return self.head(raw.reshape((*raw.shape[:-1], height, width, out_channels)))
 
 
@@ -104,20 +114,29 @@ class ConvEncoder(nn.Module):
     hidden_sizes: Sequence[int]
     latent_dim: int
     activation: str = "relu"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> distributions.DiagGaussian:
         act = get_activation(self.activation)
+        conv = precision.layer_options(self.compute_dtype)["conv"]
         h = x
         for i, channels in enumerate(self.conv_channels):
-            h = act(nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}")(h))
-        h = MLP(self.hidden_sizes, self.activation, name="mlp")(_flatten_image(h))
-        return GaussianLatentHead(self.latent_dim, name="head")(h)
+            h = act(
+                nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}", **conv)(
+                    h
+                )
+            )
+        h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(
+            _flatten_image(h)
+        )
+        return GaussianLatentHead(self.latent_dim, self.compute_dtype, name="head")(h)
 
 
-def _upsample(channels: int, name: str) -> nn.ConvTranspose:
+def _upsample(channels: int, name: str, compute_dtype: str) -> nn.ConvTranspose:
     """A 3x3 transposed convolution that doubles the resolution."""
-    return nn.ConvTranspose(channels, (3, 3), strides=(2, 2), padding="SAME", name=name)
+    options = precision.layer_options(compute_dtype)["conv_transpose"]
+    return nn.ConvTranspose(channels, (3, 3), strides=(2, 2), padding="SAME", name=name, **options)
 
 
 class ConvDecoder(nn.Module):
@@ -128,6 +147,7 @@ class ConvDecoder(nn.Module):
     hidden_sizes: Sequence[int]
     head: likelihoods.ObservationHead
     activation: str = "relu"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z: jax.Array):
@@ -135,16 +155,17 @@ class ConvDecoder(nn.Module):
         height, width, channels = self.head.image_shape
         factor = 2 ** len(self.conv_channels)
         base_height, base_width = height // factor, width // factor
-        h = MLP(self.hidden_sizes, self.activation, name="mlp")(z)
+        h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(z)
         first = self.conv_channels[-1]
-        h = act(nn.Dense(base_height * base_width * first, name="to_grid")(h))
+        dense = precision.layer_options(self.compute_dtype)["dense"]
+        h = act(nn.Dense(base_height * base_width * first, name="to_grid", **dense)(h))
         h = h.reshape((*h.shape[:-1], base_height, base_width, first))
         for i, ch in enumerate(reversed(self.conv_channels[:-1])):
-            h = act(_upsample(ch, f"deconv_{i}")(h))
+            h = act(_upsample(ch, f"deconv_{i}", self.compute_dtype)(h))
         out_channels = likelihoods.raw_channels(
             self.head.likelihood, self.head.gaussian_scale, channels
         )
-        raw = _upsample(out_channels, "pixels")(h)
+        raw = _upsample(out_channels, "pixels", self.compute_dtype)(h)
         return self.head(raw)
 
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from vae_jax import config_checks, manifest, rng, runtime
+from vae_jax import adapter, config_checks, manifest, rng, runtime
 from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
@@ -194,7 +194,7 @@ def _evaluate(config, workdir, seeds, trained: TrainedSweep, num_importance_samp
         config.evaluation, num_importance_samples, None, None
     )
     evaluator = evaluation.Evaluator(
-        trained.trainer.vae,
+        adapter.evaluation_vae_from_config(config, trained.trainer.vae.image_shape),
         trained.dataset,
         config,
         num_importance_samples=k,
