@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import vae_jax
 from vae_jax import adapter, objectives
@@ -23,11 +24,41 @@ def test_iwae_objective_is_the_iwae_bound(tiny_config):
     )
     bound = jax.jit(vae.iwae_bound, static_argnums=3)(params, jax.random.key(2), x, 5)
     np.testing.assert_allclose(-loss, bound[:5].mean(), rtol=1e-6)
+    # The bound is above the ELBO (by Jensen, in expectation; here by a margin).
     assert metrics["iwae_bound"] >= metrics["elbo"]
 
 
+@pytest.mark.parametrize(
+    "objective",
+    [{"name": "iwae", "num_samples": 5}, {"name": "elbo", "num_samples": 5, "kl": "analytic"},
+     {"name": "elbo", "num_samples": 5, "kl": "mc"}],
+    ids=["iwae", "elbo_analytic_kl", "elbo_monte_carlo_kl"],
+)  # fmt: skip
+def test_reported_elbo_is_log_likelihood_minus_kl(tiny_config, objective):
+    """Each objective's reported numbers add up: elbo = log_likelihood - kl to float32
+    rounding. (IWAE reported the Monte Carlo ELBO of its draws beside the analytic KL: off
+    by the Monte Carlo KL's error, 1.6 nats here.)"""
+    for field, value in objective.items():
+        tiny_config.objective[field] = value
+    vae = vae_jax.vae_from_config(tiny_config, (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    # A posterior far from the prior (KL 12 nats), where 5 draws estimate the KL poorly.
+    head = params["encoder"]["head"]["latent_params"]
+    params["encoder"]["head"]["latent_params"] = {**head, "kernel": head["kernel"] * 3.0}
+    x = jax.random.bernoulli(jax.random.key(1), 0.3, (6, 28, 28, 1)).astype(jnp.float32)
+    mask = jnp.array([True] * 5 + [False])
+    objective_fn = jax.jit(adapter.objective_from_config(vae, tiny_config))
+    _, metrics = objective_fn(params, jax.random.key(2), x, mask, jnp.int32(0))
+    elbo, log_likelihood, kl = (float(metrics[k]) for k in ("elbo", "log_likelihood", "kl"))
+    # float32 rounding: a few ulps of the log-likelihood (about -550 nats, 1 ulp = 6e-5).
+    np.testing.assert_allclose(elbo, log_likelihood - kl, rtol=0, atol=3e-4)
+
+
 def test_kl_warmup_rises_linearly_to_beta():
-    """beta * min(1, (step + 1) / warmup): half way at step 4 of 10, full from step 9."""
+    """beta * min(1, (step + 1) / warmup): beta / warmup at step 0 (not 0, as the docs said
+    before), half way at step 4 of 10, full from step 9."""
+    np.testing.assert_allclose(objectives.kl_weight(jnp.int32(0), beta=2.0, warmup_steps=10), 0.2)
+    np.testing.assert_allclose(objectives.kl_weight(jnp.int32(9), beta=2.0, warmup_steps=10), 2.0)
     np.testing.assert_allclose(objectives.kl_weight(jnp.int32(4), beta=1.0, warmup_steps=10), 0.5)
     np.testing.assert_allclose(objectives.kl_weight(jnp.int32(50), beta=1.0, warmup_steps=10), 1.0)
 

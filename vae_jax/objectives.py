@@ -16,7 +16,12 @@ from vae_jax.model import VAE
 
 
 def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
-    """beta, rising linearly from 0 over ``warmup_steps`` (Bowman et al., 2016)."""
+    """The KL weight at ``step`` (from 0): ``beta * min(1, (step + 1) / warmup_steps)``.
+
+    A linear warm-up (Bowman et al., 2016) that starts at ``beta / warmup_steps`` at step 0
+    (not at 0: the first step already sees some KL) and reaches ``beta`` at step
+    ``warmup_steps - 1``; ``beta`` throughout when ``warmup_steps`` is 0.
+    """
     beta = jnp.float32(beta)
     warmup = int(warmup_steps)
     if warmup <= 0:
@@ -49,7 +54,8 @@ def make_objective(
       num_samples: latent draws per example (K for iwae).
       kl: elbo: ``"analytic"`` or ``"mc"`` (Monte Carlo at the same draws).
       beta: elbo: weight of the KL term (Higgins et al., 2017).
-      kl_warmup_steps: elbo: beta rises linearly from 0 over this many steps (0 = off).
+      kl_warmup_steps: elbo: the KL weight rises linearly from ``beta / kl_warmup_steps``
+        at step 0 to ``beta`` at step ``kl_warmup_steps - 1`` (0 = off; see ``kl_weight``).
       free_bits: elbo: nats per latent dimension below which the KL is not penalized
         (Kingma et al., 2016; 0 = off).
     """
@@ -91,12 +97,17 @@ def make_objective(
         log_weights = log_likelihood + vae.prior().log_prob(z) - q.log_prob(z)
         bound = jax.nn.logsumexp(log_weights, axis=0) - jnp.log(float(num_samples))
         loss = -_masked_mean(bound, weights, count)
+        # The ELBO terms as the elbo objective reports them with kl="analytic" and K draws:
+        # the log-likelihood of these draws and the closed-form KL, and elbo = their
+        # difference, so the three reported numbers add up.
+        mean_log_likelihood = _masked_mean(log_likelihood.mean(0), weights, count)
+        kl = _masked_mean(q.kl(vae.prior()), weights, count)
         metrics = {
             "loss": loss,
             "iwae_bound": -loss,
-            "elbo": _masked_mean(log_weights.mean(0), weights, count),
-            "log_likelihood": _masked_mean(log_likelihood.mean(0), weights, count),
-            "kl": _masked_mean(q.kl(vae.prior()), weights, count),
+            "elbo": mean_log_likelihood - kl,
+            "log_likelihood": mean_log_likelihood,
+            "kl": kl,
             "beta": jnp.float32(1.0),
         }
         return loss, metrics
