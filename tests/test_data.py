@@ -354,7 +354,7 @@ def test_validation_is_carved_by_a_recorded_keyed_rule(tiny_config):
     np.testing.assert_array_equal(val_idx, again)
     tiny_config.data.split_seed = 1
     assert not np.array_equal(val_idx, data.pipeline.validation_rule(tiny_config.data, 600)[1])
-    assert "permutation(key(0), 600)" in rule["validation"]
+    assert "permutation(fold_in(key(0), 1001), 600)" in rule["validation"]
 
 
 def test_dataset_records_protocol_and_fingerprints(tiny_config):
@@ -421,7 +421,9 @@ def test_static_threshold_binarizes_every_split_and_is_recorded():
     sample = preprocess.Preprocessing(kind="binary", binarization="static", binarization_seed=3)
     described = sample.describe()
     assert described["train"] == described["evaluation"]
-    keyed_draw = "one Bernoulli(x / 255) draw per pixel, key fold_in(key(3), split_id)"
+    keyed_draw = (
+        "one Bernoulli(x / 255) draw per pixel, key fold_in(fold_in(key(3), 1000), split_id)"
+    )
     assert described["train"].startswith(keyed_draw)
 
 
@@ -433,7 +435,8 @@ def test_dynamic_and_plain_protocols_are_recorded_as_documented():
         "representation": "binary {0, 1}",
         "train": "fresh Bernoulli(x / 255) draw per example per step, key "
         "fold_in(binarize_stream, step)",
-        "evaluation": "one Bernoulli(x / 255) draw per pixel, key fold_in(key(2), split_id), "
+        "evaluation": "one Bernoulli(x / 255) draw per pixel, key "
+        "fold_in(fold_in(key(2), 1000), split_id), "
         "split_id={'train': 0, 'test': 1, 'validation': 2}",
         "binarization_seed": 2,
     }

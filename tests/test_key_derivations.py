@@ -40,6 +40,8 @@ EVAL_PURPOSE_IDS = {
     "figures": 4,
 }
 SPLIT_IDS = {"train": 0, "test": 1, "validation": 2}
+# The data's own keys: fold_in(key(seed), tag), tags above every stream id.
+DATA_KEY_TAGS = {"binarization": 1000, "split": 1001}
 
 NUM_EPOCHS = 2
 NUM_TRAIN, NUM_TEST = 600, 100  # what conftest's `tiny_data_dir` generates
@@ -409,15 +411,29 @@ def loaded_splits(tiny_data_dir):
     return datasets
 
 
-def bernoulli_bits(split_id: int, images: np.ndarray, seed: int = BINARIZATION_SEED):
-    """One fixed Bernoulli(x / 255) draw of a whole split, key fold_in(key(seed), split_id)."""
-    key = fold_in(jax.random.key(seed), split_id)
+def binarization_key(split_id: int, seed: int = BINARIZATION_SEED, tag: int | None = None):
+    """fold_in(fold_in(key(seed), tag), split_id), the binarization tag unless told;
+    ``tag=-1``: the former fold_in(key(seed), split_id), without a tag."""
+    root = jax.random.key(seed)
+    tag = DATA_KEY_TAGS["binarization"] if tag is None else tag
+    return fold_in(root if tag == -1 else fold_in(root, tag), split_id)
+
+
+def split_key(seed: int = SPLIT_SEED, tag: int | None = None):
+    """fold_in(key(seed), tag), the split tag unless told; ``tag=-1``: key(seed) itself."""
+    tag = DATA_KEY_TAGS["split"] if tag is None else tag
+    return jax.random.key(seed) if tag == -1 else fold_in(jax.random.key(seed), tag)
+
+
+def bernoulli_bits(split_id: int, images: np.ndarray, seed: int = BINARIZATION_SEED, tag=None):
+    """One fixed Bernoulli(x / 255) draw of a whole split, key binarization_key(...)."""
     probabilities = jnp.asarray(images, jnp.float32) / 255.0
+    key = binarization_key(split_id, seed, tag)
     return np.asarray(jax.random.bernoulli(key, probabilities)).astype(np.uint8)
 
 
-def split_permutation(seed: int = SPLIT_SEED) -> np.ndarray:
-    return np.asarray(jax.random.permutation(jax.random.key(seed), NUM_TRAIN))
+def split_permutation(seed: int = SPLIT_SEED, tag: int | None = None) -> np.ndarray:
+    return np.asarray(jax.random.permutation(split_key(seed, tag), NUM_TRAIN))
 
 
 def last_tenth(permutation: np.ndarray) -> np.ndarray:
@@ -429,10 +445,11 @@ def first_nine_tenths(permutation: np.ndarray) -> np.ndarray:
 
 
 def documented_splits(source, binarization: str) -> dict:
-    """README "Data": validation is the last 10% of train after permutation(key(split_seed),
-    n), indices sorted. Binarized once with fold_in(key(binarization_seed), split_id):
-    validation and test (dynamic), every split (static); the carved splits as part of the
-    source train split (binarized, then carved)."""
+    """README "Data": validation is the last 10% of train after
+    permutation(fold_in(key(split_seed), 1001), n), indices sorted. Binarized once with
+    fold_in(fold_in(key(binarization_seed), 1000), split_id): validation and test
+    (dynamic), every split (static); the carved splits as part of the source train split
+    (binarized, then carved)."""
     images, labels = source["train"]
     test_images, test_labels = source["test"]
     train = first_nine_tenths(split_permutation())
@@ -490,6 +507,26 @@ SPLIT_NEIGHBOURS = {  # id -> (protocol, split, its pixels under a neighbouring 
     "static_test_binarized_with_the_train_id": (
         "static", "test", lambda train, test: bernoulli_bits(0, test),
     ),
+    "validation_carved_with_the_untagged_split_seed_key": (
+        "dynamic", "validation",
+        lambda train, test: bernoulli_bits(0, train)[last_tenth(split_permutation(tag=-1))],
+    ),
+    "validation_carved_with_the_binarization_tag": (
+        "dynamic", "validation",
+        lambda train, test: bernoulli_bits(0, train)[last_tenth(split_permutation(tag=1000))],
+    ),
+    "test_binarized_with_the_untagged_key": (
+        "dynamic", "test", lambda train, test: bernoulli_bits(1, test, tag=-1),
+    ),
+    "test_binarized_with_the_split_tag": (
+        "dynamic", "test", lambda train, test: bernoulli_bits(1, test, tag=1001),
+    ),
+    "static_train_binarized_with_the_untagged_key": (
+        "static", "train",
+        lambda train, test: bernoulli_bits(0, train, tag=-1)[
+            first_nine_tenths(split_permutation())
+        ],
+    ),
     "static_train_binarized_with_the_test_id": (
         "static", "train",
         lambda train, test: bernoulli_bits(1, train)[first_nine_tenths(split_permutation())],
@@ -504,6 +541,98 @@ def test_splits_differ_from_a_neighbouring_rule(loaded_splits, source, neighbour
     binarization, split, rule = SPLIT_NEIGHBOURS[neighbour]
     loaded = np.asarray(getattr(loaded_splits[binarization], split).images)
     assert not np.array_equal(loaded, rule(source["train"][0], source["test"][0]))
+
+
+# --- data keys and run keys never coincide ---------------------------------------------
+
+SEEDS = range(5)
+NUM_STEPS = 4  # per-step keys fold_in(stream, t) for t < NUM_STEPS
+
+
+def run_keys(seed: int) -> dict[str, np.ndarray]:
+    """Every key a run with this seed names: its root, the streams, their first per-step
+    keys and the eval stream's purposes, by their documented derivations."""
+    streams = streams_of(seed)
+    keys = {f"seed {seed} {name}": key_bits(key) for name, key in streams.items()}
+    for name in STREAM_IDS:
+        for t in range(NUM_STEPS):
+            keys[f"seed {seed} {name} step {t}"] = key_bits(fold_in(streams[name], t))
+    for purpose, purpose_id in EVAL_PURPOSE_IDS.items():
+        keys[f"seed {seed} eval {purpose}"] = key_bits(fold_in(streams["eval"], purpose_id))
+    return keys
+
+
+def data_keys(seed: int, tag: int | None = None) -> dict[str, np.ndarray]:
+    """The data's keys with this seed as binarization and split seed: each split's fixed
+    binarization, the split key and the two keys its permutation splits it into."""
+    keys = {
+        f"seed {seed} binarization {split}": key_bits(binarization_key(i, seed, tag))
+        for split, i in SPLIT_IDS.items()
+    }
+    split = split_key(seed, -1 if tag == -1 else None)
+    keys[f"seed {seed} split"] = key_bits(split)
+    for i, child in enumerate(jax.random.split(split)):
+        keys[f"seed {seed} split, permutation key {i}"] = key_bits(child)
+    return keys
+
+
+def shared_keys(first: dict, second: dict) -> list[tuple[str, str]]:
+    """Pairs of names, one from each, whose keys have the same bits."""
+    by_bits = {bits.tobytes(): name for name, bits in second.items()}
+    return [(name, by_bits[b.tobytes()]) for name, b in first.items() if b.tobytes() in by_bits]
+
+
+def keys_the_data_code_draws_with(seed: int) -> dict[str, np.ndarray]:
+    """The keys ``preprocess.binarize_once`` and ``pipeline.validation_rule`` (what
+    ``load_dataset`` calls) hand jax.random, with this seed as binarization and split seed,
+    named as in ``data_keys``."""
+    drawn = []
+    bernoulli, permutation = jax.random.bernoulli, jax.random.permutation
+    config = tiny.get_config()
+    config.data.split_seed = seed
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jax.random, "bernoulli", lambda k, *a: drawn.append(k) or bernoulli(k, *a))
+        patch.setattr(jax.random, "permutation", lambda k, n: drawn.append(k) or permutation(k, n))
+        for split in SPLIT_IDS:
+            data.preprocess.binarize_once(np.zeros((1, 2, 2, 1), np.uint8), "sample", seed, split)
+        data.pipeline.validation_rule(config.data, NUM_TRAIN)
+    names = [f"seed {seed} binarization {split}" for split in SPLIT_IDS] + [f"seed {seed} split"]
+    keys = dict(zip(names, map(key_bits, drawn), strict=True))
+    for i, child in enumerate(jax.random.split(drawn[-1])):
+        keys[f"seed {seed} split, permutation key {i}"] = key_bits(child)
+    return keys
+
+
+def test_data_keys_are_no_run_key():
+    """The keys the data code draws with for seeds 0-4 (fixed binarizations, the split key
+    and the two keys its permutation draws from) are the documented ones, and none has the
+    bits of any key of the runs with seeds 0-4 (roots, streams, per-step keys, eval
+    purposes); they are distinct among themselves too."""
+    runs = {name: bits for seed in SEEDS for name, bits in run_keys(seed).items()}
+    datas = {}
+    for seed in SEEDS:
+        drawn, documented = keys_the_data_code_draws_with(seed), data_keys(seed)
+        assert drawn.keys() == documented.keys()
+        for name in drawn:
+            np.testing.assert_array_equal(drawn[name], documented[name], err_msg=name)
+        datas |= drawn
+    assert shared_keys(datas, runs) == []
+    assert len({bits.tobytes() for bits in datas.values()}) == len(datas)
+
+
+def test_untagged_data_keys_were_run_keys():
+    """The check above can tell: the former untagged keys, fold_in(key(seed), split_id) and
+    key(split_seed), are the run's init, data and binarize streams and its root."""
+    runs = {name: bits for seed in SEEDS for name, bits in run_keys(seed).items()}
+    shared = dict(shared_keys(data_keys(0, tag=-1), runs))
+    assert shared == {
+        "seed 0 binarization train": "seed 0 init",
+        "seed 0 binarization test": "seed 0 data",
+        "seed 0 binarization validation": "seed 0 binarize",
+        "seed 0 split": "seed 0 root",
+        "seed 0 split, permutation key 0": "seed 0 init",
+        "seed 0 split, permutation key 1": "seed 0 data",
+    }
 
 
 # --- evaluation: one key per quantity and example ----------------------------------------

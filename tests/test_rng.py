@@ -94,6 +94,11 @@ def test_describe_records_the_documented_layout():
             "figures": 4,
             "randomness": 5,
         },
+        "data_keys": {
+            "derivation": "fold_in(key(seed), tag); a fixed binarization: "
+            "fold_in(fold_in(key(binarization_seed), tag), split_id)",
+            "tags": {"binarization": 1000, "split": 1001},
+        },
         "default_impl": "threefry2x32",
     }
     assert rng.key_impl_name(rng.root_key(0)) == "threefry2x32"
@@ -108,3 +113,22 @@ def test_the_key_implementation_reaches_every_stream():
         key = getattr(streams, name)
         assert rng.key_impl_name(key) == "rbg"
         np.testing.assert_array_equal(_bits(key), _bits(jax.random.fold_in(root, stream_id)))
+
+
+def test_data_keys_have_their_own_tags_above_every_stream_id():
+    """The data's keys are fold_in(key(seed), tag) with tags no stream id reaches (so under
+    one root key a data key is never a stream key), and a binarization key folds in the
+    split id; tests/test_key_derivations.py checks the bits against every run key."""
+    assert rng.DATA_KEY_TAGS == {"binarization": 1000, "split": 1001}
+    assert max(rng.STREAM_IDS.values()) < rng.STREAM_IDS_BELOW <= min(rng.DATA_KEY_TAGS.values())
+    for seed in (0, 7):
+        root = jax.random.key(seed)
+        np.testing.assert_array_equal(
+            _bits(rng.data_key(seed, "split")), _bits(jax.random.fold_in(root, 1001))
+        )
+        np.testing.assert_array_equal(
+            _bits(rng.binarization_key(seed, 2)),
+            _bits(jax.random.fold_in(jax.random.fold_in(root, 1000), 2)),
+        )
+    with pytest.raises(ValueError, match="unknown data key 'labels'"):
+        rng.data_key(0, "labels")

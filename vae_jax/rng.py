@@ -7,7 +7,8 @@ Per-step keys are ``fold_in(stream, step)``: step ``t`` draws the same numbers w
 run got there in one go or was resumed from a checkpoint.
 
 Stream ids are part of the reproducibility contract and are recorded in every run
-manifest; never renumber them.
+manifest; never renumber them. The data's keys (fixed binarizations, the validation split)
+come from their own seeds with their own tags (``data_key``), never from a run's streams.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ STREAM_IDS: dict[str, int] = {
     "eval": 4,  # z draws during evaluation (validation, test NLL, diagnostics)
     "generate": 5,  # reserved for draws a user asks for (vae.generate); figures use eval
 }
+
+# Tags of the data's keys (fixed, recorded): the fixed binarizations and the permutation
+# that carves validation draw from ``fold_in(key(seed), tag)`` with their own seeds
+# (``data.binarization_seed``, ``data.split_seed``). The tags lie above every stream id,
+# so no data key is a run's stream key: under one root key, fold_in with distinct ids
+# gives distinct keys (threefry encrypts the id as one 64-bit block: a bijection), and
+# under distinct roots they are as unrelated as two seeds' streams. (Before, with
+# ``fold_in(key(binarization_seed), split_id)`` and ``key(split_seed)``, the binarizations
+# of train, test and validation were the ``init``, ``data`` and ``binarize`` streams of the
+# run with that seed, and the permutation split ``key(split_seed)`` into those streams.)
+DATA_KEY_TAGS: dict[str, int] = {"binarization": 1000, "split": 1001}
+STREAM_IDS_BELOW = 1000  # every id of STREAM_IDS stays below the data tags
 
 # Sub-streams of ``eval`` (fixed ids): each evaluation quantity draws from its own.
 EVAL_PURPOSE_IDS: dict[str, int] = {
@@ -87,6 +100,20 @@ def example_keys(key: jax.Array, example_ids: jax.Array) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids.astype(jnp.uint32))
 
 
+def data_key(seed: int, purpose: str) -> jax.Array:
+    """The data's key for ``purpose`` (``binarization`` or ``split``) from its own seed:
+    ``fold_in(key(seed), DATA_KEY_TAGS[purpose])``, disjoint from every run stream."""
+    if purpose not in DATA_KEY_TAGS:
+        raise ValueError(f"unknown data key {purpose!r}; known: {sorted(DATA_KEY_TAGS)}")
+    return jax.random.fold_in(jax.random.key(seed), DATA_KEY_TAGS[purpose])
+
+
+def binarization_key(seed: int, split_id: int) -> jax.Array:
+    """The key of a split's fixed binarization: ``fold_in(data_key(seed, "binarization"),
+    split_id)``."""
+    return jax.random.fold_in(data_key(seed, "binarization"), split_id)
+
+
 def key_impl_name(key: jax.Array) -> str:
     """The name of a typed key's implementation (e.g. ``threefry2x32``), for manifests."""
     return str(jax.random.key_impl(key))
@@ -98,5 +125,10 @@ def describe() -> dict:
         "derivation": "stream = fold_in(key(seed), stream_id); per step: fold_in(stream, step)",
         "stream_ids": dict(STREAM_IDS),
         "eval_purpose_ids": dict(EVAL_PURPOSE_IDS),
+        "data_keys": {
+            "derivation": "fold_in(key(seed), tag); a fixed binarization: "
+            "fold_in(fold_in(key(binarization_seed), tag), split_id)",
+            "tags": dict(DATA_KEY_TAGS),
+        },
         "default_impl": str(jax.config.jax_default_prng_impl),
     }

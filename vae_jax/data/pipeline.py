@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_jax import rng
 from vae_jax.data import catalog, preprocess, source
 
 
@@ -47,15 +48,15 @@ def validation_rule(data_config, num_train: int) -> tuple[np.ndarray, np.ndarray
     """Train and validation indices into the source train split, and the recorded rule."""
     fraction = float(data_config.validation_fraction)
     num_validation = round(fraction * num_train)
-    permutation = np.asarray(
-        jax.random.permutation(jax.random.key(int(data_config.split_seed)), num_train)
-    )
+    split_seed = int(data_config.split_seed)
+    permutation = np.asarray(jax.random.permutation(rng.data_key(split_seed, "split"), num_train))
     train_indices = np.sort(permutation[: num_train - num_validation])
     validation_indices = np.sort(permutation[num_train - num_validation :])
     rule = {
         "validation": (
             f"the last {fraction:g} of the train split after "
-            f"jax.random.permutation(key({int(data_config.split_seed)}), {num_train})"
+            f"jax.random.permutation(fold_in(key({split_seed}), "
+            f"{rng.DATA_KEY_TAGS['split']}), {num_train})"
         ),
         "num_train": int(len(train_indices)),
         "num_validation": int(len(validation_indices)),

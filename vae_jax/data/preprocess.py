@@ -6,8 +6,9 @@ into what the model sees, inside the compiled step:
 * ``none``: intensities ``x / 255`` in [0, 1] (continuous Bernoulli, Gaussian), or the
   integers themselves for the discretized logistic.
 * ``static``: one fixed binarization of every split, drawn once with the key
-  ``fold_in(key(binarization_seed), split_id)`` (``static_method="sample"``) or by
-  thresholding at 0.5 (``"threshold"``); identical in every run that names it.
+  ``fold_in(fold_in(key(binarization_seed), 1000), split_id)`` (``rng.binarization_key``:
+  the data's own tag 1000, so it is no run's stream key; ``static_method="sample"``) or
+  by thresholding at 0.5 (``"threshold"``); identical in every run that names it.
 * ``dynamic``: a fresh ``Bernoulli(x / 255)`` draw per example per step with the key
   ``fold_in(binarize_stream, step)`` (Burda et al., 2015); validation and test images are
   binarized once, as ``static`` with ``sample``, so every run is scored on the same bits.
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import likelihoods
+from vae_jax import likelihoods, rng
 
 BINARIZATIONS = ("none", "static", "dynamic")
 STATIC_METHODS = ("sample", "threshold")
@@ -81,7 +82,11 @@ class Preprocessing:
         else:
             representation = "binary {0, 1}"
         protocol = {"binarization": self.binarization, "representation": representation}
-        static_key = f"fold_in(key({self.binarization_seed}), split_id), split_id={SPLIT_IDS}"
+        tag = rng.DATA_KEY_TAGS["binarization"]
+        static_key = (
+            f"fold_in(fold_in(key({self.binarization_seed}), {tag}), split_id), "
+            f"split_id={SPLIT_IDS}"
+        )
         if self.already_binary:
             protocol["binarization"] = "none (the dataset is stored binarized)"
         elif self.binarization == "static":
@@ -108,7 +113,7 @@ def binarize_once(images: np.ndarray, method: str, seed: int, split: str) -> np.
         return (images > 127).astype(np.uint8)
     if method != "sample":
         raise ValueError(f"static binarization method {method!r}; choose one of {STATIC_METHODS}")
-    key = jax.random.fold_in(jax.random.key(seed), SPLIT_IDS[split])
+    key = rng.binarization_key(seed, SPLIT_IDS[split])
     probabilities = jnp.asarray(images, jnp.float32) / 255.0
     return np.asarray(jax.random.bernoulli(key, probabilities)).astype(np.uint8)
 
