@@ -18,7 +18,7 @@ from scipy import stats
 import vae_jax
 from experiments.configs import tiny
 from vae_jax.errors import UserFacingError
-from vae_jax.evaluation import bounds, diagnostics, per_example
+from vae_jax.evaluation import bounds, diagnostics, per_example, report_files
 from vae_jax.evaluation.evaluate_run import evaluate_run
 from vae_jax.single_run import train_and_evaluate
 
@@ -196,6 +196,57 @@ def test_mutual_information_of_a_gaussian_code():
     log_scales = np.full((num, 1), np.log(sigma))
     estimate = diagnostics.mutual_information(jax.random.key(0), means, log_scales)
     assert abs(estimate - 0.5 * np.log(1 + tau**2 / sigma**2)) < 0.03
+
+
+def test_mutual_information_of_separated_codes_reaches_log_n_and_is_saturated():
+    """Posteriors far apart (means 10 apart, scale 0.01): each draw is explained by its own
+    posterior only, so the estimate is log N (up to the draws' noise) and saturated; the
+    Gaussian code above (I = 0.80 nats, N = 4000, log N = 8.29) is far from it."""
+    num = 200
+    means = 10.0 * np.arange(num, dtype=np.float64)[:, None]
+    log_scales = np.full((num, 1), np.log(0.01))
+    estimate = diagnostics.mutual_information(jax.random.key(0), means, log_scales)
+    assert abs(estimate - np.log(num)) < 0.2, estimate
+    assert diagnostics.mutual_information_saturated(estimate, num)
+    assert not diagnostics.mutual_information_saturated(0.5 * np.log(5.0), 4000)
+
+
+@pytest.mark.parametrize(
+    ("estimate", "num_examples", "saturated"),
+    [(8.95, 10000, True), (8.72, 10000, True), (8.70, 10000, False), (3.0, 10000, False),
+     (4.7, 100, True), (4.0, 100, False)],
+)  # fmt: skip
+def test_mutual_information_is_saturated_within_half_a_nat_of_log_n(
+    estimate, num_examples, saturated
+):
+    """The rule: log N - I < 0.5 nats (log 10000 = 9.21, log 100 = 4.61; an estimate may
+    exceed log N by the noise of its draws)."""
+    assert diagnostics.SATURATION_GAP_NATS == 0.5
+    assert diagnostics.mutual_information_saturated(estimate, num_examples) is saturated
+
+
+def test_report_shows_the_mutual_information_ceiling_and_saturation(evaluated_2d_run):
+    """report.json holds the ceiling log N, the saturation flag by the rule and the rule;
+    report.md prints the estimate beside its ceiling, says when it is saturated, and
+    states the rule."""
+    workdir, result = evaluated_2d_run
+    latent = json.loads((workdir / "report.json").read_text())["evaluation"]["latent"]
+    estimate, num = latent["mutual_information_nats"], result["num_examples"]
+    assert latent["mutual_information_upper_bound_log_n"] == pytest.approx(np.log(num))
+    assert latent["mutual_information_saturated"] is bool(np.log(num) - estimate < 0.5)
+    assert latent["mutual_information_saturated_rule"] == "log N - I < 0.5 nats"
+    ceiling = f"(ceiling log N = {np.log(num):.3f}"
+    report = (workdir / "report.md").read_text()
+    assert f"| mutual information I(x;z) (nats) | {estimate:.3f} {ceiling}" in report
+    assert "saturated means log N - I < 0.5 nats" in report
+    # A saturated estimate says so, in report.md and on the screen.
+    saturated = {**result, "latent": {**result["latent"], "mutual_information_nats": 8.95,
+                                      "mutual_information_upper_bound_log_n": float(np.log(1e4)),
+                                      "mutual_information_saturated": True}}  # fmt: skip
+    assert "| 8.950 (ceiling log N = 9.210, saturated) |" in report_files.markdown(saturated)
+    not_saturated = {**saturated, "latent": {**saturated["latent"], "mutual_information_nats": 3.0,
+                                             "mutual_information_saturated": False}}  # fmt: skip
+    assert "| 3.000 (ceiling log N = 9.210) |" in report_files.markdown(not_saturated)
 
 
 @pytest.fixture(scope="module")

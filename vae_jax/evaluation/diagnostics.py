@@ -16,6 +16,8 @@ import numpy as np
 from vae_jax import distributions
 
 ACTIVITY_THRESHOLD = 0.01  # Burda et al. (2015)
+# An I(x; z) estimate within this many nats of its ceiling log N is called saturated.
+SATURATION_GAP_NATS = 0.5
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -66,7 +68,8 @@ def mutual_information(
         I = -E_x[H(q(z|x))] - E_{x, z ~ q(z|x)}[log q(z)],
 
     one draw ``z_n ~ q(z|x_n)`` per example, ``log q(z_n)`` by log-mean-exp over all N
-    posteriors (computed ``chunk`` draws at a time). Biased for finite N; at most log N.
+    posteriors (computed ``chunk`` draws at a time). Biased for finite N; at most log N
+    (up to the noise of the draws): see ``mutual_information_saturated``.
     """
     loc = jnp.asarray(posterior_means)
     log_scale = jnp.asarray(posterior_log_scales)
@@ -84,3 +87,17 @@ def mutual_information(
     )[:num]
     entropy = np.asarray(posterior.entropy(), np.float64)
     return float(-entropy.mean() - log_q_z.astype(np.float64).mean())
+
+
+def mutual_information_saturated(estimate: float, num_examples: int) -> bool:
+    """Whether an I(x; z) estimate is at its ceiling: within ``SATURATION_GAP_NATS`` (0.5)
+    nats of log N, or above it.
+
+    With ``q(z)`` the mixture of the N posteriors, ``log N - I`` is the average over n of
+    ``log(1 + sum_{m != n} q(z_n|x_m) / q(z_n|x_n))``: a gap below 0.5 nats means the other
+    N - 1 posteriors together add less than ``e^0.5 - 1 = 0.65`` times an example's own
+    density at its draw (on the log scale average). Each code is then told apart from the
+    rest of the set, and the number measures N (more test examples would raise it), not
+    how much information the code carries beyond that.
+    """
+    return math.log(num_examples) - float(estimate) < SATURATION_GAP_NATS

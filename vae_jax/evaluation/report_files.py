@@ -13,6 +13,13 @@ def _format(value, digits=3) -> str:
     return str(value)
 
 
+def _mutual_information(latent: dict) -> str:
+    """The I(x;z) estimate beside its ceiling log N, and whether it is saturated there."""
+    ceiling = _format(latent["mutual_information_upper_bound_log_n"])
+    saturated = ", saturated" if latent["mutual_information_saturated"] else ""
+    return f"{_format(latent['mutual_information_nats'])} (ceiling log N = {ceiling}{saturated})"
+
+
 def summary_rows(result: dict) -> list[tuple[str, str]]:
     nll, elbo, latent = result["test_nll"], result["test_elbo"], result["latent"]
     checkpoint = result["checkpoint"]
@@ -31,7 +38,7 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         ("  E_q log p(x|z)", _format(elbo["log_likelihood"])),
         ("  KL(q(z|x) || p(z))", _format(elbo["kl"])),
         ("active units", f"{latent['active_units']} / {latent['dimensions']}"),
-        ("mutual information I(x;z) (nats)", _format(latent["mutual_information_nats"])),
+        ("mutual information I(x;z) (nats)", _mutual_information(latent)),
         ("binarization", str(result["data"]["protocol"]["binarization"])),
         ("test data sha256", result["data"]["fingerprint_sha256"]["test"][:16] + "…"),
     ]
@@ -42,6 +49,14 @@ def markdown(result: dict) -> str:
     lines = ["# Evaluation", "", "| quantity | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in summary_rows(result)]
     lines += ["", "± is one standard error over test examples.", ""]
+    latent = result["latent"]
+    lines += [
+        "I(x;z) is estimated with the aggregate posterior of the N test examples, so it is",
+        "at most log N; saturated means "
+        f"{latent['mutual_information_saturated_rule']}: each code is told apart from the "
+        "other N - 1, and the number measures N more than the information in the code.",
+        "",
+    ]
     if result.get("figures"):
         lines += ["## Figures", ""]
         lines += [f"![{Path(p).stem}](figures/{Path(p).name})" for p in result["figures"]]
