@@ -205,12 +205,15 @@ class Bernoulli(_LogitsParameterized):
 #
 # Near 0 the closed forms cancel: their float32 error grows like 1/a in the value and
 # 1/a^2 in the gradient (at a = 0.01: 1.4e-5 in the gradient of A; at a = 0.1: 2e-6 in the
-# mean and 5e-5 in its gradient). Below a = 2 the series takes over (9 terms: the first
-# left out is below 1e-8 of the sum up to a = 2, in every derivative used), so both
-# branches are within a few float32 ulps, values and gradients. Far from 0 the closed
-# forms are written with e^-a only: e^a and sinh overflow float32 past a = 88, and their
-# gradients are then inf / inf = NaN.
-_CB_SERIES_BELOW = 2.0  # |l| below which A, the mean and the variance use their series
+# mean and 5e-5 in its gradient). The series takes over below a = 1 for A (6 terms, the
+# inner loop of the likelihood) and below a = 2 for the mean and the variance (9 terms;
+# their closed forms cancel more): the first term left out is below 1e-8 of the sum, in
+# every derivative used, so both branches are within a few float32 ulps, values and
+# gradients. Far from 0 the closed forms are written with e^-a only: e^a and sinh
+# overflow float32 past a = 88, and their gradients are then inf / inf = NaN.
+_CB_LOG_PARTITION_SERIES_BELOW = 1.0  # |l| below which A uses its series
+_CB_LOG_PARTITION_TERMS = 6
+_CB_SERIES_BELOW = 2.0  # |l| below which the mean and the variance use theirs
 _CB_SERIES = tuple(
     b / (2 * n * math.factorial(2 * n))
     for n, b in enumerate(
@@ -239,15 +242,15 @@ def continuous_bernoulli_log_partition(logits: jax.Array) -> jax.Array:
     negative l)."""
 
     def series(logit):
-        return logit / 2.0 + jnp.square(logit) * _power_series(jnp.square(logit), _CB_SERIES)
+        coefficients = _CB_SERIES[:_CB_LOG_PARTITION_TERMS]
+        return logit / 2.0 + jnp.square(logit) * _power_series(jnp.square(logit), coefficients)
 
     def closed_form(logit):
         a = jnp.abs(logit)
         return jnp.where(logit > 0, logit, 0.0) + jnp.log(-jnp.expm1(-a)) - jnp.log(a)
 
-    return _safe_where(
-        jnp.abs(logits) < _CB_SERIES_BELOW, series, closed_form, logits, 0.0, _CB_SERIES_BELOW
-    )
+    below = _CB_LOG_PARTITION_SERIES_BELOW
+    return _safe_where(jnp.abs(logits) < below, series, closed_form, logits, 0.0, below)
 
 
 def continuous_bernoulli_log_normalizer(logits: jax.Array) -> jax.Array:
