@@ -4,11 +4,12 @@ figures. Results go to <workdir>/report.json, report.md and figures/.
     python -m experiments.evaluate --workdir=runs/fashion_mlp
     python -m experiments.evaluate --workdir=runs/fashion_mlp --num_importance_samples=1000 \\
         --step=4220
+    python -m experiments.evaluate --workdir=runs/fashion_mlp --compute_dtype=bfloat16
 """
 
 from absl import flags
 
-from vae_jax import cli
+from vae_jax import cli, precision
 from vae_jax.evaluation.evaluate_run import evaluate_run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.")
@@ -22,6 +23,12 @@ _CHUNK = flags.DEFINE_integer(
 _BATCH = flags.DEFINE_integer("batch_size", None, "Test examples per compiled step.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the data is now, if it moved.")
 _FIGURES = flags.DEFINE_bool("figures", True, "Write figures/*.png.")
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype",
+    None,
+    precision.COMPUTE_DTYPES,
+    "Precision of the networks' products (default: the run's evaluation.compute_dtype).",
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -35,6 +42,7 @@ def main(argv):
         batch_size=_BATCH.value,
         data_dir=_DATA_DIR.value,
         make_figures=_FIGURES.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
     )
 
 

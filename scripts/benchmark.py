@@ -1,25 +1,38 @@
 """Speed of vae-jax on this machine, as ratios measured inside one run.
 
 Timings on shared machines are noisy, so every number is reported next to a reference
-measured in the same process: the FLOP/s of a large float32 matrix product (the best this
-backend does), or, for sweeps, the same work done seed by seed.
+measured in the same process: the FLOP/s of a large matrix product in float32 and with
+bfloat16 operands (float32 accumulation), the best this backend does in each precision;
+for sweeps, the same work done seed by seed.
 
-    python scripts/benchmark.py                      # all sections
+    python scripts/benchmark.py                      # training, evaluation, sweep
     python scripts/benchmark.py --sections=training --json=benchmarks/training.json
+    python scripts/benchmark.py --sections=evaluation_bias,evaluate_command --workdir=runs/x
 
 Sections:
-  training    default MLP config, batch 128: examples/s and achieved FLOP/s of training as
-              a fraction of the matrix-product FLOP/s (target >= 0.7), with a breakdown of
-              where a step's time goes.
-  evaluation  importance-weighted test NLL at K=5000: examples/s and the same fraction
-              (target >= 0.7).
-  sweep       wall time of an 8-seed sweep divided by 8 single-seed runs of the same
-              length, per strategy (target <= 1.0 on this CPU).
+  training          default MLP config, batch 128, per model.compute_dtype: examples/s as a
+                    fraction of that precision's matrix-product rate; the forward+backward
+                    pass alone (target >= 0.85 in float32) and the whole step against its
+                    floor (the pass at the matrix-product rate plus one optimizer update,
+                    target <= 1.2x); bfloat16 against float32 examples/s.
+  evaluation        importance-weighted test NLL at K=5000 per evaluation.compute_dtype:
+                    examples/s and the fraction of the matrix-product rate (float32 target
+                    >= 0.9), bfloat16 against float32 (target >= 2x).
+  evaluation_bias   (needs --workdir, a trained run) the bfloat16 bound minus the float32
+                    bound on the same test images with the same keys, in nats (target
+                    |bias| <= 0.05).
+  evaluate_command  (needs --workdir) the whole evaluation of that run (every test image,
+                    its config's K) and how its time splits: the bound against the rest
+                    (compile, test ELBO, diagnostics, I(x;z), figures; target <= 10%).
+  sweep             wall time of an 8-seed sweep divided by 8 single-seed runs of the same
+                    length, per strategy (target <= 1.0 on this CPU).
 """
 
 import itertools
 import json
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,9 +43,11 @@ from absl import app, flags
 from sweep_benchmark import NUM_TRAIN, synthetic_images  # scripts/, this file's directory
 
 from experiments.configs import fashion_mlp
-from vae_jax import manifest, rng
+from vae_jax import adapter, manifest, rng
+from vae_jax.data import load_dataset
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example
+from vae_jax.rundir import loading
 from vae_jax.train_state import create_train_state
 from vae_jax.training import step as step_lib
 from vae_jax.training.trainer import trainer_from_config
@@ -41,10 +56,27 @@ _SECTIONS = flags.DEFINE_list("sections", ["training", "evaluation", "sweep"], "
 _JSON = flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repetitions (the median is reported).")
 _BATCH_SIZES = flags.DEFINE_list(
-    "train_batch_sizes", ["128", "512"], "Training batch sizes (the target applies to 128)."
+    "train_batch_sizes", ["128"], "Training batch sizes (the targets apply to 128)."
+)
+_COMPUTE_DTYPES = flags.DEFINE_list(
+    "compute_dtypes", ["float32", "bfloat16"], "Precisions of the training and evaluation sections."
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A trained run, for the evaluation_bias and evaluate_command sections."
+)
+_BIAS_EXAMPLES = flags.DEFINE_integer(
+    "bias_examples", 500, "Test images of the evaluation_bias section."
 )
 
-TARGET_FRACTION = 0.7
+TARGETS = {
+    "forward_backward_fraction": 0.85,
+    "step_over_floor": 1.2,
+    "evaluation_fraction": 0.9,
+    "bfloat16_evaluation_speedup": 2.0,
+    "bfloat16_bias_nats": 0.05,
+    "evaluate_rest_fraction": 0.10,
+}
+AT_MOST = {"step_over_floor", "bfloat16_bias_nats", "evaluate_rest_fraction"}
 
 
 def timed(fn, *args, repeats: int) -> float:
@@ -58,12 +90,22 @@ def timed(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_gflops(size: int = 4096, repeats: int = 3) -> float:
-    """FLOP/s of a large float32 matrix product: the reference every fraction divides by."""
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    seconds = timed(jax.jit(jnp.matmul), a, b, repeats=repeats)
-    return 2 * size**3 / seconds / 1e9
+def matmul_gflops(dtype: str = "float32", size: int = 4096, repeats: int = 3) -> float:
+    """FLOP/s of a large matrix product with ``dtype`` operands, accumulated in float32:
+    the reference every fraction of that precision divides by."""
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+    product = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    return 2 * size**3 / timed(product, a, b, repeats=repeats) / 1e9
+
+
+def matmul_rates(repeats: int) -> dict[str, float]:
+    """Both references, each the median of ``repeats`` interleaved measurements."""
+    rates = {dtype: [] for dtype in ("float32", "bfloat16")}
+    for _ in range(repeats):
+        for dtype in rates:
+            rates[dtype].append(matmul_gflops(dtype, repeats=1))
+    return {dtype: statistics.median(values) for dtype, values in rates.items()}
 
 
 def dense_layers(config, image_size: int) -> list[tuple[int, int]]:
@@ -91,7 +133,9 @@ def matmul_flops(config, image_size: int = 784) -> dict[str, float]:
     }
 
 
-def bench_training(config, peak: float, repeats: int) -> dict:
+def bench_training(config, rate: float, repeats: int) -> dict:
+    """Examples/s of the compiled epoch and where a step's time goes; ``rate`` is the
+    matrix-product GFLOP/s of ``config.model.compute_dtype``."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
     trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
     images = synthetic_images(NUM_TRAIN)
@@ -103,30 +147,23 @@ def bench_training(config, peak: float, repeats: int) -> dict:
     flops = matmul_flops(config)
     achieved = flops["train_step"] * examples_per_second / 1e9
     batch_size = config.training.batch_size
-    xla_flops_per_example = xla_counted_step_flops(trainer, state, batch_size) / batch_size
+    breakdown = step_breakdown(trainer, state, images, batch_size, repeats)
+    step_gflop = flops["train_step"] * batch_size / 1e9
+    pass_at_rate_ms = step_gflop / rate * 1e3
+    floor_ms = pass_at_rate_ms + breakdown["optimizer_update"]
     return {
-        "batch_size": config.training.batch_size,
+        "compute_dtype": config.model.compute_dtype,
+        "batch_size": batch_size,
         "epoch_seconds": seconds,
         "examples_per_second": examples_per_second,
         "matmul_gflop_per_example": flops["train_step"] / 1e9,
         "achieved_gflops": achieved,
-        "fraction_of_matmul": achieved / peak,
-        "xla_counted_gflop_per_example": xla_flops_per_example / 1e9,
-        "xla_counted_fraction_of_matmul": xla_flops_per_example * examples_per_second / 1e9 / peak,
-        "target": TARGET_FRACTION,
-        "step_breakdown_ms": step_breakdown(trainer, state, images, batch_size, repeats),
+        "fraction_of_matmul": achieved / rate,
+        "step_breakdown_ms": breakdown,
+        "forward_backward_fraction_of_matmul": pass_at_rate_ms / breakdown["forward_backward"],
+        "step_floor_ms": floor_ms,
+        "step_over_floor": breakdown["whole_train_step"] / floor_ms,
     }
-
-
-def xla_counted_step_flops(trainer, state, batch_size: int) -> float:
-    """FLOPs XLA counts in one compiled train step (every op, not only matrix products;
-    the scanned epoch's loop body is not counted by XLA's cost analysis)."""
-    x = jnp.zeros((batch_size, 28, 28, 1), jnp.float32)
-    batch = step_lib.Batch(x, jnp.ones((batch_size,), bool))
-    compiled = jax.jit(trainer.train_step).lower(state, batch, jax.random.key(0)).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", 0.0))
 
 
 def step_breakdown(trainer, state, images, batch_size: int, repeats: int) -> dict[str, float]:
@@ -158,36 +195,98 @@ def step_breakdown(trainer, state, images, batch_size: int, repeats: int) -> dic
     return {name: seconds * 1e3 for name, seconds in per_step.items()}
 
 
-def bench_evaluation(config, peak: float, repeats: int, k: int = 5000, num: int = 100) -> dict:
+def bench_evaluation(config, rate: float, repeats: int, k: int = 5000) -> dict:
+    """Examples/s of the K=``k`` bound in ``config.evaluation.compute_dtype`` on one
+    evaluation batch; ``rate`` is that precision's matrix-product GFLOP/s."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
-    vae = trainer.vae
+    vae = adapter.evaluation_vae_from_config(config, (28, 28, 1))
     params = jax.jit(vae.init)(jax.random.key(0))
+    batch_size = config.evaluation.batch_size
     images = jnp.asarray(
-        np.random.default_rng(1).integers(0, 2, (config.evaluation.batch_size, 28, 28, 1)),
-        jnp.uint8,
+        np.random.default_rng(1).integers(0, 2, (batch_size, 28, 28, 1)), jnp.uint8
     )
     chunk = config.evaluation.importance_chunk_size
     evaluate_batch = per_example.make_batch_evaluator(
         lambda p, key, x: vae.iwae_bound(p, key, x, num_samples=k, chunk_size=chunk),
         preprocessing,
     )
-    indices = np.arange(config.evaluation.batch_size)
+    indices = np.arange(batch_size)
     seconds = timed(evaluate_batch, params, jax.random.key(2), images, indices, repeats=repeats)
-    examples_per_second = config.evaluation.batch_size / seconds
+    examples_per_second = batch_size / seconds
     flops = matmul_flops(config)
     per_example_flops = flops["encoder_forward"] + k * flops["decoder_forward"]
     achieved = per_example_flops * examples_per_second / 1e9
     return {
+        "compute_dtype": config.evaluation.compute_dtype,
         "num_importance_samples": k,
         "importance_chunk_size": chunk,
-        "batch_size": config.evaluation.batch_size,
+        "batch_size": batch_size,
         "examples_per_second": examples_per_second,
         "seconds_for_10000_test_examples": 10000 / examples_per_second,
         "matmul_gflop_per_example": per_example_flops / 1e9,
         "achieved_gflops": achieved,
-        "fraction_of_matmul": achieved / peak,
-        "target": TARGET_FRACTION,
+        "fraction_of_matmul": achieved / rate,
+    }
+
+
+def bench_evaluation_bias(workdir: str, num_examples: int) -> dict:
+    """The bfloat16 bound minus the float32 bound of a trained run, per test image with the
+    same keys (the run's test_iwae keys), at its config's K and chunk size."""
+    _, params, config = loading.load_run(workdir)
+    dataset = load_dataset(config)
+    images = dataset.test.images[:num_examples]
+    key = rng.eval_key(rng.make_streams(int(config.seed)).eval, "test_iwae")
+    k, chunk = config.evaluation.num_importance_samples, config.evaluation.importance_chunk_size
+    bounds, seconds = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        config.evaluation.compute_dtype = dtype
+        vae = adapter.evaluation_vae_from_config(config, dataset.image_shape)
+        evaluate_batch = per_example.make_batch_evaluator(
+            lambda p, key, x, vae=vae: vae.iwae_bound(p, key, x, num_samples=k, chunk_size=chunk),
+            dataset.preprocessing,
+        )
+        started = time.perf_counter()
+        bounds[dtype] = per_example.evaluate_examples(
+            evaluate_batch, params, key, images, config.evaluation.batch_size
+        ).astype(np.float64)
+        seconds[dtype] = time.perf_counter() - started
+    difference = bounds["bfloat16"] - bounds["float32"]
+    return {
+        "workdir": str(workdir),
+        "num_examples": int(images.shape[0]),
+        "num_importance_samples": int(k),
+        "float32_nll_nats": float(-bounds["float32"].mean()),
+        "bfloat16_nll_nats": float(-bounds["bfloat16"].mean()),
+        # NLL(bfloat16) - NLL(float32): positive when bfloat16 reports a worse likelihood
+        "bias_nats": float(-difference.mean()),
+        "bias_standard_error": float(difference.std(ddof=1) / np.sqrt(difference.size)),
+        "max_abs_difference_per_example": float(np.abs(difference).max()),
+        "speedup_including_compile": seconds["float32"] / seconds["bfloat16"],
+    }
+
+
+def bench_evaluate_command(workdir: str) -> dict:
+    """The whole evaluation of a run (as ``python -m experiments.evaluate``) and its phase
+    timings, from the result ``report.json`` receives."""
+    from vae_jax.evaluation.evaluate_run import evaluate_run
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "run"
+        shutil.copytree(workdir, copy)
+        started = time.perf_counter()
+        result = evaluate_run(copy)
+        total = time.perf_counter() - started
+    timings = result["timings_seconds"]
+    bound = timings["test_nll_bound"]
+    return {
+        "workdir": str(workdir),
+        "num_examples": result["num_examples"],
+        "num_importance_samples": result["num_importance_samples"],
+        "compute_dtype": result.get("compute_dtype", "float32"),
+        "seconds": total,
+        "timings_seconds": timings,
+        "rest_over_bound": (total - bound) / bound,
+        "examples_per_second": result["num_examples"] / total,
     }
 
 
@@ -197,39 +296,103 @@ def bench_sweep(config, repeats: int) -> dict:
     return sweep_benchmark.sweep_over_sequential(config, num_seeds=8, repeats=repeats)
 
 
+def _verdict(value: float, name: str) -> str:
+    """``(target >= t: met)`` for the target ``TARGETS[name]``."""
+    target, at_most = TARGETS[name], name in AT_MOST
+    met = value <= target if at_most else value >= target
+    return f"(target {'<=' if at_most else '>='} {target}: {'met' if met else 'NOT met'})"
+
+
 def main(argv):
     del argv
-    config = fashion_mlp.get_config()
-    results = {"environment": manifest.environment(), "sections": {}}
-    peak = matmul_gflops(repeats=_REPEATS.value)
-    results["matmul_gflops"] = peak
-    print(f"reference: float32 4096x4096 matrix product {peak:.1f} GFLOP/s")
-    if "training" in _SECTIONS.value:
-        results["sections"]["training"] = {}
-        for batch_size in map(int, _BATCH_SIZES.value):
-            config.training.batch_size = batch_size
-            r = bench_training(config, peak, _REPEATS.value)
-            results["sections"]["training"][f"batch_{batch_size}"] = r
+    sections, repeats = _SECTIONS.value, _REPEATS.value
+    if {"evaluation_bias", "evaluate_command"} & set(sections) and not _WORKDIR.value:
+        raise app.UsageError("--sections=evaluation_bias/evaluate_command need --workdir")
+    results = {"environment": manifest.environment(), "targets": TARGETS, "sections": {}}
+    rates = matmul_rates(repeats)
+    results["matmul_gflops"] = rates
+    print(
+        f"reference: 4096x4096 matrix product, float32 {rates['float32']:.1f} GFLOP/s, "
+        f"bfloat16 operands {rates['bfloat16']:.1f} GFLOP/s "
+        f"({rates['bfloat16'] / rates['float32']:.2f}x)"
+    )
+    if "training" in sections:
+        results["sections"]["training"] = training = {}
+        for batch_size, dtype in itertools.product(map(int, _BATCH_SIZES.value),
+                                                   _COMPUTE_DTYPES.value):  # fmt: skip
+            config = fashion_mlp.get_config()
+            config.training.batch_size, config.model.compute_dtype = batch_size, dtype
+            r = bench_training(config, rates[dtype], repeats)
+            training[f"batch_{batch_size}_{dtype}"] = r
             print(
-                f"training (batch {batch_size}): {r['examples_per_second']:.0f} examples/s, "
-                f"{r['achieved_gflops']:.1f} GFLOP/s = {r['fraction_of_matmul']:.2f} of the "
-                f"matrix product (target >= {TARGET_FRACTION} at batch 128); counting every "
-                f"op XLA counts: {r['xla_counted_fraction_of_matmul']:.2f}"
+                f"training ({dtype}, batch {batch_size}): {r['examples_per_second']:.0f} "
+                f"examples/s, {r['achieved_gflops']:.1f} GFLOP/s = "
+                f"{r['fraction_of_matmul']:.2f} of the {dtype} matrix product"
+            )
+            pass_fraction = r["forward_backward_fraction_of_matmul"]
+            print(
+                f"  forward+backward pass at {pass_fraction:.2f} of the matrix product "
+                f"{_verdict(pass_fraction, 'forward_backward_fraction')}; "
+                f"step {r['step_over_floor']:.2f}x its floor of {r['step_floor_ms']:.2f} ms "
+                f"{_verdict(r['step_over_floor'], 'step_over_floor')}"
             )
             print("  per step (ms): " + ", ".join(
                 f"{k} {v:.2f}" for k, v in r["step_breakdown_ms"].items()))  # fmt: skip
-        config.training.batch_size = 128
-    if "evaluation" in _SECTIONS.value:
-        r = bench_evaluation(config, peak, _REPEATS.value)
-        results["sections"]["evaluation"] = r
+        for batch_size in map(int, _BATCH_SIZES.value):
+            f32, bf16 = (training.get(f"batch_{batch_size}_{d}") for d in ("float32", "bfloat16"))
+            if f32 and bf16:
+                ratio = bf16["examples_per_second"] / f32["examples_per_second"]
+                training[f"batch_{batch_size}_bfloat16_over_float32"] = ratio
+                print(f"  bfloat16 / float32 training examples/s (batch {batch_size}): "
+                      f"{ratio:.2f}")  # fmt: skip
+    if "evaluation" in sections:
+        results["sections"]["evaluation"] = evaluation = {}
+        for dtype in _COMPUTE_DTYPES.value:
+            config = fashion_mlp.get_config()
+            config.evaluation.compute_dtype = dtype
+            r = bench_evaluation(config, rates[dtype], repeats)
+            evaluation[dtype] = r
+            print(
+                f"evaluation ({dtype}, K={r['num_importance_samples']}): "
+                f"{r['examples_per_second']:.1f} examples/s "
+                f"({r['seconds_for_10000_test_examples'] / 60:.1f} min for 10000), "
+                f"{r['achieved_gflops']:.1f} GFLOP/s = {r['fraction_of_matmul']:.2f} of the "
+                f"{dtype} matrix product"
+                + (
+                    f" {_verdict(r['fraction_of_matmul'], 'evaluation_fraction')}"
+                    if dtype == "float32"
+                    else ""
+                )
+            )
+        if {"float32", "bfloat16"} <= set(evaluation):
+            ratio = (evaluation["bfloat16"]["examples_per_second"]
+                     / evaluation["float32"]["examples_per_second"])  # fmt: skip
+            evaluation["bfloat16_over_float32"] = ratio
+            print(
+                f"  bfloat16 / float32 evaluation examples/s: {ratio:.2f} "
+                f"{_verdict(ratio, 'bfloat16_evaluation_speedup')}"
+            )
+    if "evaluation_bias" in sections:
+        r = bench_evaluation_bias(_WORKDIR.value, _BIAS_EXAMPLES.value)
+        results["sections"]["evaluation_bias"] = r
         print(
-            f"evaluation (K={r['num_importance_samples']}): {r['examples_per_second']:.1f} "
-            f"examples/s ({r['seconds_for_10000_test_examples'] / 60:.1f} min for 10000), "
-            f"{r['achieved_gflops']:.1f} GFLOP/s = {r['fraction_of_matmul']:.2f} of the matrix "
-            f"product (target >= {TARGET_FRACTION})"
+            f"bfloat16 evaluation bias on {r['num_examples']} test images of {r['workdir']} "
+            f"(K={r['num_importance_samples']}): NLL {r['bfloat16_nll_nats']:.3f} against "
+            f"{r['float32_nll_nats']:.3f} nats, bias {r['bias_nats']:+.4f} +- "
+            f"{r['bias_standard_error']:.4f} {_verdict(abs(r['bias_nats']), 'bfloat16_bias_nats')}"
         )
-    if "sweep" in _SECTIONS.value:
-        r = bench_sweep(config, _REPEATS.value)
+    if "evaluate_command" in sections:
+        r = bench_evaluate_command(_WORKDIR.value)
+        results["sections"]["evaluate_command"] = r
+        print(
+            f"evaluate ({r['compute_dtype']}, {r['num_examples']} test images, "
+            f"K={r['num_importance_samples']}): {r['seconds']:.1f} s, the rest "
+            f"{r['rest_over_bound']:.3f} of the bound's time "
+            f"{_verdict(r['rest_over_bound'], 'evaluate_rest_fraction')}; phases (s): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in r["timings_seconds"].items())
+        )
+    if "sweep" in sections:
+        r = bench_sweep(fashion_mlp.get_config(), repeats)
         results["sections"]["sweep"] = r
         for strategy, ratio in r["runs"]["ratios"].items():
             print(f"sweep of {r['num_seeds']} seeds, {strategy}: {ratio:.2f} of {r['num_seeds']} "

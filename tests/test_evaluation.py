@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shutil
 import sys
 
 import jax
@@ -300,6 +301,34 @@ def test_report_records_the_protocol_and_re_evaluation_repeats_it(evaluated_2d_r
                          make_figures=False)  # fmt: skip
     assert again["test_nll"] == result["test_nll"]  # the keys are recorded: same numbers
     assert again["latent"] == result["latent"]
+
+
+def test_evaluation_phases_are_timed_and_add_up(evaluated_2d_run):
+    """report.json's timings: the bound's compile apart from its batches, then the ELBO,
+    the latent diagnostics and the figures, together within the whole evaluation."""
+    _, result = evaluated_2d_run
+    timings = result["timings_seconds"]
+    assert list(timings) == [
+        "compile_test_nll_bound", "test_nll_bound", "test_elbo", "latent_diagnostics", "figures"
+    ]  # fmt: skip
+    assert all(t > 0 for t in timings.values())
+    assert sum(timings.values()) <= result["seconds"]
+    assert result["compute_dtype"] == "float32"
+
+
+def test_bfloat16_evaluation_is_recorded_and_close_to_float32(evaluated_2d_run, tmp_path):
+    """--compute_dtype=bfloat16: the same keys, bfloat16 products, a nearby bound."""
+    workdir, result = evaluated_2d_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    low = evaluate_run(copy, num_importance_samples=32, importance_chunk_size=8,
+                       make_figures=False, compute_dtype="bfloat16")  # fmt: skip
+    assert low["compute_dtype"] == "bfloat16"
+    report = json.loads((copy / "report.json").read_text())
+    assert report["evaluation"]["compute_dtype"] == "bfloat16"
+    assert low["test_nll"]["nats"] != result["test_nll"]["nats"]
+    assert abs(low["test_nll"]["nats"] - result["test_nll"]["nats"]) < 0.5
+    assert "figures" not in low["timings_seconds"]
 
 
 def test_evaluate_command_line_errors(evaluated_2d_run, tmp_path):

@@ -30,7 +30,7 @@ from run_helpers import (
 )
 
 from vae_jax import cli, config_checks
-from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
+from vae_jax.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from vae_jax.evaluation.evaluate_run import evaluate_run
 from vae_jax.reproduce import reproduce, segments
 from vae_jax.rundir import files, loading
@@ -97,6 +97,48 @@ def test_a_damaged_line_costs_only_itself_not_the_records_after_it(tiny_run, tin
     assert report["epochs_completed"] == 3
     kept = (workdir / files.DAMAGED_METRICS_FILE).read_text()
     assert kept == 'line 2: {"epoch": 2, "st\n'  # kept for inspection, out of the log
+
+
+def test_a_run_recorded_with_other_data_keys_is_not_resumed_on_new_ones(
+    tiny_run, tiny_config, tmp_path, caplog
+):
+    """The fingerprints cover the source data only; a binarization or validation split
+    drawn with other keys (an older vae-jax: the data keys got their own tags) must not
+    switch mid-run. Resume refuses naming the entry and writes nothing; evaluation warns."""
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    manifest_path = workdir / files.MANIFEST_FILE
+    recorded = json.loads(manifest_path.read_text())
+    name = sorted(recorded["data"]["splits"])[0]
+    recorded["data"]["splits"][name] = "an older rule"
+    manifest_path.write_text(json.dumps(recorded))
+
+    def records():  # every file but the lock, which names its latest holder
+        return {
+            p: p.read_bytes()
+            for p in workdir.rglob("*")
+            if p.is_file() and p.name != files.LOCK_FILE
+        }
+
+    before = records()
+    tiny_config.training.num_epochs = 4
+    with pytest.raises(DataError, match=rf"^cannot resume {workdir}: the data's splits\.{name} "):
+        train_and_evaluate(tiny_config, workdir)
+    assert records() == before
+
+    with caplog.at_level("WARNING"):
+        evaluate_run(workdir, num_importance_samples=2, make_figures=False)
+    assert f"the data's splits.{name} is" in caplog.text
+
+
+def test_protocol_difference_names_the_first_differing_entry():
+    recorded = {"protocol": {"a": 1, "b": 2}, "splits": {"validation": "x"}}
+    assert files.protocol_difference(recorded, recorded) is None
+    now = {"protocol": {"a": 1, "b": 3}, "splits": {"validation": "y"}}
+    assert files.protocol_difference(recorded, now) == (
+        "the data's protocol.b is 3 now but 2 in the run's manifest"
+    )
+    missing = {"protocol": {"a": 1}, "splits": {"validation": "x"}}
+    assert "protocol.b is None now" in files.protocol_difference(recorded, missing)
 
 
 # --- 2 and 13. one owner per workdir ------------------------------------------------------

@@ -84,7 +84,8 @@ def test_every_dense_product_forward_and_backward_is_bfloat16_in_float32_out():
     vae = _vae("bfloat16")
     products, others = _products(vae, vae.init(jax.random.key(0)))
     bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
-    assert products and all(p == ("dot_general", (bf16, bf16), f32) for p in products), products
+    assert products
+    assert all(p == ("dot_general", (bf16, bf16), f32) for p in products), products
     assert others == {"convert_element_type"}
     # three products per layer (6 layers); the image's own gradient is computed too (the
     # custom VJP returns both) and then discarded
@@ -100,10 +101,13 @@ def test_convolutions_take_bfloat16_forward_and_float32_backward():
     convs = [p for p in products if p[0] == "conv_general_dilated"]
     forward = [p for p in convs if p[1] == (bf16, bf16)]
     backward = [p for p in convs if p[1] != (bf16, bf16)]
-    assert len(forward) == 4 and all(p[2] == f32 for p in forward)  # 2 convs + 2 transposed
-    assert backward and all(f32 in p[1] and p[2] == f32 for p in backward)
+    assert len(forward) == 4  # 2 convolutions + 2 transposed convolutions
+    assert all(p[2] == f32 for p in forward)
+    assert backward
+    assert all(f32 in p[1] and p[2] == f32 for p in backward)
     dense = [p for p in products if p[0] == "dot_general"]
-    assert dense and all(p[1:] == ((bf16, bf16), f32) for p in dense)
+    assert dense
+    assert all(p[1:] == ((bf16, bf16), f32) for p in dense)
     # casts, and the kernel flip of the transposes' gradients (a rounded operand moved)
     assert others == {"convert_element_type", "rev"}
 

@@ -194,6 +194,8 @@ def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | 
 
 
 def _data_difference(workdir: Path, rerun_dir: Path) -> str | None:
+    """Other source data, or the same data preprocessed or split with other keys."""
+    original, rerun = files.recorded_data_record(workdir), files.recorded_data_record(rerun_dir)
     return files.data_difference(
-        files.recorded_fingerprints(workdir), files.recorded_fingerprints(rerun_dir)
-    )
+        original["fingerprint_sha256"], rerun["fingerprint_sha256"]
+    ) or files.protocol_difference(original, rerun)

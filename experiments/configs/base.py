@@ -50,7 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     objective.num_samples = 1  # latent draws per example (K for iwae)
     objective.kl = "analytic"  # elbo: analytic | mc (Monte Carlo at the same z draws)
     objective.beta = 1.0  # weight of the KL term (beta-VAE); elbo only
-    objective.kl_warmup_steps = 0  # beta rises linearly from 0 over this many steps (0 = off)
+    # the KL weight rises linearly from beta / kl_warmup_steps at step 0 to beta at step
+    # kl_warmup_steps - 1 (0 = off)
+    objective.kl_warmup_steps = 0
     objective.free_bits = 0.0  # nats per latent dim below which KL is not penalized (0 = off)
 
     config.optimizer = optimizer = ml_collections.ConfigDict()

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import rng
-from vae_jax.data import load_dataset
+from vae_jax import adapter, rng
+from vae_jax.data import batching, load_dataset
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
 from vae_jax.progress import Progress
@@ -31,7 +31,12 @@ DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
 
 
 class Evaluator:
-    """The compiled evaluation of one model on one dataset's test split."""
+    """The compiled evaluation of one model on one dataset's test split.
+
+    ``vae`` is the model in its evaluation precision (``adapter.evaluation_vae_from_config``).
+    The bound is compiled once, timed apart from its first batch, and reused for every run;
+    ``timings`` holds the seconds of each phase of the latest ``evaluate`` and ``figures``.
+    """
 
     def __init__(self, vae, dataset, config, *, num_importance_samples, chunk_size, batch_size):
         self.vae, self.dataset, self.config = vae, dataset, config
@@ -43,6 +48,18 @@ class Evaluator:
         self._elbo = bounds.make_elbo_evaluator(
             vae, dataset.preprocessing, num_samples=evaluation.num_elbo_samples
         )
+        self._bound_compiled = False
+        self.timings: dict[str, float] = {}
+
+    def _compile_bound(self, params, key, images) -> None:
+        """Compiles the bound's batch evaluator ahead of its first batch, to time it apart
+        (the jitted function then finds the executable in JAX's compilation cache)."""
+        if not self._bound_compiled:
+            started = time.perf_counter()
+            indices = np.asarray(batching.ordered_batches(1, self.batch).indices[0])
+            self._iwae.lower(params, key, images, indices).compile()
+            self.timings["compile_test_nll_bound"] = time.perf_counter() - started
+            self._bound_compiled = True
 
     def evaluate(self, params, seed: int, *, description: str = "test NLL") -> dict:
         """All numbers for the parameters of the run with this seed (its keys)."""
@@ -50,9 +67,12 @@ class Evaluator:
         streams = rng.make_streams(seed)
         keys = {p: rng.eval_key(streams.eval, p) for p in ("test_iwae", "test_elbo")}
         keys["mutual_information"] = rng.eval_key(streams.eval, "mutual_information")
+        self.timings = {k: v for k, v in self.timings.items() if k.startswith("compile")}
+        self._compile_bound(params, keys["test_iwae"], test.images)
         progress = Progress(
             test.num_examples, unit="example", description=f"{description} (K={self.k})"
         )
+        started = time.perf_counter()
         try:
             iwae = per_example.evaluate_examples(
                 self._iwae, params, keys["test_iwae"], test.images, self.batch,
@@ -60,9 +80,13 @@ class Evaluator:
             )  # fmt: skip
         finally:
             progress.close()
+        self.timings["test_nll_bound"] = time.perf_counter() - started
+        started = time.perf_counter()
         elbo = per_example.evaluate_examples(
             self._elbo, params, keys["test_elbo"], test.images, self.batch
         )
+        self.timings["test_elbo"] = time.perf_counter() - started
+        started = time.perf_counter()
         means, log_scales = diagnostics.posterior_parameters(
             vae, params, test.images, dataset.preprocessing, self.batch
         )
@@ -70,9 +94,11 @@ class Evaluator:
         mutual_information = diagnostics.mutual_information(
             keys["mutual_information"], means, log_scales
         )
+        self.timings["latent_diagnostics"] = time.perf_counter() - started
         return {
             "split": "test",
             "num_examples": test.num_examples,
+            "compute_dtype": self.config.evaluation.compute_dtype,
             "num_importance_samples": self.k,
             "importance_chunk_size": self.chunk,
             "keys": {
@@ -107,6 +133,12 @@ class Evaluator:
 
     def figures(self, params, seed: int, workdir: Path) -> list[str]:
         """The figures of a run, with keys from its ``eval`` stream."""
+        started = time.perf_counter()
+        paths = self._figures(params, seed, workdir)
+        self.timings["figures"] = time.perf_counter() - started
+        return paths
+
+    def _figures(self, params, seed: int, workdir: Path) -> list[str]:
         vae, dataset, config = self.vae, self.dataset, self.config
         folder = Path(workdir) / files.FIGURES_DIR
         test = dataset.test
@@ -163,6 +195,13 @@ def check_same_data(workdir: Path, dataset) -> None:
     )
     if difference:
         raise DataError(f"cannot evaluate the run in {workdir}: {difference}")
+    protocol = files.protocol_difference(files.recorded_data_record(workdir), dataset.record)
+    if protocol:
+        logging.warning(
+            "%s: %s; the test set is preprocessed as now (report.json records how)",
+            workdir,
+            protocol,
+        )
 
 
 def evaluate_run(
@@ -174,8 +213,10 @@ def evaluate_run(
     batch_size: int | None = None,
     data_dir: str | None = None,
     make_figures: bool = True,
+    compute_dtype: str | None = None,
 ) -> dict:
-    """Evaluates checkpoint ``step`` (default: newest valid) of the run in ``workdir``."""
+    """Evaluates checkpoint ``step`` (default: newest valid) of the run in ``workdir``;
+    ``compute_dtype`` overrides the run's ``evaluation.compute_dtype``."""
     workdir = files.workdir_path(workdir)
     k, chunk, batch = resolve_options(
         loading.load_config(workdir).evaluation,
@@ -187,10 +228,17 @@ def evaluate_run(
         vae, state, record, config = loading.load_state(workdir, step)
         if data_dir:
             config.data.data_dir = data_dir
+        if compute_dtype:
+            config.evaluation.compute_dtype = compute_dtype
         dataset = load_dataset(config)
         check_same_data(workdir, dataset)
         evaluator = Evaluator(
-            vae, dataset, config, num_importance_samples=k, chunk_size=chunk, batch_size=batch
+            adapter.evaluation_vae_from_config(config, vae.image_shape),
+            dataset,
+            config,
+            num_importance_samples=k,
+            chunk_size=chunk,
+            batch_size=batch,
         )
         return evaluate_and_report(evaluator, workdir, state, record, make_figures=make_figures)
 
@@ -223,6 +271,7 @@ def evaluate_and_report(evaluator, workdir: Path, state, record, *, make_figures
     if make_figures:
         result["figures"] = evaluator.figures(state.params, seed, workdir)
     result["seconds"] = time.perf_counter() - started
+    result["timings_seconds"] = dict(evaluator.timings)
     report_files.write_evaluation(workdir, result, quiet=quiet)
     return result
 

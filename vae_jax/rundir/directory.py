@@ -70,9 +70,10 @@ class RunDirectory:
         """Fails if the run in this directory was trained on other data (resume)."""
         if not files.run_started(self.path):
             return
+        recorded = files.recorded_data_record(self.path)
         difference = files.data_difference(
-            files.recorded_fingerprints(self.path), data_record["fingerprint_sha256"]
-        )
+            recorded["fingerprint_sha256"], data_record["fingerprint_sha256"]
+        ) or files.protocol_difference(recorded, data_record)
         if difference:
             raise DataError(f"cannot resume {self.path}: {difference}")
 

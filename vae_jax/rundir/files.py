@@ -59,6 +59,27 @@ def recorded_fingerprints(workdir: str | Path) -> dict[str, str]:
     return read_json(Path(workdir) / MANIFEST_FILE)["data"]["fingerprint_sha256"]
 
 
+def recorded_data_record(workdir: str | Path) -> dict:
+    """The data record (protocol, split rule, fingerprints) a run was trained with."""
+    return read_json(Path(workdir) / MANIFEST_FILE)["data"]
+
+
+def protocol_difference(recorded: dict, now: dict) -> str | None:
+    """How the preprocessing protocol and split rule of the data record ``now`` differ from
+    the ``recorded`` ones (the first differing entry), or None. The fingerprints cover the
+    source data only: a binarization or validation split drawn with other keys (another
+    config or another vae-jax version) shows here."""
+    for part in ("protocol", "splits"):
+        old, new = recorded.get(part, {}), now.get(part, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                return (
+                    f"the data's {part}.{name} is {new.get(name)!r} now but "
+                    f"{old.get(name)!r} in the run's manifest"
+                )
+    return None
+
+
 def data_difference(
     recorded: dict[str, str], now: dict[str, str], splits: tuple[str, ...] | None = None
 ) -> str | None:
