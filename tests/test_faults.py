@@ -130,6 +130,41 @@ def test_a_run_recorded_with_other_data_keys_is_not_resumed_on_new_ones(
     assert f"the data's splits.{name} is" in caplog.text
 
 
+def test_a_run_recorded_before_a_config_field_existed_is_read_with_its_old_value(
+    tiny_run, tiny_config, tmp_path
+):
+    """Runs recorded by an older vae-jax lack the newer fields (files.ADDED_CONFIG_FIELDS):
+    they load, evaluate and resume as what they used; a resume that would change what they
+    used is refused naming the field."""
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    config_path, manifest_path = workdir / files.CONFIG_FILE, workdir / files.MANIFEST_FILE
+    old_config, old_manifest = (
+        json.loads(config_path.read_text()),
+        json.loads(manifest_path.read_text()),
+    )
+    for field in files.ADDED_CONFIG_FIELDS:
+        group, name = field.split(".")
+        del old_config[group][name]
+        del old_manifest["config"][group][name]
+    config_path.write_text(json.dumps(old_config))
+    manifest_path.write_text(json.dumps(old_manifest))
+
+    _, _, loaded = loading.load_run(workdir)
+    assert loaded.runtime.matmul_precision == "default"
+    assert loaded.model.compute_dtype == loaded.evaluation.compute_dtype == "float32"
+    result = evaluate_run(workdir, num_importance_samples=2, make_figures=False)
+    assert result["compute_dtype"] == "float32"
+
+    tiny_config.training.num_epochs = 4
+    with pytest.raises(
+        ConfigError, match=r"^cannot resume: runtime\.matmul_precision is 'highest' .*'default'"
+    ):
+        train_and_evaluate(tiny_config, workdir)
+    tiny_config.runtime.matmul_precision = "default"
+    report = train_and_evaluate(tiny_config, workdir)
+    assert report["epochs_completed"] == 4
+
+
 def test_protocol_difference_names_the_first_differing_entry():
     recorded = {"protocol": {"a": 1, "b": 2}, "splits": {"validation": "x"}}
     assert files.protocol_difference(recorded, recorded) is None

@@ -136,8 +136,9 @@ def segments(workdir: Path, config) -> list[tuple[int, object, tuple[str, ...]]]
     if not opted:
         return [(0, config, ())]
     result = []
-    starts = [(0, recorded["config"], ())] + [
-        (r["from_epoch"], r["config"], tuple(r["changed_by_opt_in"])) for r in opted
+    starts = [(0, files.with_added_fields(recorded["config"]), ())] + [
+        (r["from_epoch"], files.with_added_fields(r["config"]), tuple(r["changed_by_opt_in"]))
+        for r in opted
     ]
     current = resume.flatten(resume.config_as_json(config))
     for start, recorded_config, changed in starts:

@@ -54,6 +54,29 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
+# Config fields added after runs were first recorded, with the value a run recorded before
+# the field existed used: such a run is read as if it had recorded that value.
+ADDED_CONFIG_FIELDS = {
+    "model.compute_dtype": "float32",
+    "evaluation.compute_dtype": "float32",
+    "runtime.matmul_precision": "default",  # JAX's own default: full float32 on CPU
+}
+
+
+def with_added_fields(config_json: dict) -> dict:
+    """A recorded config with every field of ``ADDED_CONFIG_FIELDS`` it lacks."""
+    config_json = json.loads(json.dumps(config_json))  # a copy
+    for field, value in ADDED_CONFIG_FIELDS.items():
+        group, name = field.split(".")
+        config_json.setdefault(group, {}).setdefault(name, value)
+    return config_json
+
+
+def read_config(workdir: str | Path) -> dict:
+    """A run's ``config.json``, completed by ``with_added_fields``."""
+    return with_added_fields(read_json(Path(workdir) / CONFIG_FILE))
+
+
 def recorded_fingerprints(workdir: str | Path) -> dict[str, str]:
     """The sha256 of each data split a run was trained on (from its manifest)."""
     return read_json(Path(workdir) / MANIFEST_FILE)["data"]["fingerprint_sha256"]

@@ -27,7 +27,7 @@ def load_config(workdir: str | Path) -> ml_collections.ConfigDict:
             f"--workdir={workdir} holds a start that was cut short (no {files.MANIFEST_FILE}); "
             "train again with the same command"
         )
-    return ml_collections.ConfigDict(files.read_json(path))
+    return ml_collections.ConfigDict(files.read_config(workdir))
 
 
 def image_shape_of_run(workdir: str | Path) -> tuple[int, int, int]:

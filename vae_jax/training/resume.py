@@ -131,7 +131,7 @@ def opted_in_changes(workdir: Path, config, allow_change) -> dict:
     """``{field: [recorded, new]}`` of the ``--allow_change`` fields that do change."""
     if not allow_change or not files.run_started(workdir):
         return {}
-    old = flatten(files.read_json(workdir / files.CONFIG_FILE))
+    old = flatten(files.read_config(workdir))
     new = flatten(config_as_json(config))
     return {f: [old.get(f), new.get(f)] for f in allow_change if old.get(f) != new.get(f)}
 
@@ -150,9 +150,7 @@ def check_workdir(workdir: Path, config, allow_change=()) -> None:
             )
         logging.info("%s: a start was cut short; starting afresh", workdir)
     if files.run_started(workdir):
-        changed = check_resumable(
-            files.read_json(workdir / files.CONFIG_FILE), config, allow_change
-        )
+        changed = check_resumable(files.read_config(workdir), config, allow_change)
         if changed:
             logging.info("resuming %s with changed fields: %s", workdir, ", ".join(changed))
 
