@@ -267,16 +267,16 @@ def bench_evaluation_bias(workdir: str, num_examples: int) -> dict:
     }
 
 
-def bench_evaluate_command(workdir: str) -> dict:
-    """The whole evaluation of a run (as ``python -m experiments.evaluate``) and its phase
-    timings, from the result ``report.json`` receives."""
+def bench_evaluate_command(workdir: str, compute_dtype: str) -> dict:
+    """The whole evaluation of a run (as ``python -m experiments.evaluate``) in
+    ``compute_dtype`` and its phase timings, from the result ``report.json`` receives."""
     from vae_jax.evaluation.evaluate_run import evaluate_run
 
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "run"
         shutil.copytree(workdir, copy)
         started = time.perf_counter()
-        result = evaluate_run(copy)
+        result = evaluate_run(copy, compute_dtype=compute_dtype)
         total = time.perf_counter() - started
     timings = result["timings_seconds"]
     bound = timings["test_nll_bound"]
@@ -384,15 +384,17 @@ def main(argv):
             f"{r['bias_standard_error']:.4f} {_verdict(abs(r['bias_nats']), 'bfloat16_bias_nats')}"
         )
     if "evaluate_command" in sections:
-        r = bench_evaluate_command(_WORKDIR.value)
-        results["sections"]["evaluate_command"] = r
-        print(
-            f"evaluate ({r['compute_dtype']}, {r['num_examples']} test images, "
-            f"K={r['num_importance_samples']}): {r['seconds']:.1f} s, the rest "
-            f"{r['rest_over_bound']:.3f} of the bound's time "
-            f"{_verdict(r['rest_over_bound'], 'evaluate_rest_fraction')}; phases (s): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in r["timings_seconds"].items())
-        )
+        results["sections"]["evaluate_command"] = {}
+        for dtype in _COMPUTE_DTYPES.value:
+            r = bench_evaluate_command(_WORKDIR.value, dtype)
+            results["sections"]["evaluate_command"][dtype] = r
+            print(
+                f"evaluate ({r['compute_dtype']}, {r['num_examples']} test images, "
+                f"K={r['num_importance_samples']}): {r['seconds']:.1f} s, the rest "
+                f"{r['rest_over_bound']:.3f} of the bound's time "
+                f"{_verdict(r['rest_over_bound'], 'evaluate_rest_fraction')}; phases (s): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in r["timings_seconds"].items())
+            )
     if "sweep" in sections:
         r = bench_sweep(fashion_mlp.get_config(), repeats)
         results["sections"]["sweep"] = r

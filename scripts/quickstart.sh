@@ -11,6 +11,9 @@
 #   WORKDIR=runs/quickstart   where the run goes
 #   EPOCHS=8                  training epochs (the config's default is 20)
 #   K=1000                    importance samples for the test NLL (the standard is 5000)
+#   COMPUTE_DTYPE=bfloat16    precision of the networks' products in training and evaluation:
+#                             bfloat16 (mixed precision, the fastest setting whose quality
+#                             matches float32 here: docs/benchmarks.md) or float32
 #   DATA_DIR=                 TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
@@ -19,6 +22,7 @@ cd "$ROOT"
 WORKDIR="${WORKDIR:-runs/quickstart}"
 EPOCHS="${EPOCHS:-8}"
 K="${K:-1000}"
+COMPUTE_DTYPE="${COMPUTE_DTYPE:-bfloat16}"
 DATA_DIR="${DATA_DIR:-}"
 CONFIG=experiments/configs/fashion_mlp.py
 SOURCE=local
@@ -34,13 +38,15 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && ! ensure_debian_package dataset
 fi
 "$PY" scripts/prepare_data.py --dataset=fashion_mnist --source="$SOURCE" --data_dir="$DATA_DIR"
 
-log "train: $CONFIG for $EPOCHS epochs in $WORKDIR"
+log "train: $CONFIG for $EPOCHS epochs in $WORKDIR ($COMPUTE_DTYPE products)"
 "$PY" -m experiments.train --config="$CONFIG" --workdir="$WORKDIR" \
   --config.training.num_epochs="$EPOCHS" --config.data.source="$SOURCE" \
-  --config.data.data_dir="$DATA_DIR"
+  --config.data.data_dir="$DATA_DIR" --config.model.compute_dtype="$COMPUTE_DTYPE" \
+  --config.evaluation.compute_dtype="$COMPUTE_DTYPE"
 
 log "evaluate: test NLL with K=$K importance samples, diagnostics, figures"
-"$PY" -m experiments.evaluate --workdir="$WORKDIR" --num_importance_samples="$K"
+"$PY" -m experiments.evaluate --workdir="$WORKDIR" --num_importance_samples="$K" \
+  --compute_dtype="$COMPUTE_DTYPE"
 
 log "done in $(( $(date +%s) - started )) s"
 echo
