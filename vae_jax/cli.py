@@ -84,6 +84,21 @@ def _quiet_closed_event_loops() -> None:
             default_thread(args)
 
     sys.unraisablehook, threading.excepthook = unraisable, thread
+    # A failed restore can also leave orbax's reading tasks with their exception unread:
+    # asyncio logs each, with a traceback, when the task is collected (at any later time).
+    python_logging.getLogger("asyncio").addFilter(_UnreadRestoreTaskErrors())
+
+
+class _UnreadRestoreTaskErrors(python_logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for orbax's checkpoint reads
+    (the restore's failure is reported in one line already)."""
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("Task exception was never retrieved")
+            and "async_deserialize" in message
+        )
 
 
 def run(main: Callable[[list[str]], None]) -> None:
