@@ -326,6 +326,7 @@ def test_bfloat16_evaluation_is_recorded_and_close_to_float32(evaluated_2d_run, 
     assert low["compute_dtype"] == "bfloat16"
     report = json.loads((copy / "report.json").read_text())
     assert report["evaluation"]["compute_dtype"] == "bfloat16"
+    assert "| networks' products | bfloat16 |" in (copy / "report.md").read_text()
     assert low["test_nll"]["nats"] != result["test_nll"]["nats"]
     assert abs(low["test_nll"]["nats"] - result["test_nll"]["nats"]) < 0.5
     assert "figures" not in low["timings_seconds"]

@@ -40,6 +40,7 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         ("active units", f"{latent['active_units']} / {latent['dimensions']}"),
         ("mutual information I(x;z) (nats)", _mutual_information(latent)),
         ("binarization", str(result["data"]["protocol"]["binarization"])),
+        ("networks' products", result.get("compute_dtype", "float32")),
         ("test data sha256", result["data"]["fingerprint_sha256"]["test"][:16] + "…"),
     ]
     return rows
