@@ -125,7 +125,8 @@ Regenerate this page, its numbers and figures, with one command:
 
 Numbers below come from the run `{workdir}` (likelihood: {report["likelihood"]}, checkpoint
 step {report["checkpoint"]["step"]}, epoch {report["checkpoint"]["epoch"]}; binarization:
-{report["data"]["protocol"]["binarization"]}), measured on test images with keys from the
+{report["data"]["protocol"]["binarization"]}; networks' products in
+{report.get("compute_dtype", "float32")}), measured on test images with keys from the
 run's `eval` stream (`{report["keys"]["derivation"]}`), so they repeat exactly.
 
 ## 1. Once trained, where is the randomness? Is the encoder "probabilistic"?

@@ -67,6 +67,7 @@ def run_experiment(
     report = {
         "checkpoint": {"step": int(state.step), "epoch": int(record["epoch"])},
         "likelihood": vae.likelihood,
+        "compute_dtype": config.model.compute_dtype,
         "keys": {
             "seed": int(config.seed),
             "derivation": "fold_in(fold_in(eval_stream, randomness_id=5), purpose_id)",
