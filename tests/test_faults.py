@@ -515,7 +515,9 @@ def test_all_checkpoints_damaged_is_one_line_without_tracebacks(tiny_run, tiny_d
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: none of the checkpoints in ")
-    assert len(lines) <= 1 + len(checkpoint_steps(workdir))  # one warning per checkpoint
+    assert len(lines) <= 1 + len(checkpoint_steps(workdir)), (
+        result.stderr
+    )  # one warning per checkpoint
 
 
 def test_unread_errors_of_orbax_reads_are_dropped_and_nothing_else():
@@ -532,6 +534,12 @@ def test_unread_errors_of_orbax_reads_are_dropped_and_nothing_else():
         "coro=<async_deserialize() done, defined at .../serialization.py:394> exception=...>"
     )
     assert not unread.filter(record(orbax_read))
+    tensorstore_future = (
+        "Future exception was never retrieved\nfuture: <Future finished exception=ValueError("
+        "'OUT_OF_RANGE: Error opening \"cast\" driver ... [tensorstore_spec=...]')>"
+    )
+    assert not unread.filter(record(tensorstore_future))
+    assert unread.filter(record("Future exception was never retrieved\nfuture: <Future x>"))
     assert unread.filter(record("Task exception was never retrieved\nfuture: <Task coro=<f()>"))
     assert unread.filter(record("Unclosed client session"))
 

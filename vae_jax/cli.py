@@ -90,14 +90,16 @@ def _quiet_closed_event_loops() -> None:
 
 
 class _UnreadRestoreTaskErrors(python_logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for orbax's checkpoint reads
-    (the restore's failure is reported in one line already)."""
+    """Drops asyncio's "Task/Future exception was never retrieved" for orbax's checkpoint
+    reads through tensorstore (the restore's failure is reported in one line already)."""
+
+    UNREAD = ("Task exception was never retrieved", "Future exception was never retrieved")
 
     def filter(self, record: python_logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (
-            message.startswith("Task exception was never retrieved")
-            and "async_deserialize" in message
+            message.startswith(self.UNREAD)
+            and ("async_deserialize" in message or "tensorstore_spec" in message)
         )
 
 
