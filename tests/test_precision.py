@@ -52,8 +52,8 @@ def _bf16_round(a) -> np.ndarray:
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_parameters_are_float32_and_the_same_for_both_compute_dtypes(architecture):
     key = jax.random.key(0)
-    f32 = _vae("float32", architecture).init(key)
-    bf16 = _vae("bfloat16", architecture).init(key)
+    f32 = jax.jit(_vae("float32", architecture).init)(key)
+    bf16 = jax.jit(_vae("bfloat16", architecture).init)(key)
     assert jax.tree.structure(f32) == jax.tree.structure(bf16)
     for a, b in zip(jax.tree.leaves(f32), jax.tree.leaves(bf16), strict=True):
         assert a.dtype == b.dtype == jnp.float32
@@ -82,7 +82,7 @@ def test_every_dense_product_forward_and_backward_is_bfloat16_in_float32_out():
     """Each dense layer's forward, input-gradient and weight-gradient product reads bfloat16
     and writes float32; the only other operations producing bfloat16 are casts."""
     vae = _vae("bfloat16")
-    products, others = _products(vae, vae.init(jax.random.key(0)))
+    products, others = _products(vae, jax.eval_shape(vae.init, jax.random.key(0)))
     bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
     assert products
     assert all(p == ("dot_general", (bf16, bf16), f32) for p in products), products
@@ -96,7 +96,7 @@ def test_convolutions_take_bfloat16_forward_and_float32_backward():
     """What layer_options documents for convolutions: bfloat16 operands forward, JAX's
     transposes (a float32 cotangent times a rounded operand) backward."""
     vae = _vae("bfloat16", "conv")
-    products, others = _products(vae, vae.init(jax.random.key(0)))
+    products, others = _products(vae, jax.eval_shape(vae.init, jax.random.key(0)))
     bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
     convs = [p for p in products if p[0] == "conv_general_dilated"]
     forward = [p for p in convs if p[1] == (bf16, bf16)]
@@ -165,13 +165,13 @@ def test_bfloat16_elbo_and_gradients_are_float32_and_close_to_float32(likelihood
     if likelihood == "discretized_logistic":
         x = jnp.round(x * 255.0)
     f32, bf16 = _vae("float32", likelihood=likelihood), _vae("bfloat16", likelihood=likelihood)
-    params = f32.init(jax.random.key(0))
+    params = jax.jit(f32.init)(jax.random.key(0))
 
     def loss(vae, p):
         return -vae.elbo(p, jax.random.key(1), x).elbo.mean()
 
-    value32, grads32 = jax.value_and_grad(functools.partial(loss, f32))(params)
-    value16, grads16 = jax.value_and_grad(functools.partial(loss, bf16))(params)
+    value32, grads32 = jax.jit(jax.value_and_grad(functools.partial(loss, f32)))(params)
+    value16, grads16 = jax.jit(jax.value_and_grad(functools.partial(loss, bf16)))(params)
     assert value16.dtype == jnp.float32
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads16))
     np.testing.assert_allclose(value16, value32, rtol=2e-2)
