@@ -619,6 +619,12 @@ CHOICES = {
     "model.compute_dtype": ("float32", "bfloat16"),
     "evaluation.compute_dtype": ("float32", "bfloat16"),
     "runtime.matmul_precision": ("highest", "high", "default"),
+    "objective.gradient_estimator": ("reparameterization", "stl", "dreg"),
+}
+# Choices that apply only beside other fields: (field, value) -> the context they need.
+CHOICE_CONTEXT = {
+    ("objective.gradient_estimator", "stl"): {"objective.kl": "mc"},
+    ("objective.gradient_estimator", "dreg"): {"objective.name": "iwae"},
 }
 # Fields check_config does not look at (data.name is checked against the data).
 NO_RANGE = {
@@ -672,8 +678,26 @@ def test_config_ranges_at_and_just_past_their_edges(name, leaf, value, accepted,
 def test_string_fields_accept_their_documented_choices_only(field, value):
     """Every choice base.py documents is accepted; anything else fails naming the field."""
     config = tiny.get_config()
+    apply_overrides(config, CHOICE_CONTEXT.get((field, value), {}))
     apply_overrides(config, {field: value})
     _check(config, field, value in CHOICES[field])
+
+
+@pytest.mark.parametrize(
+    ("estimator", "context", "message"),
+    [
+        ("stl", {}, "applies to the elbo objective with kl='mc'"),
+        ("stl", {"objective.name": "iwae"}, "applies to the elbo objective with kl='mc'"),
+        ("dreg", {}, "applies to the iwae objective"),
+    ],
+)
+def test_a_gradient_estimator_outside_its_bound_fails_naming_the_field(estimator, context, message):
+    config = tiny.get_config()
+    apply_overrides(config, {**context, "objective.gradient_estimator": estimator})
+    with pytest.raises(
+        ConfigError, match=rf"^objective\.gradient_estimator='{estimator}' {re.escape(message)}$"
+    ):
+        config_checks.check_config(config)
 
 
 def test_the_range_table_covers_every_field_config_checks_checks():

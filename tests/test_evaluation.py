@@ -12,9 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from linear_gaussian import (
+    data,
+    linear_gaussian_vae,
+    posterior_params,
+)
 from PIL import Image
 from run_helpers import run
-from scipy import stats
 
 import vae_jax
 from experiments.configs import tiny
@@ -22,10 +26,6 @@ from vae_jax.errors import UserFacingError
 from vae_jax.evaluation import bounds, diagnostics, per_example, report_files
 from vae_jax.evaluation.evaluate_run import evaluate_run
 from vae_jax.single_run import train_and_evaluate
-
-OBSERVATION_SCALE = 0.5
-W = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, -1.0]])  # orthogonal columns
-B = np.array([0.3, -0.2, 0.1, 0.5])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,52 +38,6 @@ class IdentityPreprocessing:
 
 # One model object for the whole module, so that compiled evaluators (which close over it)
 # can be shared between tests: compiling, not evaluating, is what these tests spend.
-@functools.cache
-def _linear_gaussian_vae():
-    """Decoder x = W z + b + N(0, s^2 I); linear encoder; prior N(0, I); x in R^4."""
-    config = tiny.get_config()
-    config.model.hidden_sizes = ()
-    config.model.latent_dim = 2
-    config.model.likelihood = "gaussian"
-    config.model.gaussian_scale = "fixed"
-    config.model.observation_scale = OBSERVATION_SCALE
-    return vae_jax.vae_from_config(config, image_shape=(2, 2, 1))
-
-
-def _params(vae, *, exact_posterior: bool):
-    """Decoder (W, b); encoder = the exact posterior, or a deliberately worse one."""
-    s2 = OBSERVATION_SCALE**2
-    posterior_cov = np.linalg.inv(np.eye(2) + W.T @ W / s2)  # diagonal: W^T W is diagonal
-    gain = posterior_cov @ W.T / s2  # E[z|x] = gain (x - b)
-    log_scale = 0.5 * np.log(np.diag(posterior_cov))
-    if not exact_posterior:  # wrong mean, too wide: a valid but loose proposal
-        gain = gain * 0.8
-        log_scale = log_scale + 0.4
-    params = _jitted_init(vae)(jax.random.key(0))  # every leaf is replaced below
-    kernel = np.zeros((4, 4))
-    kernel[:, :2] = gain.T
-    bias = np.concatenate([-gain @ B, log_scale])
-    params["encoder"]["head"]["latent_params"] = {
-        "kernel": jnp.asarray(kernel, jnp.float32),
-        "bias": jnp.asarray(bias, jnp.float32),
-    }
-    params["decoder"]["pixels"] = {
-        "kernel": jnp.asarray(W.T, jnp.float32),
-        "bias": jnp.asarray(B, jnp.float32),
-    }
-    return params
-
-
-@functools.cache
-def _jitted_init(vae):
-    return jax.jit(vae.init)
-
-
-def _data(num=300, seed=0):
-    cov = W @ W.T + OBSERVATION_SCALE**2 * np.eye(4)
-    x = np.random.default_rng(seed).multivariate_normal(B, cov, size=num)
-    exact = stats.multivariate_normal(B, cov).logpdf(x)
-    return jnp.asarray(x.reshape(num, 2, 2, 1), jnp.float32), exact
 
 
 def _iwae(vae, params, images, k, *, chunk=None, batch=50, seed=1):
@@ -98,7 +52,7 @@ def _shared_evaluator(kind, num_samples, chunk=None):
     """``bounds.make_iwae_evaluator`` / ``make_elbo_evaluator`` (analytic KL) for the
     module's model, compiled once and reused by every test that evaluates the same K on
     300 examples in batches of 50 (a chunk >= K is one chunk: the same program)."""
-    vae, preprocessing = _linear_gaussian_vae(), IdentityPreprocessing()
+    vae, preprocessing = linear_gaussian_vae(), IdentityPreprocessing()
     if kind == "iwae":
         return bounds.make_iwae_evaluator(
             vae, preprocessing, num_samples=num_samples, chunk_size=min(chunk, num_samples)
@@ -114,9 +68,9 @@ def _shared(kind, params, images, num_samples, *, chunk=500, seed):
 
 
 def test_exact_posterior_makes_every_bound_exact():
-    vae = _linear_gaussian_vae()
-    params = _params(vae, exact_posterior=True)
-    images, exact = _data()  # the 300 examples of the next test: its compiled evaluators
+    vae = linear_gaussian_vae()
+    params = posterior_params(vae, exact_posterior=True)
+    images, exact = data()  # the 300 examples of the next test: its compiled evaluators
     for k in (1, 10, 100):
         np.testing.assert_allclose(_shared("iwae", params, images, k, seed=1), exact, atol=2e-4)
     # log p(x, z) - log q(z|x) is then log p(x) for every z: one draw is exact ...
@@ -131,9 +85,9 @@ def test_exact_posterior_makes_every_bound_exact():
 
 
 def test_importance_weighted_bound_approaches_the_exact_likelihood_from_below():
-    vae = _linear_gaussian_vae()
-    params = _params(vae, exact_posterior=False)
-    images, exact = _data()
+    vae = linear_gaussian_vae()
+    params = posterior_params(vae, exact_posterior=False)
+    images, exact = data()
     means, gaps = [], {}
     for k in (1, 10, 100, 1000, 5000):
         bound = _shared("iwae", params, images, k, chunk=500, seed=1)
@@ -154,9 +108,9 @@ def test_importance_weighted_bound_approaches_the_exact_likelihood_from_below():
 
 
 def test_chunked_padded_evaluation_equals_one_pass():
-    vae = _linear_gaussian_vae()
-    params = _params(vae, exact_posterior=False)
-    images, _ = _data()
+    vae = linear_gaussian_vae()
+    params = posterior_params(vae, exact_posterior=False)
+    images, _ = data()
     # All K=100 draws in one chunk, whole batches of 50 (the evaluator compiled above) ...
     one_pass = _shared("iwae", params, images, 100, seed=1)
     # ... and 15 chunks of 7 (the last padded: 105 slots), 8 batches of 40 (the last padded).

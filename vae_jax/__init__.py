@@ -7,7 +7,7 @@
 See README.md and ../shared/DESIGN.md.
 """
 
-from vae_jax import distributions, rng
+from vae_jax import distributions, objectives, rng
 from vae_jax.adapter import vae_from_config
 from vae_jax.model import VAE, ElboOutput, Generation, make_vae, reparameterize
 from vae_jax.rundir.loading import load_run
@@ -19,6 +19,7 @@ __all__ = [
     "distributions",
     "load_run",
     "make_vae",
+    "objectives",
     "reparameterize",
     "rng",
     "vae_from_config",

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vae_jax import likelihoods, model, networks, precision
+from vae_jax import likelihoods, model, networks, objectives, precision
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 
@@ -87,6 +87,11 @@ def _check_objective(o):
     _at_least(o.beta, 0.0, "objective.beta")
     _at_least(o.kl_warmup_steps, 0, "objective.kl_warmup_steps")
     _at_least(o.free_bits, 0.0, "objective.free_bits")
+    _one_of(o.gradient_estimator, objectives.GRADIENT_ESTIMATORS, "objective.gradient_estimator")
+    try:
+        objectives.check_gradient_estimator(o.gradient_estimator, name=o.name, kl=o.kl)
+    except ValueError as error:
+        raise ConfigError(f"objective.{error}") from None
     if o.name == "iwae":
         for field, neutral in (("beta", 1.0), ("kl_warmup_steps", 0), ("free_bits", 0.0)):
             if o[field] != neutral:

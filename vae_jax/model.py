@@ -195,24 +195,31 @@ def make_vae(
         num_samples: int = 1,
         kl: str = "analytic",
         beta: float | jax.Array = 1.0,
+        stick_the_landing: bool = False,
     ) -> ElboOutput:
         """Per-example ``E_q[log p(x|z)] - beta * KL(q(z|x) || p(z))``.
 
         ``num_samples`` latent draws per example (the only random draws); the
         reconstruction term is the closed-form log-likelihood of ``x`` under ``p(x|z)``.
         ``kl="analytic"`` uses the Gaussian closed form, ``kl="mc"`` the Monte Carlo
-        estimate ``log q(z|x) - log p(z)`` at the same draws.
+        estimate ``log q(z|x) - log p(z)`` at the same draws. ``stick_the_landing``
+        (``kl="mc"`` only; Roeder et al., 2017) evaluates ``log q`` with its parameters
+        held constant: the same values, a gradient without the score term, whose mean is
+        unchanged and whose variance vanishes as q reaches the posterior.
         """
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"kl={kl!r}; choose one of {KL_ESTIMATORS}")
+        if stick_the_landing and kl != "mc":
+            raise ValueError("stick_the_landing needs kl='mc' (it changes log q's gradient)")
         q = encode(params, x)
         z = reparameterize(key, q, num_samples)  # (S, ..., D)
         log_likelihood = jnp.mean(decode(params, z).log_prob(x), axis=0)
         if kl == "analytic":
             kl_per_dim = q.kl_elementwise(prior())
         else:
+            q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
             kl_per_dim = jnp.mean(
-                q.log_prob_elementwise(z) - prior().log_prob_elementwise(z), axis=0
+                q_in_log_q.log_prob_elementwise(z) - prior().log_prob_elementwise(z), axis=0
             )
         kl_total = jnp.sum(kl_per_dim, axis=-1)
         return ElboOutput(log_likelihood - beta * kl_total, log_likelihood, kl_total, kl_per_dim)

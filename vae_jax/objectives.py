@@ -1,10 +1,22 @@
-"""The training objective: ELBO (beta, KL warm-up, free bits) or IWAE-k.
+"""The training objective: ELBO (beta, KL warm-up, free bits) or IWAE-k, and its
+gradient estimator.
 
 ``make_objective(vae, name=..., ...)`` returns
 ``objective(params, key, x, mask, step) -> (loss, metrics)``. The loss is averaged over
 the examples where ``mask`` is True (the last batch of an epoch is padded). Metrics always
 include the plain ELBO (beta = 1) and its terms, so runs with different objectives can be
 compared on the same numbers.
+
+Gradient estimators change the loss's gradient, not its value (up to float32 rounding):
+
+* ``reparameterization``: the gradient of the Monte Carlo bound through ``z = mu + sigma *
+  eps`` (Kingma & Welling, 2014);
+* ``stl``, "sticking the landing" (Roeder et al., 2017), for the ELBO with ``kl="mc"``:
+  ``log q(z|x)`` with its parameters held constant, dropping the score term (zero mean);
+* ``dreg``, doubly reparameterized (Tucker et al., 2018), for the IWAE bound: the encoder
+  gets ``sum_k w_k^2 d log w_k / dz_k dz_k / dphi`` (normalized weights ``w``), the decoder
+  the IWAE gradient ``sum_k w_k grad log w_k``; unbiased, and the encoder's variance no
+  longer grows with K.
 """
 
 from __future__ import annotations
@@ -33,6 +45,45 @@ def _masked_mean(values: jax.Array, weights: jax.Array, count: jax.Array) -> jax
     return jnp.sum(values * weights) / count
 
 
+GRADIENT_ESTIMATORS = ("reparameterization", "stl", "dreg")
+
+
+def check_gradient_estimator(gradient_estimator: str, *, name: str, kl: str) -> None:
+    """Raises ``ValueError`` for an estimator that does not apply to this bound."""
+    if gradient_estimator not in GRADIENT_ESTIMATORS:
+        raise ValueError(
+            f"gradient_estimator={gradient_estimator!r}; choose one of {GRADIENT_ESTIMATORS}"
+        )
+    if gradient_estimator == "stl" and (name != "elbo" or kl != "mc"):
+        raise ValueError("gradient_estimator='stl' applies to the elbo objective with kl='mc'")
+    if gradient_estimator == "dreg" and name != "iwae":
+        raise ValueError("gradient_estimator='dreg' applies to the iwae objective")
+
+
+def _with_gradient(value: jax.Array, surrogate: jax.Array) -> jax.Array:
+    """``value`` with the gradient of ``surrogate`` (same shape); the value exactly, since
+    ``surrogate - stop_gradient(surrogate)`` is exactly 0."""
+    return jax.lax.stop_gradient(value) + (surrogate - jax.lax.stop_gradient(surrogate))
+
+
+def _dreg_surrogate(vae: VAE, params, x, q, z, log_weights) -> jax.Array:
+    """Per example, a function whose gradient is the DReG estimate of the IWAE bound's
+    (Tucker et al., 2018, eq. 5): ``sum_k w_k^2 log w_k`` through ``z_k`` only (decoder
+    and q's parameters held) for the encoder, ``sum_k w_k log w_k`` with ``z_k`` held for
+    the decoder. Costs a second decoder pass."""
+    held = jax.lax.stop_gradient
+    normalized = held(jax.nn.softmax(log_weights, axis=0))  # (K, B)
+    q_held, prior = held(q), vae.prior()
+
+    def log_weights_at(decoder_params, z):
+        with_decoder = {"encoder": params["encoder"], "decoder": decoder_params}
+        return vae.decode(with_decoder, z).log_prob(x) + prior.log_prob(z) - q_held.log_prob(z)
+
+    through_z = log_weights_at(held(params["decoder"]), z)
+    through_decoder = log_weights_at(params["decoder"], held(z))
+    return jnp.sum(jnp.square(normalized) * through_z + normalized * through_decoder, axis=0)
+
+
 def make_objective(
     vae: VAE,
     *,
@@ -42,6 +93,7 @@ def make_objective(
     beta: float = 1.0,
     kl_warmup_steps: int = 0,
     free_bits: float = 0.0,
+    gradient_estimator: str = "reparameterization",
 ):
     """The loss to minimize, ``objective(params, key, x, mask, step) -> (loss, metrics)``.
 
@@ -58,15 +110,27 @@ def make_objective(
         at step 0 to ``beta`` at step ``kl_warmup_steps - 1`` (0 = off; see ``kl_weight``).
       free_bits: elbo: nats per latent dimension below which the KL is not penalized
         (Kingma et al., 2016; 0 = off).
+      gradient_estimator: ``"reparameterization"``, ``"stl"`` (elbo with ``kl="mc"``) or
+        ``"dreg"`` (iwae); see the module docstring.
     """
     num_samples = int(num_samples)
     kl_estimator = kl
     free_bits = float(free_bits)
+    check_gradient_estimator(gradient_estimator, name=name, kl=kl)
+    stick_the_landing = gradient_estimator == "stl"
 
     def elbo_objective(params, key, x, mask, step):
         weights = mask.astype(jnp.float32)
         count = jnp.maximum(weights.sum(), 1.0)
-        out = vae.elbo(params, key, x, num_samples=num_samples, kl=kl_estimator, beta=1.0)
+        out = vae.elbo(
+            params,
+            key,
+            x,
+            num_samples=num_samples,
+            kl=kl_estimator,
+            beta=1.0,
+            stick_the_landing=stick_the_landing,
+        )
         weight = kl_weight(step, beta=beta, warmup_steps=kl_warmup_steps)
         if free_bits > 0:
             # Free bits (Kingma et al., 2016): each latent dimension's KL, averaged over the
@@ -96,6 +160,8 @@ def make_objective(
         log_likelihood = vae.decode(params, z).log_prob(x)  # (K, B)
         log_weights = log_likelihood + vae.prior().log_prob(z) - q.log_prob(z)
         bound = jax.nn.logsumexp(log_weights, axis=0) - jnp.log(float(num_samples))
+        if gradient_estimator == "dreg":
+            bound = _with_gradient(bound, _dreg_surrogate(vae, params, x, q, z, log_weights))
         loss = -_masked_mean(bound, weights, count)
         # The ELBO terms as the elbo objective reports them with kl="analytic" and K draws:
         # the log-likelihood of these draws and the closed-form KL, and elbo = their

@@ -54,6 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
     # kl_warmup_steps - 1 (0 = off)
     objective.kl_warmup_steps = 0
     objective.free_bits = 0.0  # nats per latent dim below which KL is not penalized (0 = off)
+    # How the bound's gradient is estimated (its value is the same): reparameterization
+    # (Kingma & Welling 2014) | stl: "sticking the landing", elbo with kl=mc (Roeder et al.
+    # 2017) | dreg: doubly reparameterized, iwae (Tucker et al. 2018)
+    objective.gradient_estimator = "reparameterization"
 
     config.optimizer = optimizer = ml_collections.ConfigDict()
     optimizer.name = "adam"  # adam | adamw

@@ -60,6 +60,7 @@ ADDED_CONFIG_FIELDS = {
     "model.compute_dtype": "float32",
     "evaluation.compute_dtype": "float32",
     "runtime.matmul_precision": "default",  # JAX's own default: full float32 on CPU
+    "objective.gradient_estimator": "reparameterization",
 }
 
 
