@@ -10,6 +10,7 @@ fingerprints that cover every example.
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import json
 import math
@@ -491,7 +492,9 @@ def _float_at_least(field, minimum, *, strict=False):
     """``> minimum`` if strict, else ``>= minimum``; finite in float32 either way (training
     computes in float32: float64's largest number is inf there, its smallest is 0)."""
     inside = float(np.nextafter(np.float32(minimum), np.float32(np.inf)))
-    outside = float(np.nextafter(minimum, -np.inf))
+    # Just below in float32: float64's neighbour of 0 would be refused as an underflow
+    # before the range check is reached.
+    outside = float(np.nextafter(np.float32(minimum), np.float32(-np.inf)))
     rows = [
         (field, field, float(minimum), not strict),
         (field, field, inside if strict else outside, strict),
@@ -559,6 +562,7 @@ RANGE_ROWS = [
     ("model.min_scale", "model.min_scale", 0.1, False, GAUSSIAN),
     ("model.min_scale", "model.min_scale", float(np.nextafter(0.1, 0.0)), True, GAUSSIAN),
     *_int_at_least("model.num_bins", 2),
+    *_int_at_least("model.prior_components", 1),
     *_int_at_least("objective.num_samples", 1),
     *_float_at_least("objective.beta", 0.0),
     *_int_at_least("objective.kl_warmup_steps", 0),
@@ -620,11 +624,14 @@ CHOICES = {
     "evaluation.compute_dtype": ("float32", "bfloat16"),
     "runtime.matmul_precision": ("highest", "high", "default"),
     "objective.gradient_estimator": ("reparameterization", "stl", "dreg"),
+    "model.prior": ("standard_normal", "mixture", "vampprior"),
 }
 # Choices that apply only beside other fields: (field, value) -> the context they need.
 CHOICE_CONTEXT = {
     ("objective.gradient_estimator", "stl"): {"objective.kl": "mc"},
     ("objective.gradient_estimator", "dreg"): {"objective.name": "iwae"},
+    ("model.prior", "mixture"): {"objective.kl": "mc"},
+    ("model.prior", "vampprior"): {"objective.kl": "mc"},
 }
 # Fields check_config does not look at (data.name is checked against the data).
 NO_RANGE = {
@@ -698,6 +705,40 @@ def test_a_gradient_estimator_outside_its_bound_fails_naming_the_field(estimator
         ConfigError, match=rf"^objective\.gradient_estimator='{estimator}' {re.escape(message)}$"
     ):
         config_checks.check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("conv_channels", "refusal"),
+    [
+        ((32, 64), None),  # 28 = 7 * 2**2
+        ((16, 32, 64), "image size (28, 28) is not divisible by 2**3=8"),
+    ],
+)
+def test_a_conv_model_must_fit_the_image_size(tiny_config, conv_channels, refusal):
+    """Checked against the data before any work: one halving per conv layer."""
+    tiny_config.model.architecture = "conv"
+    tiny_config.model.conv_channels = conv_channels
+    if refusal is None:
+        config_checks.check_config_against_data(tiny_config)
+        return
+    with pytest.raises(ConfigError, match=re.escape(f"model.conv_channels={conv_channels}: ")):
+        config_checks.check_config_against_data(tiny_config)
+    with pytest.raises(ConfigError, match=re.escape(refusal)):
+        config_checks.check_config_against_data(tiny_config)
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.stem
+        for p in (Path(__file__).parents[1] / "experiments" / "configs").glob("*.py")
+        if p.stem not in ("__init__", "base")
+    ),
+)
+def test_every_shipped_config_passes_the_config_checks(name):
+    """A config in experiments/configs that check_config refuses could not be launched."""
+    module = importlib.import_module(f"experiments.configs.{name}")
+    config_checks.check_config(module.get_config())
 
 
 def test_the_range_table_covers_every_field_config_checks_checks():

@@ -76,7 +76,7 @@ def _exact_elbo_gradient(params):
             -0.5 * jnp.log(2 * jnp.pi * s2) - (jnp.square(flat_x - mean) + spread) / (2 * s2),
             axis=-1,
         )
-        return -jnp.mean(log_likelihood - q.kl(vae.prior()))
+        return -jnp.mean(log_likelihood - q.kl(vae.prior(p)))
 
     return jax.grad(negative_elbo)(params)
 

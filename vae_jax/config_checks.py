@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vae_jax import likelihoods, model, networks, objectives, precision
+from vae_jax import likelihoods, model, networks, objectives, precision, priors
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 
@@ -78,6 +78,8 @@ def _check_model(m):
         )
     _at_least(m.num_bins, 2, "model.num_bins")
     _one_of(m.compute_dtype, precision.COMPUTE_DTYPES, "model.compute_dtype")
+    _one_of(m.prior, priors.PRIORS, "model.prior")
+    _at_least(m.prior_components, 1, "model.prior_components")
 
 
 def _check_objective(o):
@@ -161,6 +163,22 @@ def _check_floats_fit_float32(config) -> None:
             raise ConfigError(f"{field}={value!r} underflows to 0 in float32")
 
 
+def _check_prior_fits_objective(m, o) -> None:
+    """A learned prior has no closed-form KL and is not factorized over dimensions."""
+    if priors.has_closed_form_kl(m.prior):
+        return
+    if o.name == "elbo" and o.kl == "analytic":
+        raise ConfigError(
+            f"objective.kl='analytic' has no closed form for model.prior={m.prior!r}; "
+            "set objective.kl='mc'"
+        )
+    if o.free_bits > 0:
+        raise ConfigError(
+            f"objective.free_bits={o.free_bits!r} needs a KL per latent dimension, which "
+            f"model.prior={m.prior!r} does not have; set it to 0.0"
+        )
+
+
 def check_config(config) -> None:
     """Field-by-field checks that need no data; raises ``ConfigError``."""
     _check_floats_fit_float32(config)
@@ -168,6 +186,7 @@ def check_config(config) -> None:
     _check_data(config.data)
     _check_model(config.model)
     _check_objective(config.objective)
+    _check_prior_fits_objective(config.model, config.objective)
     _check_optimizer(config.optimizer)
     _check_training(config.training)
     _check_evaluation(config.evaluation)

@@ -9,6 +9,10 @@ an explicit key:
 * ``reparameterize``: ``z ~ q(z|x)`` as ``loc + scale * eps`` (Kingma & Welling, 2014);
 * ``generate``: ``z ~ p(z)`` and, only with ``observation="sample"``, ``x ~ p(x|z)``.
 
+The prior ``p(z)`` is standard normal or learned (``vae_jax.priors``): ``prior(params)``
+builds it from the parameters. Only the standard normal has a closed-form KL; with the
+others the ELBO's KL is the Monte Carlo estimate ``log q(z|x) - log p(z)``.
+
 The ELBO's reconstruction term is the closed-form ``log p(x|z)`` of the data under the
 decoder's distribution: the data is never resampled from the decoder before the loss.
 Functions accept a batch ``(..., H, W, C)`` or a single image ``(H, W, C)``, and are
@@ -24,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from vae_jax import distributions, likelihoods, networks, precision
+from vae_jax import distributions, likelihoods, networks, precision, priors
 
 Params = Any
 KL_ESTIMATORS = ("analytic", "mc")
@@ -37,7 +41,10 @@ class ElboOutput(NamedTuple):
     elbo: jax.Array  # (...,)
     log_likelihood: jax.Array  # (...,) E_q[log p(x|z)]
     kl: jax.Array  # (...,) KL(q(z|x) || p(z)), analytic or Monte Carlo
-    kl_per_dim: jax.Array  # (..., latent_dim)
+    # (..., latent_dim): the KL of each dimension for the standard normal prior; for a
+    # learned prior (not factorized over dimensions) log q(z_d|x) - log p(z) / latent_dim,
+    # which sums to the KL but is no per-dimension KL (free bits refuse such priors).
+    kl_per_dim: jax.Array
 
 
 @struct.dataclass
@@ -57,7 +64,7 @@ class VAE(NamedTuple):
     encode: Callable[[Params, jax.Array], distributions.DiagGaussian]
     reparameterize: Callable[..., jax.Array]
     decode: Callable[[Params, jax.Array], Any]
-    prior: Callable[[], distributions.DiagGaussian]
+    prior: Callable[[Params], Any]
     elbo: Callable[..., ElboOutput]
     log_importance_weights: Callable[..., jax.Array]
     iwae_bound: Callable[..., jax.Array]
@@ -65,6 +72,13 @@ class VAE(NamedTuple):
     latent_dim: int
     image_shape: tuple[int, int, int]
     likelihood: str
+    prior_name: str = "standard_normal"
+
+
+def evaluation_kl(vae: VAE) -> str:
+    """The KL estimator evaluation uses: ``"analytic"`` where the prior has a closed-form
+    KL, else ``"mc"``."""
+    return "analytic" if priors.has_closed_form_kl(vae.prior_name) else "mc"
 
 
 def reparameterize(
@@ -119,9 +133,11 @@ def make_vae(
     min_scale: float = 1e-3,
     num_bins: int = 256,
     compute_dtype: str = "float32",
+    prior: str = "standard_normal",
+    prior_components: int = 10,
 ) -> VAE:
-    """Builds the pure functions of a VAE with a diagonal Gaussian posterior, a standard
-    normal prior and the observation model ``likelihood`` (Kingma & Welling, 2014).
+    """Builds the pure functions of a VAE with a diagonal Gaussian posterior, the prior
+    ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
 
     The arguments are the fields of ``config.model`` (documented in
     ``experiments/configs/base.py``) and the image shape, so ``make_vae(image_shape=s,
@@ -142,6 +158,8 @@ def make_vae(
       compute_dtype: ``"float32"`` or ``"bfloat16"``: operands of the networks' matrix
         products (float32 accumulation; parameters and every log-probability stay
         float32; see ``vae_jax.precision``).
+      prior: ``p(z)``: one of ``priors.PRIORS``.
+      prior_components: ``mixture``: Gaussians; ``vampprior``: pseudo-inputs.
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -149,6 +167,7 @@ def make_vae(
     image_shape = tuple(int(d) for d in image_shape)
     latent_dim = int(latent_dim)
     num_bins = int(num_bins)
+    priors.check_prior(prior)
     head = likelihoods.ObservationHead(
         likelihood=likelihood,
         image_shape=image_shape,
@@ -168,13 +187,25 @@ def make_vae(
     )
 
     def init(key: jax.Array) -> Params:
-        encoder_key, decoder_key = jax.random.split(key)
+        """``split(key)`` into the encoder's and the decoder's keys; a learned prior
+        takes a third part, ``split(key, 3)``."""
+        learned_prior = not priors.has_closed_form_kl(prior)
+        encoder_key, decoder_key, *prior_key = jax.random.split(key, 3 if learned_prior else 2)
         x = jnp.zeros((1, *image_shape), jnp.float32)
         z = jnp.zeros((1, latent_dim), jnp.float32)
-        return {
+        params = {
             "encoder": encoder.init(encoder_key, x)["params"],
             "decoder": decoder.init(decoder_key, z)["params"],
         }
+        if learned_prior:
+            params["prior"] = priors.init_prior(
+                prior_key[0],
+                prior=prior,
+                num_components=prior_components,
+                latent_dim=latent_dim,
+                input_shape=image_shape,
+            )
+        return params
 
     def encode(params: Params, x: jax.Array) -> distributions.DiagGaussian:
         """q(z|x): deterministic in (params, x)."""
@@ -185,8 +216,14 @@ def make_vae(
         """p(x|z): deterministic in (params, z)."""
         return decoder.apply({"params": params["decoder"]}, z)
 
-    def prior() -> distributions.DiagGaussian:
-        return distributions.standard_normal((latent_dim,))
+    def encoder_network(encoder_params: Params, x: jax.Array) -> distributions.DiagGaussian:
+        return encoder.apply({"params": encoder_params}, x)
+
+    def prior_of(params: Params):
+        """p(z): deterministic in params (see ``vae_jax.priors``)."""
+        return priors.prior_distribution(
+            params, prior=prior, latent_dim=latent_dim, encoder_network=encoder_network
+        )
 
     def elbo(
         params: Params,
@@ -201,26 +238,33 @@ def make_vae(
 
         ``num_samples`` latent draws per example (the only random draws); the
         reconstruction term is the closed-form log-likelihood of ``x`` under ``p(x|z)``.
-        ``kl="analytic"`` uses the Gaussian closed form, ``kl="mc"`` the Monte Carlo
-        estimate ``log q(z|x) - log p(z)`` at the same draws. ``stick_the_landing``
-        (``kl="mc"`` only; Roeder et al., 2017) evaluates ``log q`` with its parameters
-        held constant: the same values, a gradient without the score term, whose mean is
-        unchanged and whose variance vanishes as q reaches the posterior.
+        ``kl="analytic"`` uses the Gaussian closed form (standard normal prior only),
+        ``kl="mc"`` the Monte Carlo estimate ``log q(z|x) - log p(z)`` at the same draws.
+        ``stick_the_landing`` (``kl="mc"`` only; Roeder et al., 2017) evaluates ``log q``
+        with its parameters held constant: the same values, a gradient without the score
+        term, whose mean is unchanged and whose variance vanishes as q reaches the
+        posterior.
         """
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"kl={kl!r}; choose one of {KL_ESTIMATORS}")
         if stick_the_landing and kl != "mc":
             raise ValueError("stick_the_landing needs kl='mc' (it changes log q's gradient)")
+        if kl == "analytic" and not priors.has_closed_form_kl(prior):
+            raise ValueError(f"kl='analytic' has no closed form for prior={prior!r}; use 'mc'")
         q = encode(params, x)
         z = reparameterize(key, q, num_samples)  # (S, ..., D)
         log_likelihood = jnp.mean(decode(params, z).log_prob(x), axis=0)
+        p = prior_of(params)
         if kl == "analytic":
-            kl_per_dim = q.kl_elementwise(prior())
+            kl_per_dim = q.kl_elementwise(p)
         else:
             q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
-            kl_per_dim = jnp.mean(
-                q_in_log_q.log_prob_elementwise(z) - prior().log_prob_elementwise(z), axis=0
-            )
+            log_q = q_in_log_q.log_prob_elementwise(z)
+            if priors.has_closed_form_kl(prior):
+                log_p = p.log_prob_elementwise(z)
+            else:  # not factorized: an equal share of log p(z) per dimension
+                log_p = jnp.broadcast_to(p.log_prob(z)[..., None] / latent_dim, log_q.shape)
+            kl_per_dim = jnp.mean(log_q - log_p, axis=0)
         kl_total = jnp.sum(kl_per_dim, axis=-1)
         return ElboOutput(log_likelihood - beta * kl_total, log_likelihood, kl_total, kl_per_dim)
 
@@ -228,7 +272,7 @@ def make_vae(
         params: Params, x: jax.Array, q: distributions.DiagGaussian, z: jax.Array
     ) -> jax.Array:
         """``log p(x|z) + log p(z) - log q(z|x)`` for draws ``z`` of shape (S, ..., D)."""
-        return decode(params, z).log_prob(x) + prior().log_prob(z) - q.log_prob(z)
+        return decode(params, z).log_prob(x) + prior_of(params).log_prob(z) - q.log_prob(z)
 
     def iwae_bound(
         params: Params,
@@ -270,13 +314,13 @@ def make_vae(
         return total - jnp.log(float(num_samples))
 
     def generate(params: Params, key: jax.Array, num: int, observation: str = "mean") -> Generation:
-        """``num`` images from the model: ``z ~ p(z)``, then the decoder's mean ``E[x|z]``
-        (``observation="mean"``) or a draw ``x ~ p(x|z)`` (``"sample"``). The same key
-        gives the same ``z`` for both."""
+        """``num`` images from the model: ``z ~ p(z)`` with ``split(key)[0]``, then the
+        decoder's mean ``E[x|z]`` (``observation="mean"``) or a draw ``x ~ p(x|z)`` with
+        ``split(key)[1]`` (``"sample"``). The same key gives the same ``z`` for both."""
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation={observation!r}; choose one of {OBSERVATIONS}")
         latent_key, observation_key = jax.random.split(key)
-        z = distributions.standard_normal((num, latent_dim)).sample(latent_key)
+        z = prior_of(params).sample(latent_key, (num,))
         p = decode(params, z)
         x = p.mean() if observation == "mean" else p.sample(observation_key)
         return Generation(x=x, z=z, observation=observation)
@@ -286,7 +330,7 @@ def make_vae(
         encode=encode,
         reparameterize=reparameterize,
         decode=decode,
-        prior=prior,
+        prior=prior_of,
         elbo=elbo,
         log_importance_weights=log_importance_weights,
         iwae_bound=iwae_bound,
@@ -294,4 +338,5 @@ def make_vae(
         latent_dim=latent_dim,
         image_shape=image_shape,
         likelihood=likelihood,
+        prior_name=prior,
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vae_jax import model
 from vae_jax.model import VAE
 
 
@@ -68,20 +69,21 @@ def _with_gradient(value: jax.Array, surrogate: jax.Array) -> jax.Array:
 
 def _dreg_surrogate(vae: VAE, params, x, q, z, log_weights) -> jax.Array:
     """Per example, a function whose gradient is the DReG estimate of the IWAE bound's
-    (Tucker et al., 2018, eq. 5): ``sum_k w_k^2 log w_k`` through ``z_k`` only (decoder
-    and q's parameters held) for the encoder, ``sum_k w_k log w_k`` with ``z_k`` held for
-    the decoder. Costs a second decoder pass."""
+    (Tucker et al., 2018, eq. 5): ``sum_k w_k^2 log w_k`` through ``z_k`` only (decoder,
+    prior and q's parameters held) for the encoder, ``sum_k w_k log w_k`` with ``z_k`` held
+    for the generative model p(x, z) (decoder and prior; a VampPrior's dependence on the
+    encoder's parameters is part of p). Costs a second decoder pass."""
     held = jax.lax.stop_gradient
     normalized = held(jax.nn.softmax(log_weights, axis=0))  # (K, B)
-    q_held, prior = held(q), vae.prior()
+    q_held = held(q)
 
-    def log_weights_at(decoder_params, z):
-        with_decoder = {"encoder": params["encoder"], "decoder": decoder_params}
-        return vae.decode(with_decoder, z).log_prob(x) + prior.log_prob(z) - q_held.log_prob(z)
+    def log_weights_at(model_params, z):
+        log_joint = vae.decode(model_params, z).log_prob(x) + vae.prior(model_params).log_prob(z)
+        return log_joint - q_held.log_prob(z)
 
-    through_z = log_weights_at(held(params["decoder"]), z)
-    through_decoder = log_weights_at(params["decoder"], held(z))
-    return jnp.sum(jnp.square(normalized) * through_z + normalized * through_decoder, axis=0)
+    through_z = log_weights_at(held(params), z)
+    through_model = log_weights_at(params, held(z))
+    return jnp.sum(jnp.square(normalized) * through_z + normalized * through_model, axis=0)
 
 
 def make_objective(
@@ -158,16 +160,21 @@ def make_objective(
         q = vae.encode(params, x)
         z = vae.reparameterize(key, q, num_samples)
         log_likelihood = vae.decode(params, z).log_prob(x)  # (K, B)
-        log_weights = log_likelihood + vae.prior().log_prob(z) - q.log_prob(z)
+        prior = vae.prior(params)
+        log_weights = log_likelihood + prior.log_prob(z) - q.log_prob(z)
         bound = jax.nn.logsumexp(log_weights, axis=0) - jnp.log(float(num_samples))
         if gradient_estimator == "dreg":
             bound = _with_gradient(bound, _dreg_surrogate(vae, params, x, q, z, log_weights))
         loss = -_masked_mean(bound, weights, count)
-        # The ELBO terms as the elbo objective reports them with kl="analytic" and K draws:
-        # the log-likelihood of these draws and the closed-form KL, and elbo = their
-        # difference, so the three reported numbers add up.
+        # The ELBO terms as the elbo objective reports them with K draws: the
+        # log-likelihood of these draws and the closed-form KL (a learned prior: the Monte
+        # Carlo KL of these draws), and elbo = their difference, so the three add up.
         mean_log_likelihood = _masked_mean(log_likelihood.mean(0), weights, count)
-        kl = _masked_mean(q.kl(vae.prior()), weights, count)
+        if model.evaluation_kl(vae) == "analytic":
+            kl_per_example = q.kl(prior)
+        else:
+            kl_per_example = jnp.mean(q.log_prob(z) - prior.log_prob(z), axis=0)
+        kl = _masked_mean(kl_per_example, weights, count)
         metrics = {
             "loss": loss,
             "iwae_bound": -loss,

@@ -44,6 +44,11 @@ def get_config() -> ml_collections.ConfigDict:
     # float32 | bfloat16: operands of the networks' matrix products, accumulated in float32;
     # parameters, optimizer state and every log-probability stay float32 (mixed precision).
     model.compute_dtype = "float32"
+    # p(z): standard_normal | mixture (learned mixture of diagonal Gaussians) | vampprior
+    # (mixture of the encoder's posteriors at learned pseudo-inputs, Tomczak & Welling
+    # 2018). The learned priors have no closed-form KL: they need objective.kl = "mc".
+    model.prior = "standard_normal"
+    model.prior_components = 10  # mixture: Gaussians; vampprior: pseudo-inputs
 
     config.objective = objective = ml_collections.ConfigDict()
     objective.name = "elbo"  # elbo | iwae (importance-weighted bound, Burda et al. 2015)

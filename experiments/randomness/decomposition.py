@@ -41,7 +41,7 @@ def posterior_draws(vae, params, keys, x):
 @functools.partial(jax.jit, static_argnums=0)
 def prior_draws(vae, params, keys):
     """(z, E[x|z], Var(x|z), x ~ p(x|z)) for z ~ p(z), one tuple per key."""
-    return _draw_all(vae, params, keys, vae.prior().sample)
+    return _draw_all(vae, params, keys, vae.prior(params).sample)
 
 
 def _parts(means: np.ndarray, variances: np.ndarray, samples: np.ndarray):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from vae_jax import model
 from vae_jax.evaluation import per_example
 
 
@@ -33,8 +34,10 @@ def make_iwae_evaluator(vae, preprocessing, *, num_samples: int, chunk_size: int
     )
 
 
-def make_elbo_evaluator(vae, preprocessing, *, num_samples: int, kl: str = "analytic"):
-    """Compiled per-batch evaluator of the ELBO's terms (and KL per latent dimension)."""
+def make_elbo_evaluator(vae, preprocessing, *, num_samples: int, kl: str | None = None):
+    """Compiled per-batch evaluator of the ELBO's terms (and KL per latent dimension); the
+    KL in closed form where the prior has one (``model.evaluation_kl``) unless ``kl``."""
+    kl = model.evaluation_kl(vae) if kl is None else kl
     return per_example.make_batch_evaluator(
         lambda p, k, x: vae.elbo(p, k, x, num_samples=num_samples, kl=kl)._asdict(), preprocessing
     )
@@ -70,7 +73,7 @@ def elbo_terms(
     *,
     num_samples: int,
     batch_size: int,
-    kl: str = "analytic",
+    kl: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-example ELBO, log-likelihood and KL, and KL per latent dimension."""
     evaluator = make_elbo_evaluator(vae, preprocessing, num_samples=num_samples, kl=kl)

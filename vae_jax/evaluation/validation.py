@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_jax import rng
+from vae_jax import model, rng
 from vae_jax.evaluation import per_example
 
 
@@ -26,7 +26,9 @@ def make_validation(vae, dataset, *, num_samples: int, batch_size: int):
     if dataset.validation is None:
         return lambda params, eval_stream: {}
     evaluate_batch = per_example.make_batch_evaluator(
-        lambda params, key, x: vae.elbo(params, key, x, num_samples=num_samples),
+        lambda params, key, x: vae.elbo(
+            params, key, x, num_samples=num_samples, kl=model.evaluation_kl(vae)
+        ),
         dataset.preprocessing,
     )
 

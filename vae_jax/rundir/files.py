@@ -61,6 +61,8 @@ ADDED_CONFIG_FIELDS = {
     "evaluation.compute_dtype": "float32",
     "runtime.matmul_precision": "default",  # JAX's own default: full float32 on CPU
     "objective.gradient_estimator": "reparameterization",
+    "model.prior": "standard_normal",
+    "model.prior_components": 10,
 }
 
 
