@@ -408,6 +408,7 @@ class Run(NamedTuple):
     workdir: Path  # the finished run
     stopped: Path  # a copy of it as it was when stopped after epoch STOP_AFTER
     steps_when_stopped: list[int]
+    stopped_result: dict  # what train_and_evaluate returned when it stopped
 
 
 @pytest.fixture(scope="module")
@@ -417,12 +418,12 @@ def run(tmp_path_factory, tiny_data_dir) -> Run:
     root = tmp_path_factory.mktemp("run")
     config = tiny_with(tiny_data_dir, **RUN_SETTINGS)
     workdir = root / "run"
-    train_and_evaluate(config, workdir, stop_after_epoch=STOP_AFTER)
+    stopped_result = train_and_evaluate(config, workdir, stop_after_epoch=STOP_AFTER)
     stopped = root / "stopped"
     shutil.copytree(workdir, stopped)
     steps_when_stopped = checkpoint_steps(workdir)
     train_and_evaluate(config, workdir)
-    return Run(workdir, stopped, steps_when_stopped)
+    return Run(workdir, stopped, steps_when_stopped, stopped_result)
 
 
 def test_checkpoints_every_n_epochs_and_when_stopped(run):
@@ -432,6 +433,7 @@ def test_checkpoints_every_n_epochs_and_when_stopped(run):
     # Epoch 1 is not due, epoch 2 is, epoch 3 is saved because the run stopped there.
     assert run.steps_when_stopped == [2 * 11, 3 * 11]
     assert read_metrics(run.stopped)[-1]["step"] == 3 * 11
+    assert run.stopped_result == {"status": "stopped", "epochs_completed": STOP_AFTER}
 
 
 def test_only_the_newest_keep_checkpoints_are_kept(run):
@@ -563,6 +565,8 @@ RANGE_ROWS = [
     ("model.min_scale", "model.min_scale", float(np.nextafter(0.1, 0.0)), True, GAUSSIAN),
     *_int_at_least("model.num_bins", 2),
     *_int_at_least("model.prior_components", 1),
+    *_int_at_least("model.flow_steps", 1),
+    *_int_at_least("model.flow_hidden_size", 1),
     *_int_at_least("objective.num_samples", 1),
     *_float_at_least("objective.beta", 0.0),
     *_int_at_least("objective.kl_warmup_steps", 0),
@@ -625,6 +629,7 @@ CHOICES = {
     "runtime.matmul_precision": ("highest", "high", "default"),
     "objective.gradient_estimator": ("reparameterization", "stl", "dreg"),
     "model.prior": ("standard_normal", "mixture", "vampprior"),
+    "model.posterior": ("gaussian", "iaf"),
 }
 # Choices that apply only beside other fields: (field, value) -> the context they need.
 CHOICE_CONTEXT = {
@@ -632,6 +637,7 @@ CHOICE_CONTEXT = {
     ("objective.gradient_estimator", "dreg"): {"objective.name": "iwae"},
     ("model.prior", "mixture"): {"objective.kl": "mc"},
     ("model.prior", "vampprior"): {"objective.kl": "mc"},
+    ("model.posterior", "iaf"): {"objective.kl": "mc"},
 }
 # Fields check_config does not look at (data.name is checked against the data).
 NO_RANGE = {

@@ -2,7 +2,6 @@
 densities, the documented key derivations, and the standard normal prior they extend."""
 
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +11,6 @@ from scipy import special, stats
 
 from vae_jax import config_checks, distributions, model, networks, objectives, priors
 from vae_jax.errors import ConfigError
-from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.single_run import train_and_evaluate
 
 IMAGE_SHAPE = (4, 4, 1)
 LATENT_DIM = 2
@@ -277,22 +274,3 @@ def test_analytic_kl_and_free_bits_are_refused_for_learned_priors(tiny_config):
     config_checks.check_config(tiny_config)
     assert priors.has_closed_form_kl("standard_normal")
     assert model.evaluation_kl(vae) == "mc"
-
-
-def test_a_vampprior_run_trains_and_evaluates_end_to_end(tiny_config, tmp_path):
-    """Training, the validation ELBO, the test bounds, the diagnostics and the figures
-    (generations draw z from the VampPrior) with a learned prior."""
-    tiny_config.model.prior = "vampprior"
-    tiny_config.model.prior_components = 6
-    tiny_config.objective.kl = "mc"
-    tiny_config.training.num_epochs = 1
-    train_and_evaluate(tiny_config, tmp_path / "run")
-    result = evaluate_run(tmp_path / "run", num_importance_samples=32, importance_chunk_size=8)
-    assert np.isfinite(result["test_nll"]["nats"])
-    assert result["test_elbo"]["kl_estimator"] == "mc"
-    assert result["latent"]["kl_per_dim"] is None  # no KL per dimension for a mixture prior
-    # The importance-weighted bound (K = 32) is above the ELBO, up to Monte Carlo error.
-    assert -result["test_nll"]["nats"] > result["test_elbo"]["elbo"] - 1.0
-    assert (tmp_path / "run" / "figures" / "generations.png").exists()
-    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert np.isfinite(json.loads(records[-1])["validation/kl"])

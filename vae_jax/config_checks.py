@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vae_jax import likelihoods, model, networks, objectives, precision, priors
+from vae_jax import flows, likelihoods, model, networks, objectives, precision, priors
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 
@@ -80,6 +80,14 @@ def _check_model(m):
     _one_of(m.compute_dtype, precision.COMPUTE_DTYPES, "model.compute_dtype")
     _one_of(m.prior, priors.PRIORS, "model.prior")
     _at_least(m.prior_components, 1, "model.prior_components")
+    _one_of(m.posterior, flows.POSTERIORS, "model.posterior")
+    _at_least(m.flow_steps, 1, "model.flow_steps")
+    _at_least(m.flow_hidden_size, 1, "model.flow_hidden_size")
+    if m.posterior == "iaf" and m.prior == "vampprior":
+        raise ConfigError(
+            "model.posterior='iaf' does not combine with model.prior='vampprior' (a mixture "
+            "of flow posteriors needs their density at any z)"
+        )
 
 
 def _check_objective(o):
@@ -163,19 +171,29 @@ def _check_floats_fit_float32(config) -> None:
             raise ConfigError(f"{field}={value!r} underflows to 0 in float32")
 
 
-def _check_prior_fits_objective(m, o) -> None:
-    """A learned prior has no closed-form KL and is not factorized over dimensions."""
-    if priors.has_closed_form_kl(m.prior):
+def _check_model_fits_objective(m, o) -> None:
+    """A learned prior or a flow posterior has no closed-form KL and no KL per dimension;
+    a flow's density is known at its own draws only (no STL, no DReG)."""
+    if m.posterior != "gaussian" and o.gradient_estimator != "reparameterization":
+        raise ConfigError(
+            f"objective.gradient_estimator={o.gradient_estimator!r} needs q's density at any "
+            f"z, which model.posterior={m.posterior!r} does not have; use 'reparameterization'"
+        )
+    if model.has_closed_form_kl(m.prior, m.posterior):
         return
+    which = (
+        f"model.prior={m.prior!r}"
+        if m.posterior == "gaussian"
+        else (f"model.posterior={m.posterior!r}")
+    )
     if o.name == "elbo" and o.kl == "analytic":
         raise ConfigError(
-            f"objective.kl='analytic' has no closed form for model.prior={m.prior!r}; "
-            "set objective.kl='mc'"
+            f"objective.kl='analytic' has no closed form for {which}; set objective.kl='mc'"
         )
     if o.free_bits > 0:
         raise ConfigError(
             f"objective.free_bits={o.free_bits!r} needs a KL per latent dimension, which "
-            f"model.prior={m.prior!r} does not have; set it to 0.0"
+            f"{which} does not have; set it to 0.0"
         )
 
 
@@ -186,7 +204,7 @@ def check_config(config) -> None:
     _check_data(config.data)
     _check_model(config.model)
     _check_objective(config.objective)
-    _check_prior_fits_objective(config.model, config.objective)
+    _check_model_fits_objective(config.model, config.objective)
     _check_optimizer(config.optimizer)
     _check_training(config.training)
     _check_evaluation(config.evaluation)

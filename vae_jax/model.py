@@ -10,8 +10,10 @@ an explicit key:
 * ``generate``: ``z ~ p(z)`` and, only with ``observation="sample"``, ``x ~ p(x|z)``.
 
 The prior ``p(z)`` is standard normal or learned (``vae_jax.priors``): ``prior(params)``
-builds it from the parameters. Only the standard normal has a closed-form KL; with the
-others the ELBO's KL is the Monte Carlo estimate ``log q(z|x) - log p(z)``.
+builds it from the parameters. The posterior is a diagonal Gaussian or an inverse
+autoregressive flow on top of it (``vae_jax.flows``). Only the standard normal prior with
+the Gaussian posterior has a closed-form KL; otherwise the ELBO's KL is the Monte Carlo
+estimate ``log q(z|x) - log p(z)`` at the posterior's draws.
 
 The ELBO's reconstruction term is the closed-form ``log p(x|z)`` of the data under the
 decoder's distribution: the data is never resampled from the decoder before the loss.
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from vae_jax import distributions, likelihoods, networks, precision, priors
+from vae_jax import distributions, flows, likelihoods, networks, precision, priors
 
 Params = Any
 KL_ESTIMATORS = ("analytic", "mc")
@@ -41,9 +43,10 @@ class ElboOutput(NamedTuple):
     elbo: jax.Array  # (...,)
     log_likelihood: jax.Array  # (...,) E_q[log p(x|z)]
     kl: jax.Array  # (...,) KL(q(z|x) || p(z)), analytic or Monte Carlo
-    # (..., latent_dim): the KL of each dimension for the standard normal prior; for a
-    # learned prior (not factorized over dimensions) log q(z_d|x) - log p(z) / latent_dim,
-    # which sums to the KL but is no per-dimension KL (free bits refuse such priors).
+    # (..., latent_dim): the KL of each dimension for the standard normal prior and the
+    # Gaussian posterior; otherwise (not factorized over dimensions) an equal share
+    # (log q(z|x) - log p(z)) / latent_dim, which sums to the KL but is no per-dimension KL
+    # (free bits refuse such models).
     kl_per_dim: jax.Array
 
 
@@ -61,10 +64,11 @@ class VAE(NamedTuple):
     """A VAE's pure functions. Build with ``make_vae``; see the module docstring."""
 
     init: Callable[[jax.Array], Params]
-    encode: Callable[[Params, jax.Array], distributions.DiagGaussian]
+    encode: Callable[[Params, jax.Array], Any]  # DiagGaussian or flows.IAFPosterior
     reparameterize: Callable[..., jax.Array]
     decode: Callable[[Params, jax.Array], Any]
     prior: Callable[[Params], Any]
+    draw: Callable[..., tuple[jax.Array, jax.Array]]
     elbo: Callable[..., ElboOutput]
     log_importance_weights: Callable[..., jax.Array]
     iwae_bound: Callable[..., jax.Array]
@@ -73,18 +77,24 @@ class VAE(NamedTuple):
     image_shape: tuple[int, int, int]
     likelihood: str
     prior_name: str = "standard_normal"
+    posterior_name: str = "gaussian"
+
+
+def has_closed_form_kl(prior: str, posterior: str) -> bool:
+    """Whether ``KL(q(z|x) || p(z))`` has a closed form: a standard normal prior and a
+    Gaussian posterior."""
+    return priors.has_closed_form_kl(prior) and posterior == "gaussian"
 
 
 def evaluation_kl(vae: VAE) -> str:
-    """The KL estimator evaluation uses: ``"analytic"`` where the prior has a closed-form
-    KL, else ``"mc"``."""
-    return "analytic" if priors.has_closed_form_kl(vae.prior_name) else "mc"
+    """The KL estimator evaluation uses: ``"analytic"`` where the KL has a closed form,
+    else ``"mc"``."""
+    return "analytic" if has_closed_form_kl(vae.prior_name, vae.posterior_name) else "mc"
 
 
-def reparameterize(
-    key: jax.Array, q: distributions.DiagGaussian, num_samples: int = 1
-) -> jax.Array:
-    """``num_samples`` draws ``z = loc + scale * eps`` from ``q``, shape ``(S,) + q.shape``.
+def reparameterize(key: jax.Array, q, num_samples: int = 1) -> jax.Array:
+    """``num_samples`` draws ``z = loc + scale * eps`` from ``q`` (an IAF posterior: that
+    draw pushed through the flow), shape ``(S,) + q.shape``.
 
     Draw ``s`` uses the key ``fold_in(key, s)``, so the first ``n`` draws are the same
     whatever ``num_samples`` is and however the draws are chunked (see ``iwae_bound``).
@@ -97,20 +107,37 @@ def sample_keys(key: jax.Array, sample_ids: jax.Array) -> jax.Array:
     return jax.vmap(lambda s: jax.random.fold_in(key, s))(sample_ids.astype(jnp.uint32))
 
 
-def _reparameterize_with_keys(keys: jax.Array, q: distributions.DiagGaussian) -> jax.Array:
+def _reparameterize_with_keys(keys: jax.Array, q) -> jax.Array:
     return jax.vmap(lambda k: q.sample(k))(keys)
 
 
+def _draws_with_log_prob(keys: jax.Array, q) -> tuple[jax.Array, jax.Array]:
+    """One reparameterized draw per key and its ``log q(z|x)``, shapes (S, ..., D), (S, ...)."""
+    if isinstance(q, flows.IAFPosterior):
+        return jax.vmap(q.sample_and_log_prob)(keys)
+    z = _reparameterize_with_keys(keys, q)
+    return z, q.log_prob(z)
+
+
 def _build_networks(
-    architecture, hidden_sizes, conv_channels, latent_dim, activation, head, compute_dtype
+    architecture,
+    hidden_sizes,
+    conv_channels,
+    latent_dim,
+    activation,
+    head,
+    compute_dtype,
+    context_dim,
 ):
     hidden = tuple(hidden_sizes)
     if architecture == "mlp":
-        encoder = networks.MLPEncoder(hidden, latent_dim, activation, compute_dtype)
+        encoder = networks.MLPEncoder(hidden, latent_dim, activation, compute_dtype, context_dim)
         decoder = networks.MLPDecoder(hidden[::-1], head, activation, compute_dtype)
     elif architecture == "conv":
         channels = tuple(conv_channels)
-        encoder = networks.ConvEncoder(channels, hidden, latent_dim, activation, compute_dtype)
+        encoder = networks.ConvEncoder(
+            channels, hidden, latent_dim, activation, compute_dtype, context_dim
+        )
         decoder = networks.ConvDecoder(channels, hidden[::-1], head, activation, compute_dtype)
     else:
         raise ValueError(
@@ -135,9 +162,12 @@ def make_vae(
     compute_dtype: str = "float32",
     prior: str = "standard_normal",
     prior_components: int = 10,
+    posterior: str = "gaussian",
+    flow_steps: int = 2,
+    flow_hidden_size: int = 64,
 ) -> VAE:
-    """Builds the pure functions of a VAE with a diagonal Gaussian posterior, the prior
-    ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
+    """Builds the pure functions of a VAE with the posterior family ``posterior``, the
+    prior ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
 
     The arguments are the fields of ``config.model`` (documented in
     ``experiments/configs/base.py``) and the image shape, so ``make_vae(image_shape=s,
@@ -160,6 +190,10 @@ def make_vae(
         float32; see ``vae_jax.precision``).
       prior: ``p(z)``: one of ``priors.PRIORS``.
       prior_components: ``mixture``: Gaussians; ``vampprior``: pseudo-inputs.
+      posterior: ``"gaussian"`` (diagonal) or ``"iaf"`` (Kingma et al., 2016; see
+        ``vae_jax.flows``); ``iaf`` does not combine with ``vampprior``.
+      flow_steps: ``iaf``: number of flow steps.
+      flow_hidden_size: ``iaf``: width of each MADE and of the encoder's context.
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -168,6 +202,14 @@ def make_vae(
     latent_dim = int(latent_dim)
     num_bins = int(num_bins)
     priors.check_prior(prior)
+    flows.check_posterior(posterior)
+    if posterior == "iaf" and prior == "vampprior":
+        raise ValueError("prior='vampprior' needs q's density at any z; posterior='iaf' has none")
+    flow = (
+        flows.IAF(latent_dim, int(flow_steps), int(flow_hidden_size))
+        if posterior == "iaf"
+        else None
+    )
     head = likelihoods.ObservationHead(
         likelihood=likelihood,
         image_shape=image_shape,
@@ -184,22 +226,28 @@ def make_vae(
         activation,
         head,
         precision.check_compute_dtype(compute_dtype),
+        int(flow_hidden_size) if flow is not None else 0,
     )
 
+    learned_prior = not priors.has_closed_form_kl(prior)
+    parts = ("encoder", "decoder") + ("prior",) * learned_prior + ("flow",) * (flow is not None)
+
     def init(key: jax.Array) -> Params:
-        """``split(key)`` into the encoder's and the decoder's keys; a learned prior
-        takes a third part, ``split(key, 3)``."""
-        learned_prior = not priors.has_closed_form_kl(prior)
-        encoder_key, decoder_key, *prior_key = jax.random.split(key, 3 if learned_prior else 2)
+        """``split(key, n)`` into one key per part, in the order encoder, decoder, then the
+        prior's when it is learned, then the flow's: ``split(key)`` for the default model."""
+        keys = dict(zip(parts, jax.random.split(key, len(parts)), strict=True))
         x = jnp.zeros((1, *image_shape), jnp.float32)
         z = jnp.zeros((1, latent_dim), jnp.float32)
         params = {
-            "encoder": encoder.init(encoder_key, x)["params"],
-            "decoder": decoder.init(decoder_key, z)["params"],
+            "encoder": encoder.init(keys["encoder"], x)["params"],
+            "decoder": decoder.init(keys["decoder"], z)["params"],
         }
+        if flow is not None:
+            context = jnp.zeros((1, int(flow_hidden_size)), jnp.float32)
+            params["flow"] = flow.init(keys["flow"], z, context)["params"]
         if learned_prior:
             params["prior"] = priors.init_prior(
-                prior_key[0],
+                keys["prior"],
                 prior=prior,
                 num_components=prior_components,
                 latent_dim=latent_dim,
@@ -207,10 +255,22 @@ def make_vae(
             )
         return params
 
-    def encode(params: Params, x: jax.Array) -> distributions.DiagGaussian:
-        """q(z|x): deterministic in (params, x)."""
+    def apply_flow(flow_params: Params, z: jax.Array, context: jax.Array):
+        return flow.apply({"params": flow_params}, z, context)
+
+    def encode(params: Params, x: jax.Array):
+        """q(z|x): deterministic in (params, x); a ``DiagGaussian``, or with ``iaf`` a
+        ``flows.IAFPosterior`` (the Gaussian, the encoder's context and the flow)."""
         x = likelihoods.encoder_input(x, likelihood, num_bins)
-        return encoder.apply({"params": params["encoder"]}, x)
+        if flow is None:
+            return encoder.apply({"params": params["encoder"]}, x)
+        base, context = encoder.apply({"params": params["encoder"]}, x)
+        return flows.IAFPosterior(base, context, params["flow"], apply_flow)
+
+    def draw(key: jax.Array, q, num_samples: int = 1) -> tuple[jax.Array, jax.Array]:
+        """``reparameterize``'s draws and their ``log q(z|x)``: the Gaussian's density, or
+        the flow's by the change of variables (known at its own draws only)."""
+        return _draws_with_log_prob(sample_keys(key, jnp.arange(num_samples)), q)
 
     def decode(params: Params, z: jax.Array):
         """p(x|z): deterministic in (params, z)."""
@@ -249,14 +309,25 @@ def make_vae(
             raise ValueError(f"kl={kl!r}; choose one of {KL_ESTIMATORS}")
         if stick_the_landing and kl != "mc":
             raise ValueError("stick_the_landing needs kl='mc' (it changes log q's gradient)")
-        if kl == "analytic" and not priors.has_closed_form_kl(prior):
-            raise ValueError(f"kl='analytic' has no closed form for prior={prior!r}; use 'mc'")
+        if kl == "analytic" and not has_closed_form_kl(prior, posterior):
+            raise ValueError(
+                f"kl='analytic' has no closed form for prior={prior!r} with "
+                f"posterior={posterior!r}; use 'mc'"
+            )
+        if stick_the_landing and flow is not None:
+            raise ValueError("stick_the_landing needs q's density at any z; 'iaf' has none")
         q = encode(params, x)
-        z = reparameterize(key, q, num_samples)  # (S, ..., D)
+        if flow is not None:
+            z, log_q = draw(key, q, num_samples)  # (S, ..., D), (S, ...)
+        else:
+            z = reparameterize(key, q, num_samples)  # (S, ..., D)
         log_likelihood = jnp.mean(decode(params, z).log_prob(x), axis=0)
         p = prior_of(params)
         if kl == "analytic":
             kl_per_dim = q.kl_elementwise(p)
+        elif flow is not None:  # not factorized: an equal share per dimension
+            share = (log_q - p.log_prob(z)) / latent_dim
+            kl_per_dim = jnp.mean(jnp.broadcast_to(share[..., None], z.shape), axis=0)
         else:
             q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
             log_q = q_in_log_q.log_prob_elementwise(z)
@@ -296,8 +367,12 @@ def make_vae(
         valid = sample_ids < num_samples
 
         def chunk_log_sum_exp(chunk_keys, chunk_valid):
-            z = _reparameterize_with_keys(chunk_keys, q)
-            log_w = log_importance_weights(params, x, q, z)
+            if flow is not None:
+                z, log_q = _draws_with_log_prob(chunk_keys, q)
+                log_w = decode(params, z).log_prob(x) + prior_of(params).log_prob(z) - log_q
+            else:
+                z = _reparameterize_with_keys(chunk_keys, q)
+                log_w = log_importance_weights(params, x, q, z)
             mask = jnp.reshape(chunk_valid, (-1,) + (1,) * (log_w.ndim - 1))
             return jax.nn.logsumexp(jnp.where(mask, log_w, -jnp.inf), axis=0)
 
@@ -309,7 +384,7 @@ def make_vae(
                 return jnp.logaddexp(running, chunk_log_sum_exp(*chunk_inputs)), None
 
             chunked = (keys.reshape(num_chunks, chunk), valid.reshape(num_chunks, chunk))
-            initial = jnp.full(q.shape[:-1], -jnp.inf, q.loc.dtype)
+            initial = jnp.full(q.shape[:-1], -jnp.inf, jnp.float32)
             total, _ = jax.lax.scan(body, initial, chunked)
         return total - jnp.log(float(num_samples))
 
@@ -330,6 +405,7 @@ def make_vae(
         encode=encode,
         reparameterize=reparameterize,
         decode=decode,
+        draw=draw,
         prior=prior_of,
         elbo=elbo,
         log_importance_weights=log_importance_weights,
@@ -339,4 +415,5 @@ def make_vae(
         image_shape=image_shape,
         likelihood=likelihood,
         prior_name=prior,
+        posterior_name=posterior,
     )

@@ -42,17 +42,22 @@ def _flatten_image(x: jax.Array) -> jax.Array:
 
 
 class GaussianLatentHead(nn.Module):
-    """Features -> DiagGaussian(loc, log_scale) over the latent space."""
+    """Features -> DiagGaussian(loc, log_scale) over the latent space; with
+    ``context_dim > 0`` also a context vector for a flow posterior: ``(q, context)``."""
 
     latent_dim: int
     compute_dtype: str = "float32"
+    context_dim: int = 0
 
     @nn.compact
-    def __call__(self, h: jax.Array) -> distributions.DiagGaussian:
+    def __call__(self, h: jax.Array):
         dense = precision.layer_options(self.compute_dtype)["dense"]
         out = nn.Dense(2 * self.latent_dim, name="latent_params", **dense)(h)
         loc, log_scale = jnp.split(out, 2, axis=-1)
-        return distributions.DiagGaussian(loc, log_scale)
+        q = distributions.DiagGaussian(loc, log_scale)
+        if not self.context_dim:
+            return q
+        return q, nn.Dense(self.context_dim, name="context", **dense)(h)
 
 
 class MLP(nn.Module):
@@ -78,13 +83,16 @@ class MLPEncoder(nn.Module):
     latent_dim: int
     activation: str = "relu"
     compute_dtype: str = "float32"
+    context_dim: int = 0  # > 0: also a context for a flow posterior (GaussianLatentHead)
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> distributions.DiagGaussian:
+    def __call__(self, x: jax.Array):
         h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(
             _flatten_image(x)
         )
-        return GaussianLatentHead(self.latent_dim, self.compute_dtype, name="head")(h)
+        return GaussianLatentHead(
+            self.latent_dim, self.compute_dtype, self.context_dim, name="head"
+        )(h)
 
 
 class MLPDecoder(nn.Module):
@@ -115,9 +123,10 @@ class ConvEncoder(nn.Module):
     latent_dim: int
     activation: str = "relu"
     compute_dtype: str = "float32"
+    context_dim: int = 0  # > 0: also a context for a flow posterior (GaussianLatentHead)
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> distributions.DiagGaussian:
+    def __call__(self, x: jax.Array):
         act = get_activation(self.activation)
         conv = precision.layer_options(self.compute_dtype)["conv"]
         h = x
@@ -130,7 +139,9 @@ class ConvEncoder(nn.Module):
         h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(
             _flatten_image(h)
         )
-        return GaussianLatentHead(self.latent_dim, self.compute_dtype, name="head")(h)
+        return GaussianLatentHead(
+            self.latent_dim, self.compute_dtype, self.context_dim, name="head"
+        )(h)
 
 
 def _upsample(channels: int, name: str, compute_dtype: str) -> nn.ConvTranspose:

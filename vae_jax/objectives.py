@@ -119,6 +119,11 @@ def make_objective(
     kl_estimator = kl
     free_bits = float(free_bits)
     check_gradient_estimator(gradient_estimator, name=name, kl=kl)
+    if vae.posterior_name != "gaussian" and gradient_estimator != "reparameterization":
+        raise ValueError(
+            f"gradient_estimator={gradient_estimator!r} needs q's density at any z; "
+            f"posterior={vae.posterior_name!r} has none"
+        )
     stick_the_landing = gradient_estimator == "stl"
 
     def elbo_objective(params, key, x, mask, step):
@@ -158,10 +163,16 @@ def make_objective(
         count = jnp.maximum(weights.sum(), 1.0)
         # The K draws of `vae.iwae_bound` (same keys), kept to report the ELBO terms too.
         q = vae.encode(params, x)
-        z = vae.reparameterize(key, q, num_samples)
+        if vae.posterior_name == "gaussian":
+            z, log_q = vae.reparameterize(key, q, num_samples), None
+        else:  # a flow's density is known at its own draws only
+            z, log_q = vae.draw(key, q, num_samples)
         log_likelihood = vae.decode(params, z).log_prob(x)  # (K, B)
         prior = vae.prior(params)
-        log_weights = log_likelihood + prior.log_prob(z) - q.log_prob(z)
+        log_p = prior.log_prob(z)
+        if log_q is None:
+            log_q = q.log_prob(z)
+        log_weights = log_likelihood + log_p - log_q
         bound = jax.nn.logsumexp(log_weights, axis=0) - jnp.log(float(num_samples))
         if gradient_estimator == "dreg":
             bound = _with_gradient(bound, _dreg_surrogate(vae, params, x, q, z, log_weights))
@@ -173,7 +184,7 @@ def make_objective(
         if model.evaluation_kl(vae) == "analytic":
             kl_per_example = q.kl(prior)
         else:
-            kl_per_example = jnp.mean(q.log_prob(z) - prior.log_prob(z), axis=0)
+            kl_per_example = jnp.mean(log_q - log_p, axis=0)
         kl = _masked_mean(kl_per_example, weights, count)
         metrics = {
             "loss": loss,

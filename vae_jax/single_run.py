@@ -111,7 +111,7 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change)
             stop_after_epoch=stop_after_epoch,
         )
         if result.status != "complete":
-            return {"status": "stopped", "epochs_completed": result.epochs_completed}
+            return {"status": result.status, "epochs_completed": result.epochs_completed}
         final = fit.write_final_report(
             run, trainer.vae, dataset.record, result.train_seconds, compile_seconds
         )

@@ -49,6 +49,12 @@ def get_config() -> ml_collections.ConfigDict:
     # 2018). The learned priors have no closed-form KL: they need objective.kl = "mc".
     model.prior = "standard_normal"
     model.prior_components = 10  # mixture: Gaussians; vampprior: pseudo-inputs
+    # q(z|x): gaussian (diagonal) | iaf: inverse autoregressive flow on top of it (Kingma et
+    # al. 2016), MADE steps with a context from the encoder; needs objective.kl = "mc" and
+    # the reparameterization gradient, and does not combine with the vampprior.
+    model.posterior = "gaussian"
+    model.flow_steps = 2  # iaf: number of steps
+    model.flow_hidden_size = 64  # iaf: width of each MADE and of the encoder's context
 
     config.objective = objective = ml_collections.ConfigDict()
     objective.name = "elbo"  # elbo | iwae (importance-weighted bound, Burda et al. 2015)

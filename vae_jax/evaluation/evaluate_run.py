@@ -115,11 +115,15 @@ class Evaluator:
                 "active_units": int(active.sum()),
                 "activity_threshold": diagnostics.ACTIVITY_THRESHOLD,
                 "activity": activity.tolist(),
-                # Against N(0, 1); a learned prior has no KL per dimension.
+                # Against N(0, 1); a learned prior or a flow has no KL per dimension.
                 "kl_per_dim": (
                     diagnostics.kl_per_dimension(means, log_scales).tolist()
-                    if vae.prior_name == "standard_normal"
+                    if model.evaluation_kl(vae) == "analytic"
                     else None
+                ),
+                # Active units and I(x;z) describe this Gaussian.
+                "posterior_described": (
+                    "q(z|x)" if vae.posterior_name == "gaussian" else "the IAF's base Gaussian"
                 ),
                 "mutual_information_nats": mutual_information,
                 "mutual_information_upper_bound_log_n": float(np.log(test.num_examples)),

@@ -39,6 +39,11 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         ("  KL(q(z|x) || p(z))", _format(elbo["kl"])),
         ("active units", f"{latent['active_units']} / {latent['dimensions']}"),
         ("mutual information I(x;z) (nats)", _mutual_information(latent)),
+    ]
+    described = latent.get("posterior_described", "q(z|x)")
+    if described != "q(z|x)":
+        rows.append(("  (active units and I(x;z) of)", described))
+    rows += [
         ("binarization", str(result["data"]["protocol"]["binarization"])),
         ("networks' products", result.get("compute_dtype", "float32")),
         ("test data sha256", result["data"]["fingerprint_sha256"]["test"][:16] + "…"),

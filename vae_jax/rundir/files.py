@@ -63,6 +63,9 @@ ADDED_CONFIG_FIELDS = {
     "objective.gradient_estimator": "reparameterization",
     "model.prior": "standard_normal",
     "model.prior_components": 10,
+    "model.posterior": "gaussian",
+    "model.flow_steps": 2,
+    "model.flow_hidden_size": 64,
 }
 
 
