@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import special, stats
+from small_images import images_for
 
 from vae_jax import config_checks, flows, model, networks, objectives
 from vae_jax.errors import ConfigError
@@ -36,12 +37,7 @@ def _vae(likelihood="bernoulli", prior="standard_normal", flow_steps=2):
 
 
 def _images(likelihood="bernoulli", n=4):
-    u = jax.random.uniform(jax.random.key(7), (n, *IMAGE_SHAPE))
-    if likelihood == "bernoulli":
-        return (u < 0.4).astype(jnp.float32)
-    if likelihood == "discretized_logistic":
-        return jnp.floor(u * 256.0)
-    return u
+    return images_for(likelihood, n, IMAGE_SHAPE)
 
 
 def _perturbed(params, key, scale=0.5):

@@ -182,18 +182,20 @@ def test_bfloat16_elbo_and_gradients_are_float32_and_close_to_float32(likelihood
     assert not np.array_equal(value16, value32)  # bfloat16 really computed something else
 
 
-def test_float32_compute_is_the_plain_flax_model():
-    """compute_dtype=float32 adds nothing: no casts anywhere in the ELBO."""
-    vae = _vae("float32")
-    params = vae.init(jax.random.key(0))
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_float32_compute_is_the_plain_flax_model(architecture):
+    """compute_dtype=float32 adds nothing: no casts to bfloat16, no custom VJP, and every
+    product leaves its precision to runtime.matmul_precision (bfloat16 layers fix theirs)."""
+    vae = _vae("float32", architecture)
+    params = jax.eval_shape(vae.init, jax.random.key(0))
     jaxpr = jax.make_jaxpr(lambda p: vae.elbo(p, jax.random.key(1), _images()).elbo)(params)
-    dtypes = {
-        v.aval.dtype
-        for eqn in _equations(jaxpr.jaxpr)
-        for v in eqn.outvars
-        if hasattr(v.aval, "dtype")
-    }
+    equations = list(_equations(jaxpr.jaxpr))
+    dtypes = {v.aval.dtype for e in equations for v in e.outvars if hasattr(v.aval, "dtype")}
     assert jnp.dtype(jnp.bfloat16) not in dtypes
+    assert not [e for e in equations if e.primitive.name.startswith("custom_vjp")]
+    products = [e for e in equations if e.primitive.name in MATMUL_PRIMITIVES]
+    assert products
+    assert all(e.params["precision"] is None for e in products)
 
 
 def test_an_unknown_compute_dtype_fails_naming_the_field():

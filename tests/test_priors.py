@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import special, stats
+from small_images import images_for
 
 from vae_jax import config_checks, distributions, model, networks, objectives, priors
 from vae_jax.errors import ConfigError
@@ -51,12 +52,7 @@ def _vae(prior="mixture", likelihood="bernoulli", num_components=3):
 
 
 def _images(likelihood="bernoulli", n=5):
-    u = jax.random.uniform(jax.random.key(7), (n, *IMAGE_SHAPE))
-    if likelihood == "bernoulli":
-        return (u < 0.4).astype(jnp.float32)
-    if likelihood == "discretized_logistic":
-        return jnp.floor(u * 256.0)
-    return u
+    return images_for(likelihood, n, IMAGE_SHAPE)
 
 
 def test_mixture_log_prob_matches_scipy():
