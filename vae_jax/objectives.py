@@ -178,8 +178,8 @@ def make_objective(
             bound = _with_gradient(bound, _dreg_surrogate(vae, params, x, q, z, log_weights))
         loss = -_masked_mean(bound, weights, count)
         # The ELBO terms as the elbo objective reports them with K draws: the
-        # log-likelihood of these draws and the closed-form KL (a learned prior: the Monte
-        # Carlo KL of these draws), and elbo = their difference, so the three add up.
+        # log-likelihood of these draws and the closed-form KL (a learned prior or a flow:
+        # the Monte Carlo KL of these draws), and elbo = their difference, so the three add up.
         mean_log_likelihood = _masked_mean(log_likelihood.mean(0), weights, count)
         if model.evaluation_kl(vae) == "analytic":
             kl_per_example = q.kl(prior)
