@@ -366,13 +366,11 @@ def make_vae(
         keys = sample_keys(key, sample_ids)
         valid = sample_ids < num_samples
 
+        p = prior_of(params)  # once, not per chunk: a VampPrior runs the encoder
+
         def chunk_log_sum_exp(chunk_keys, chunk_valid):
-            if flow is not None:
-                z, log_q = _draws_with_log_prob(chunk_keys, q)
-                log_w = decode(params, z).log_prob(x) + prior_of(params).log_prob(z) - log_q
-            else:
-                z = _reparameterize_with_keys(chunk_keys, q)
-                log_w = log_importance_weights(params, x, q, z)
+            z, log_q = _draws_with_log_prob(chunk_keys, q)
+            log_w = decode(params, z).log_prob(x) + p.log_prob(z) - log_q
             mask = jnp.reshape(chunk_valid, (-1,) + (1,) * (log_w.ndim - 1))
             return jax.nn.logsumexp(jnp.where(mask, log_w, -jnp.inf), axis=0)
 
