@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import rng
+from vae_jax import hyperparameters, rng
 from vae_jax.data import catalog
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.sweep import strategies
 from vae_jax.train_state import create_train_state
-from vae_jax.training.trainer import trainer_from_config
+from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
 
 NUM_TRAIN = 54000  # the default Fashion-MNIST training split (60000 minus validation)
 
@@ -53,13 +53,18 @@ def compute_ratios(config, num_seeds: int, repeats: int) -> dict:
     images = synthetic_images(NUM_TRAIN)
     streams = [rng.make_streams(seed) for seed in range(num_seeds)]
     states = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
-    epoch = jnp.int32(0)
-    programs = {"single": (jax.jit(trainer.train_epoch), (states[0], streams[0], images, epoch))}
-    stacked_states, stacked_streams = strategies.stack(states), strategies.stack(streams)
+    epoch, traced = jnp.int32(0), hyperparameters.traced_values(config)
+    train_epoch = epoch_with_traced_hyperparameters(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    programs = {"single": (jax.jit(train_epoch), (states[0], streams[0], images, epoch, traced))}
+    stacked = tuple(strategies.stack(trees) for trees in (states, streams, [traced] * num_seeds))
     for strategy in ["map", "vmap"] + (["shard"] if jax.device_count() > 1 else []):
-        placed = strategies.place(stacked_states, stacked_streams, strategy, num_seeds)
-        epoch_fn = jax.jit(strategies.multi_seed_epoch(trainer.train_epoch, strategy))
-        programs[strategy] = (epoch_fn, (*placed, images, epoch))
+        placed_states, placed_streams, placed_traced = strategies.place(
+            stacked, strategy, num_seeds
+        )
+        epoch_fn = jax.jit(strategies.multi_run_epoch(train_epoch, strategy))
+        programs[strategy] = (
+            epoch_fn, (placed_states, placed_streams, images, epoch, placed_traced)
+        )  # fmt: skip
     compiled = {name: (fn.lower(*args).compile(), args) for name, (fn, args) in programs.items()}
     seconds = {name: [] for name in compiled}
     for _ in range(repeats):

@@ -74,11 +74,17 @@ def run_until(
     signal_to_send: int = signal.SIGKILL,
     timeout: float = 300,
     poll_seconds: float = 0.001,
+    env_extra: dict | None = None,
 ) -> tuple[int, str]:
-    """Starts ``command``, sends ``signal_to_send`` as soon as ``condition()`` holds, and
-    returns (exit code, stderr). Fails if the process ends before the condition holds."""
+    """Starts ``command`` (with ``env_extra`` in its environment), sends ``signal_to_send``
+    as soon as ``condition()`` holds, and returns (exit code, stderr). Fails if the process
+    ends before the condition holds."""
     process = subprocess.Popen(
-        command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command,
+        cwd=REPO,
+        env=subprocess_env(**(env_extra or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + timeout
     try:

@@ -240,12 +240,16 @@ def replay(config, source):
     assert settings == ("elbo", 1.0, 1, "analytic")
     assert (objective.kl_warmup_steps, objective.free_bits) == (0, 0)
     vae = vae_jax.vae_from_config(config, (28, 28, 1))
-    optimizer = optax.adam(
-        config.optimizer.learning_rate,
-        b1=config.optimizer.b1,
-        b2=config.optimizer.b2,
-        eps=config.optimizer.eps,
+    # A run passes its hyperparameters to the compiled epoch as float32 inputs (README,
+    # "Hyperparameter grids"): the replay's step takes them the same way.
+    adam_settings = tuple(
+        jnp.float32(config.optimizer[name]) for name in ("learning_rate", "b1", "b2", "eps")
     )
+
+    def make_optimizer(learning_rate, b1, b2, eps):
+        return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+
+    optimizer = make_optimizer(*adam_settings)  # its init does not depend on the values
     # The training split as documented (dynamic: intensities), from the source arrays.
     carved = first_nine_tenths(split_permutation(config.data.split_seed))
     images = jnp.asarray(source["train"][0][carved])
@@ -257,11 +261,11 @@ def replay(config, source):
         return -mean_elbo, mean_elbo
 
     @jax.jit
-    def step(params, opt_state, stored, mask, binarize_key, latent_key):
+    def step(params, opt_state, stored, mask, binarize_key, latent_key, settings):
         x = dynamic_binarization(binarize_key, stored)
         latent_key = jax.random.wrap_key_data(latent_key)
         (_, elbo), grads = jax.value_and_grad(loss, has_aux=True)(params, x, mask, latent_key)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = make_optimizer(*settings).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, elbo
 
     init = jax.jit(vae.init)
@@ -276,7 +280,7 @@ def replay(config, source):
             for j, indices in enumerate(epoch["indices"]):
                 params, opt_state, elbo = step(
                     params, opt_state, images[indices], epoch["mask"][j],
-                    epoch["binarize"][j], epoch["latent"][j],
+                    epoch["binarize"][j], epoch["latent"][j], adam_settings,
                 )  # fmt: skip
                 step_elbos.append(elbo)
             counts = epoch["mask"].sum(axis=1)

@@ -175,9 +175,9 @@ def test_unknown_strategy_fails_before_any_work(tiny_config, tmp_path):
 )
 def test_auto_strategy_is_a_fixed_rule_of_the_backend(backend, device_count, num_seeds, expected):
     chosen, reason = strategies.resolve(
-        "auto", backend=backend, device_count=device_count, num_seeds=num_seeds
+        "auto", backend=backend, device_count=device_count, num_runs=num_seeds
     )
     assert chosen == expected
     assert reason.startswith(f"auto on {backend}")
     # An explicit strategy is used as asked.
-    assert strategies.resolve("vmap", backend="cpu", device_count=1, num_seeds=2)[0] == "vmap"
+    assert strategies.resolve("vmap", backend="cpu", device_count=1, num_runs=2)[0] == "vmap"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import optax
 
-from vae_jax import model, objectives, optimizers
+from vae_jax import hyperparameters, model, objectives, optimizers
 from vae_jax.data import batching, catalog
 
 # Fields of config.optimizer that shape the learning-rate schedule rather than the update.
@@ -31,9 +31,11 @@ def evaluation_vae_from_config(config, image_shape: tuple[int, int, int]) -> mod
     return model.make_vae(image_shape=image_shape, **fields)
 
 
-def objective_from_config(vae: model.VAE, config):
-    """``make_objective(vae, **config.objective)``."""
-    return objectives.make_objective(vae, **config.objective)
+def objective_from_config(vae: model.VAE, config, traced: dict | None = None):
+    """``make_objective(vae, **config.objective)``, the fields in ``traced`` (traced
+    scalars by field name, ``vae_jax.hyperparameters``) taken from there."""
+    fields = {**config.objective, **hyperparameters.group_fields(traced or {}, "objective")}
+    return objectives.make_objective(vae, **fields)
 
 
 def total_steps(config, num_train_examples: int) -> int:
@@ -43,11 +45,12 @@ def total_steps(config, num_train_examples: int) -> int:
 
 
 def optimizer_from_config(
-    config, total_steps: int
+    config, total_steps: int, traced: dict | None = None
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The optimizer of ``config.optimizer`` and its learning-rate schedule (built once,
-    shared by the update and the reported learning rate)."""
-    fields = dict(config.optimizer)
+    shared by the update and the reported learning rate); the fields in ``traced`` taken
+    from there."""
+    fields = {**config.optimizer, **hyperparameters.group_fields(traced or {}, "optimizer")}
     schedule = optimizers.learning_rate_schedule(
         total_steps=total_steps, **{name: fields.pop(name) for name in SCHEDULE_FIELDS}
     )

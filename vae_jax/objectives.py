@@ -35,11 +35,17 @@ def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
     (not at 0: the first step already sees some KL) and reaches ``beta`` at step
     ``warmup_steps - 1``; ``beta`` throughout when ``warmup_steps`` is 0.
     """
-    beta = jnp.float32(beta)
-    warmup = int(warmup_steps)
-    if warmup <= 0:
+    beta = jnp.asarray(beta, jnp.float32)
+    if not _switched_on(warmup_steps):
         return beta
+    warmup = jnp.asarray(warmup_steps, jnp.float32)
     return beta * jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / warmup)
+
+
+def _switched_on(value) -> bool:
+    """A traced value is on (``vae_jax.hyperparameters`` traces only switches that are
+    on); a number when it is above 0."""
+    return isinstance(value, jax.Array) or value > 0
 
 
 def _masked_mean(values: jax.Array, weights: jax.Array, count: jax.Array) -> jax.Array:
@@ -100,7 +106,8 @@ def make_objective(
     """The loss to minimize, ``objective(params, key, x, mask, step) -> (loss, metrics)``.
 
     The arguments are the fields of ``config.objective``
-    (``make_objective(vae, **config.objective)``).
+    (``make_objective(vae, **config.objective)``). ``beta``, ``kl_warmup_steps`` and
+    ``free_bits`` may be traced scalars (``vae_jax.hyperparameters``); a traced switch is on.
 
     Args:
       vae: the model's pure functions.
@@ -117,7 +124,7 @@ def make_objective(
     """
     num_samples = int(num_samples)
     kl_estimator = kl
-    free_bits = float(free_bits)
+    free_bits = free_bits if isinstance(free_bits, jax.Array) else float(free_bits)
     check_gradient_estimator(gradient_estimator, name=name, kl=kl)
     if vae.posterior_name != "gaussian" and gradient_estimator != "reparameterization":
         raise ValueError(
@@ -139,7 +146,7 @@ def make_objective(
             stick_the_landing=stick_the_landing,
         )
         weight = kl_weight(step, beta=beta, warmup_steps=kl_warmup_steps)
-        if free_bits > 0:
+        if _switched_on(free_bits):
             # Free bits (Kingma et al., 2016): each latent dimension's KL, averaged over the
             # batch, is only penalized above `free_bits` nats.
             kl_per_dim = jnp.sum(out.kl_per_dim * weights[:, None], axis=0) / count

@@ -1,8 +1,17 @@
-"""The optax optimizer and its learning-rate schedule, from keyword arguments."""
+"""The optax optimizer and its learning-rate schedule, from keyword arguments.
+
+Numeric arguments may be traced scalars (``vae_jax.hyperparameters``): a grid sweep passes
+them as inputs of one compiled program. A traced ``grad_clip_norm`` counts as on.
+"""
 
 from __future__ import annotations
 
+import jax
 import optax
+
+
+def _number_or_traced(value, kind):
+    return value if isinstance(value, jax.Array) else kind(value)
 
 
 def learning_rate_schedule(
@@ -22,17 +31,21 @@ def learning_rate_schedule(
       warmup_steps: warmup_cosine: steps of the linear warm-up from 0.
       final_learning_rate_ratio: warmup_cosine: final / peak learning rate.
     """
-    peak = float(learning_rate)
+    peak = _number_or_traced(learning_rate, float)
     if schedule == "constant":
         return optax.constant_schedule(peak)
     if schedule == "warmup_cosine":
+        # optax.warmup_cosine_decay_schedule(0, peak, warmup, decay, peak * ratio), composed
+        # here from its parts because it branches on the peak's value (which may be traced).
         warmup = int(warmup_steps)
-        return optax.warmup_cosine_decay_schedule(
-            init_value=0.0,
-            peak_value=peak,
-            warmup_steps=warmup,
-            decay_steps=max(int(total_steps), warmup + 1),
-            end_value=peak * float(final_learning_rate_ratio),
+        decay_steps = max(int(total_steps), warmup + 1)
+        ratio = _number_or_traced(final_learning_rate_ratio, float)
+        return optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, peak, warmup),
+                optax.cosine_decay_schedule(peak, decay_steps - warmup, alpha=ratio),
+            ],
+            [warmup],
         )
     raise ValueError(f"optimizer.schedule={schedule!r}")
 
@@ -66,6 +79,6 @@ def make_optimizer(
         optimizer = optax.adamw(learning_rate, weight_decay=weight_decay, **common)
     else:
         raise ValueError(f"optimizer.name={name!r}")
-    if grad_clip_norm > 0:
+    if isinstance(grad_clip_norm, jax.Array) or grad_clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
     return optimizer

@@ -16,14 +16,14 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from vae_jax import config_checks, parallel, rng, runtime
+from vae_jax import config_checks, hyperparameters, parallel, rng, runtime
 from vae_jax.data import load_dataset
 from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files
 from vae_jax.rundir.lock import ownership
 from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume
-from vae_jax.training.trainer import trainer_from_config
+from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
 
 
 def check_before_start(config):
@@ -70,13 +70,14 @@ def train_and_evaluate(
 
 def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change) -> dict:
     data_parallel = mesh.devices.size > 1
-    trainer = trainer_from_config(
+    trainer_args = (
         config,
         dataset.image_shape,
         dataset.preprocessing,
         dataset.train.num_examples,
-        batch_sharding=parallel.sharded_along(mesh, parallel.DATA_AXIS) if data_parallel else None,
+        parallel.sharded_along(mesh, parallel.DATA_AXIS) if data_parallel else None,
     )
+    trainer = trainer_from_config(*trainer_args)
     validation = make_validation(
         trainer.vae,
         dataset,
@@ -95,7 +96,11 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change)
             images = parallel.put(images, parallel.replicated(mesh))
         state, start_epoch = run.restore(initial)
         epoch_program, compile_seconds = fit.compile_epoch(
-            trainer.train_epoch, state, streams, images
+            epoch_with_traced_hyperparameters(*trainer_args),
+            state,
+            streams,
+            images,
+            hyperparameters.traced_values(config),
         )
         logging.info("compiled the training epoch in %.1f s", compile_seconds)
         result = fit.fit(

@@ -20,11 +20,12 @@ DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # checkpoints that failed to res
 SUPERSEDED_CHECKPOINT_DIR = "superseded_checkpoints"  # a sweep seed's, past a common epoch
 FIGURES_DIR = "figures"
 LOCK_FILE = ".lock"  # held (flock) by the process that owns the workdir; pid, host, start
-# A sweep's own files, beside its seed_<s>/ run directories.
-SWEEP_FILE = "sweep.json"  # seeds, strategy and why, config, environment
+# A sweep's own files, beside its seed_<s>/ run directories (a grid's: <cell>/seed_<s>/).
+SWEEP_FILE = "sweep.json"  # seeds, strategy, config; a grid: its cells, which every task checks
 SWEEP_TABLE_JSON = "sweep_table.json"  # every metric per seed, mean, std, 95% interval
 SWEEP_TABLE_MARKDOWN = "sweep_table.md"
 SWEEP_CURVES_FIGURE = "sweep_curves.png"  # under figures/
+GRID_FIELD_FIGURE = "grid_{field}.png"  # under figures/: a grid sweep's metric per swept field
 
 
 def workdir_path(value: str | Path | None, flag: str = "--workdir") -> Path:
@@ -43,9 +44,10 @@ def run_started(workdir: str | Path) -> bool:
 
 
 def write_json(path: str | Path, obj) -> None:
-    """Writes JSON atomically (a reader never sees half a file)."""
+    """Writes JSON atomically (a reader never sees half a file; writers in several
+    processes, e.g. a grid sweep's tasks, each write their own temporary file)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from vae_jax import adapter, config_checks, manifest, rng, runtime
+from vae_jax import adapter, config_checks, hyperparameters, manifest, rng, runtime
 from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
@@ -28,23 +28,35 @@ from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.seeds import seed_config, seed_workdir
 from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume
-from vae_jax.training.trainer import Trainer, trainer_from_config
+from vae_jax.training.trainer import (
+    Trainer,
+    epoch_with_traced_hyperparameters,
+    trainer_from_config,
+)
 
 
-class TrainedSweep(NamedTuple):
-    """What training a sweep leaves for its evaluation."""
+class Member(NamedTuple):
+    """One run trained by a sweep's program: a seed (of a cell)."""
+
+    config: Any  # the config of the single run it equals
+    workdir: Path
+    label: str  # "seed 3", "objective.beta=0.5, seed 3"
+
+
+class TrainedGroup(NamedTuple):
+    """What training one program's runs leaves for their evaluation."""
 
     status: str  # "complete" or "stopped"
     epochs_completed: int
     strategy: str  # the one that ran (``auto`` resolved)
-    states: Any  # final train states, stacked over seeds
+    states: Any  # final train states, stacked over runs
     trainer: Trainer
     dataset: Dataset
     train_seconds: float
 
 
-def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -> None:
-    config_checks.check_all(config)
+def check_strategy(config, strategy: str, num_runs: int) -> None:
+    """The strategy and the device settings, before any work."""
     if strategy not in strategies.STRATEGIES:
         raise ConfigError(f"--strategy={strategy!r} is not one of {list(strategies.STRATEGIES)}")
     if config.runtime.num_devices > 1:
@@ -52,12 +64,22 @@ def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -
             f"runtime.num_devices={config.runtime.num_devices}: a sweep does not split batches "
             "over devices; it puts seeds on devices with --strategy=shard (leave it at 0)"
         )
-    if strategy == "shard" and len(seeds) % jax.device_count():
+    if strategy == "shard" and num_runs % jax.device_count():
         raise ConfigError(
-            f"--strategy=shard: {len(seeds)} seeds do not divide over {jax.device_count()} devices"
+            f"--strategy=shard: {num_runs} runs do not divide over {jax.device_count()} devices"
         )
-    for seed in seeds:
-        resume.check_workdir(seed_workdir(workdir, seed), seed_config(config, seed))
+
+
+def seed_members(config, workdir: Path, seeds: list[int]) -> list[Member]:
+    """The runs of a sweep over seeds: ``<workdir>/seed_<s>``."""
+    return [Member(seed_config(config, s), seed_workdir(workdir, s), f"seed {s}") for s in seeds]
+
+
+def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -> None:
+    config_checks.check_all(config)
+    check_strategy(config, strategy, len(seeds))
+    for member in seed_members(config, workdir, seeds):
+        resume.check_workdir(member.workdir, member.config)
 
 
 def run_sweep(
@@ -77,16 +99,22 @@ def run_sweep(
         evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
     with key_reuse_checking(config):
         dataset = load_dataset(config)  # only reads: a data error leaves nothing behind
+    members = seed_members(config, workdir, seeds)
     with contextlib.ExitStack() as owned:  # the sweep's directory and every seed's
         owned.enter_context(WorkdirLock(workdir, "sweep"))
-        for seed in seeds:
-            owned.enter_context(WorkdirLock(seed_workdir(workdir, seed), f"sweep, seed {seed}"))
+        for member, seed in zip(members, seeds, strict=True):
+            owned.enter_context(WorkdirLock(member.workdir, f"sweep, seed {seed}"))
         with key_reuse_checking(config):
-            trained = _train(config, dataset, workdir, seeds, strategy)
+            chosen, reason = resolve_strategy(strategy, len(seeds))
+            _write_sweep_file(workdir, config, seeds, strategy, chosen, reason)
+            trained = train_group(config, dataset, members, chosen, f"sweep of {len(seeds)} seeds")
         if trained.status != "complete":
             return {"status": trained.status, "epochs_completed": trained.epochs_completed}
         if evaluate:
-            _evaluate(config, workdir, seeds, trained, num_importance_samples)
+            states = [strategies.take(trained.states, i) for i in range(len(members))]
+            evaluate_runs(
+                config, dataset, list(zip(members, states, strict=True)), num_importance_samples
+            )
         table = aggregate.write_table(workdir, seeds)
         aggregate.curves_figure(workdir, seeds)
         aggregate.print_table(table)
@@ -98,14 +126,22 @@ def run_sweep(
     }
 
 
+def resolve_strategy(strategy: str, num_runs: int) -> tuple[str, str]:
+    """The strategy that runs here (``auto`` resolved) and why."""
+    return strategies.resolve(
+        strategy, backend=jax.default_backend(), device_count=jax.device_count(),
+        num_runs=num_runs,
+    )  # fmt: skip
+
+
 def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
-    """Every seed restored at the newest epoch all of them have a checkpoint of."""
+    """Every run restored at the newest epoch all of them have a checkpoint of."""
     initial = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
     restored = [run.restore(state) for run, state in zip(runs, initial, strict=True)]
     common = min(epoch for _, epoch in restored)
     states = []
     for run, state0, (state, epoch) in zip(runs, initial, restored, strict=True):
-        if epoch != common:  # a kill between the seeds' saves: step back to the common epoch
+        if epoch != common:  # a kill between the runs' saves: step back to the common epoch
             state, _ = run.restore(state0, epoch=common, steps_per_epoch=trainer.steps_per_epoch)
             # Its newer checkpoints will be written again, bit for bit: out of their way.
             newer = [s for s in run.checkpoints.steps() if s > int(state.step)]
@@ -114,38 +150,42 @@ def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
     return states, common
 
 
-def _train(config, dataset, workdir: Path, seeds: list[int], strategy: str) -> TrainedSweep:
-    trainer = trainer_from_config(
+def train_group(
+    config, dataset: Dataset, members: list[Member], strategy: str, description: str
+) -> TrainedGroup:
+    """Trains (or resumes) runs whose configs compile to one program
+    (``hyperparameters.structure_key`` equal; ``config`` is any of them), each with its
+    seed's streams and its own traced hyperparameters, with the resolved ``strategy``."""
+    trainer_args = (
         config, dataset.image_shape, dataset.preprocessing, dataset.train.num_examples
-    )
+    )  # fmt: skip
+    trainer = trainer_from_config(*trainer_args)
     validation = make_validation(
         trainer.vae,
         dataset,
         num_samples=config.training.validation_num_samples,
         batch_size=config.training.eval_batch_size,
     )
-    chosen, reason = strategies.resolve(
-        strategy, backend=jax.default_backend(), device_count=jax.device_count(),
-        num_seeds=len(seeds),
-    )  # fmt: skip
-    streams = [rng.make_streams(s) for s in seeds]
+    streams = [rng.make_streams(m.config.seed) for m in members]
     runs = [
-        resume.open_run(
-            seed_workdir(workdir, s), seed_config(config, s), dataset.record, label=f"seed {s}"
-        )
-        for s in seeds
-    ]
+        resume.open_run(m.workdir, m.config, dataset.record, label=m.label) for m in members
+    ]  # fmt: skip
     try:
         states, start_epoch = _restore_common_epoch(runs, trainer, streams)
-        stacked, stacked_streams = strategies.place(
-            strategies.stack(states), strategies.stack(streams), chosen, len(seeds)
+        traced = [hyperparameters.traced_values(m.config) for m in members]
+        stacked, stacked_streams, stacked_traced = strategies.place(
+            (strategies.stack(states), strategies.stack(streams), strategies.stack(traced)),
+            strategy,
+            len(members),
         )
-        _write_sweep_file(workdir, config, seeds, strategy, chosen, reason)
         images = dataset.train.images
         epoch_program, compile_seconds = fit.compile_epoch(
-            strategies.multi_seed_epoch(trainer.train_epoch, chosen), stacked, stacked_streams,
+            strategies.multi_run_epoch(epoch_with_traced_hyperparameters(*trainer_args), strategy),
+            stacked,
+            stacked_streams,
             images,
-        )  # fmt: skip
+            stacked_traced,
+        )
         result = fit.fit(
             epoch_program,
             stacked,
@@ -157,7 +197,7 @@ def _train(config, dataset, workdir: Path, seeds: list[int], strategy: str) -> T
             num_epochs=config.training.num_epochs,
             checkpoint_every_epochs=config.training.checkpoint_every_epochs,
             run_view=strategies.take,
-            description=f"sweep of {len(seeds)} seeds",
+            description=description,
         )
         if result.status == "complete":
             for run in runs:
@@ -167,8 +207,8 @@ def _train(config, dataset, workdir: Path, seeds: list[int], strategy: str) -> T
     finally:
         for run in runs:
             run.close()
-    return TrainedSweep(
-        result.status, result.epochs_completed, chosen, result.state, trainer, dataset,
+    return TrainedGroup(
+        result.status, result.epochs_completed, strategy, result.state, trainer, dataset,
         result.train_seconds,
     )  # fmt: skip
 
@@ -189,25 +229,24 @@ def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, reason) -
     )
 
 
-def _evaluate(config, workdir, seeds, trained: TrainedSweep, num_importance_samples) -> None:
+def evaluate_runs(config, dataset: Dataset, runs: list[tuple[Member, Any]], num_importance_samples):
+    """Evaluates each ``(member, train state)`` (one compiled evaluator for all, all of one
+    program's runs) into the member's report."""
     k, chunk, batch = evaluation.resolve_options(
         config.evaluation, num_importance_samples, None, None
     )
     evaluator = evaluation.Evaluator(
-        adapter.evaluation_vae_from_config(config, trained.trainer.vae.image_shape),
-        trained.dataset,
+        adapter.evaluation_vae_from_config(config, dataset.image_shape),
+        dataset,
         config,
         num_importance_samples=k,
         chunk_size=chunk,
         batch_size=batch,
     )
-    states = trained.states
-    epochs = config.training.num_epochs
-    for i, seed in enumerate(seeds):
-        state = strategies.take(states, i)
-        record = {"epoch": epochs, "seed": seed}
+    for member, state in runs:
+        record = {"epoch": config.training.num_epochs, "seed": member.config.seed}
         result = evaluation.evaluate_and_report(
-            evaluator, seed_workdir(workdir, seed), state, record, quiet=True
+            evaluator, member.workdir, state, record, quiet=True
         )
-        print(f"seed {seed}: test NLL {result['test_nll']['nats']:.3f} "
+        print(f"{member.label}: test NLL {result['test_nll']['nats']:.3f} "
               f"± {result['test_nll']['standard_error']:.3f} nats (K={k})")  # fmt: skip

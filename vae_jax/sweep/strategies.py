@@ -1,5 +1,6 @@
-"""How one compiled program trains many seeds: a seed axis handled by ``vmap``,
-``lax.map`` or sharded over devices, and ``auto``, a fixed rule by backend.
+"""How one compiled program trains many runs (seeds, or a grid's cells): a run axis
+handled by ``vmap``, ``lax.map`` or sharded over devices, and ``auto``, a fixed rule by
+backend.
 
 * ``map``: the seeds one after another inside one program (``lax.map``). Each seed runs
   the single-run epoch unchanged, so its arithmetic, and its parameters, are those of a
@@ -9,7 +10,7 @@
   with single runs to a measured tolerance, not bit for bit.
 * ``shard``: the seed axis split over devices (``vmap`` within a device). With one seed
   per device each device runs the single-run arithmetic.
-* ``auto``: on accelerators ``shard`` when the seeds divide over several devices, else
+* ``auto``: on accelerators ``shard`` when the runs divide over several devices, else
   ``vmap``; on CPU ``map`` (measured faster there, and bit-identical to single runs). The
   rule depends only on the backend and the device count, so a resumed sweep on the same
   machine runs the same arithmetic.
@@ -36,34 +37,44 @@ def take(tree, index: int):
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def multi_seed_epoch(train_epoch, strategy: str):
-    """``epoch(states, streams, images, epoch)`` over a leading seed axis of states and
-    streams; ``images`` and ``epoch`` are shared."""
+def multi_run_epoch(train_epoch, strategy: str):
+    """``sweep_epoch(states, streams, images, epoch, traced)`` over a leading run axis of
+    states, streams and traced hyperparameters (seeds, or a grid's cells and seeds);
+    ``images`` and ``epoch`` are shared."""
     if strategy == "map":
 
-        def mapped(states, streams, images, epoch):
-            return jax.lax.map(lambda s: train_epoch(s[0], s[1], images, epoch), (states, streams))
+        def sweep_epoch(states, streams, images, epoch, traced):
+            def one_run(run):
+                state, run_streams, run_traced = run
+                return train_epoch(state, run_streams, images, epoch, run_traced)
 
-        return mapped
+            return jax.lax.map(one_run, (states, streams, traced))
+
+        return sweep_epoch
     if strategy in ("vmap", "shard"):
-        return jax.vmap(train_epoch, in_axes=(0, 0, None, None))
+        batched = jax.vmap(train_epoch, in_axes=(0, 0, None, None, 0))
+
+        def sweep_epoch(states, streams, images, epoch, traced):
+            return batched(states, streams, images, epoch, traced)
+
+        return sweep_epoch
     raise ConfigError(f"--strategy={strategy!r} is not one of {list(STRATEGIES)}")
 
 
-def place(states, streams, strategy: str, num_seeds: int):
-    """Puts the stacked states and streams where the strategy runs them."""
+def place(trees: tuple, strategy: str, num_runs: int) -> tuple:
+    """Puts pytrees stacked over runs where the strategy runs them."""
     if strategy != "shard":
-        return states, streams
+        return trees
     mesh = parallel.make_mesh(0, parallel.SEED_AXIS)
-    if num_seeds % mesh.devices.size:
+    if num_runs % mesh.devices.size:
         raise ConfigError(
-            f"--strategy=shard: {num_seeds} seeds do not divide over {mesh.devices.size} devices"
+            f"--strategy=shard: {num_runs} runs do not divide over {mesh.devices.size} devices"
         )
     sharding = parallel.sharded_along(mesh, parallel.SEED_AXIS)
-    return jax.device_put(states, sharding), jax.device_put(streams, sharding)
+    return tuple(jax.device_put(tree, sharding) for tree in trees)
 
 
-def resolve(strategy: str, *, backend: str, device_count: int, num_seeds: int) -> tuple[str, str]:
+def resolve(strategy: str, *, backend: str, device_count: int, num_runs: int) -> tuple[str, str]:
     """The strategy to run (``auto`` resolved by the rule in the module docstring) and why."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy={strategy!r} is not one of {list(STRATEGIES)}")
@@ -71,6 +82,6 @@ def resolve(strategy: str, *, backend: str, device_count: int, num_seeds: int) -
         return strategy, "requested"
     if backend == "cpu":
         return "map", "auto on cpu: the seeds one after another, each a single run's arithmetic"
-    if device_count > 1 and num_seeds % device_count == 0:
+    if device_count > 1 and num_runs % device_count == 0:
         return "shard", f"auto on {backend} with {device_count} devices"
     return "vmap", f"auto on {backend}: seeds in lock step"

@@ -39,14 +39,20 @@ class FitResult:
     train_seconds: float  # wall time of the loop in this process
 
 
-def compile_epoch(epoch_fn, state, streams, images):
-    """``epoch_fn(state, streams, images, epoch)`` compiled ahead of time, once per run,
-    with the state donated; returns it and the seconds compiling took."""
+def compile_epoch(epoch_fn, state, streams, images, traced):
+    """``epoch_fn(state, streams, images, epoch, traced)`` compiled ahead of time, once per
+    run, with the state donated; returns ``program(state, streams, images, epoch)`` (the
+    traced hyperparameters bound) and the seconds compiling took."""
     started = time.perf_counter()
-    compiled = (
-        jax.jit(epoch_fn, donate_argnums=0).lower(state, streams, images, jnp.int32(0)).compile()
+    lowered = jax.jit(epoch_fn, donate_argnums=0).lower(
+        state, streams, images, jnp.int32(0), traced
     )
-    return compiled, time.perf_counter() - started
+    compiled = lowered.compile()
+
+    def program(state, streams, images, epoch):
+        return compiled(state, streams, images, epoch, traced)
+
+    return program, time.perf_counter() - started
 
 
 def checkpoint_due(epoch: int, *, every: int, num_epochs: int) -> bool:

@@ -58,15 +58,17 @@ def trainer_from_config(
     preprocessing: Preprocessing,
     num_train_examples: int,
     batch_sharding=None,
+    traced: dict | None = None,
 ) -> Trainer:
-    """The trainer a config describes (through ``vae_jax.adapter``)."""
+    """The trainer a config describes (through ``vae_jax.adapter``); the fields in
+    ``traced`` (``vae_jax.hyperparameters.traced_values``) are taken from there."""
     vae = adapter.vae_from_config(config, image_shape)
     optimizer, schedule = adapter.optimizer_from_config(
-        config, adapter.total_steps(config, num_train_examples)
+        config, adapter.total_steps(config, num_train_examples), traced
     )
     return make_trainer(
         vae=vae,
-        objective=adapter.objective_from_config(vae, config),
+        objective=adapter.objective_from_config(vae, config, traced),
         optimizer=optimizer,
         schedule=schedule,
         preprocessing=preprocessing,
@@ -74,3 +76,24 @@ def trainer_from_config(
         batch_size=config.training.batch_size,
         batch_sharding=batch_sharding,
     )
+
+
+def epoch_with_traced_hyperparameters(
+    config,
+    image_shape: tuple[int, int, int],
+    preprocessing: Preprocessing,
+    num_train_examples: int,
+    batch_sharding=None,
+):
+    """``train_epoch(state, streams, images, epoch, traced)``: the epoch of the config's
+    trainer, built inside the trace with the hyperparameters of ``traced``
+    (``hyperparameters.traced_values``) as inputs. Every run compiles this, so runs that
+    differ only in those values (a grid's cells) share one program and its arithmetic."""
+
+    def train_epoch(state, streams, images, epoch, traced):
+        trainer = trainer_from_config(
+            config, image_shape, preprocessing, num_train_examples, batch_sharding, traced
+        )
+        return trainer.train_epoch(state, streams, images, epoch)
+
+    return train_epoch

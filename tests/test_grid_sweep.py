@@ -1,0 +1,352 @@
+"""Hyperparameter grids: the cells a specification names, one compiled program per shape,
+cells equal to single runs, and tasks that share a workdir (one killed and restarted)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import REPO, subprocess_env
+from run_helpers import (
+    apply_overrides,
+    assert_same_metrics,
+    assert_same_params,
+    checkpoint_steps,
+    counting_compilations,
+    final_params,
+    run,
+    run_until,
+)
+
+from vae_jax import hyperparameters, objectives, optimizers
+from vae_jax.errors import ConfigError
+from vae_jax.reproduce import reproduce
+from vae_jax.rundir import files
+from vae_jax.single_run import train_and_evaluate
+from vae_jax.sweep import grid, grid_runner
+from vae_jax.sweep.grid import Cell
+
+# --- the cells a specification names -----------------------------------------------------
+
+
+def test_grid_flags_cross_and_zip_flags_move_together(tiny_config):
+    cells = grid.make_cells(
+        tiny_config,
+        ["objective.beta=0.5,1", "model.hidden_sizes=32:16,8"],
+        ["optimizer.learning_rate=1e-3,3e-3", "optimizer.b1=0.8,0.9"],
+    )
+    values = [c.values for c in cells]
+    assert len(values) == 2 * 2 * 2  # two grid axes crossed with the one zipped axis
+    assert values[0] == {
+        "objective.beta": 0.5,
+        "model.hidden_sizes": (32, 16),
+        "optimizer.learning_rate": 1e-3,
+        "optimizer.b1": 0.8,
+    }
+    assert values[1]["optimizer.learning_rate"] == 3e-3
+    assert values[1]["optimizer.b1"] == 0.9
+    assert values[2]["model.hidden_sizes"] == (8,)  # the last axis varies fastest
+    zipped = {(v["optimizer.learning_rate"], v["optimizer.b1"]) for v in values}
+    assert zipped == {(1e-3, 0.8), (3e-3, 0.9)}  # zipped, never crossed
+    assert len({c.name for c in cells}) == len(cells)
+    assert cells[0].name == (
+        "objective.beta=0.5,model.hidden_sizes=32:16,optimizer.learning_rate=0.001,optimizer.b1=0.8"
+    )
+    config = grid.cell_config(tiny_config, cells[0], seed=7)
+    assert config.objective.beta == 0.5
+    assert config.model.hidden_sizes == (32, 16)
+    assert config.seed == 7
+    assert tiny_config.objective.beta == 1.0  # the base is untouched
+
+
+@pytest.mark.parametrize(
+    ("grid_specs", "zip_specs", "message"),
+    [
+        (["objective.betta=1,2"], [], "--grid=objective.betta=1,2: the config has no field"),
+        (["objective=1,2"], [], "no field 'objective'"),
+        (["objective.beta=0.5,abc"], [], "'abc' is not a float value"),
+        (["model.latent_dim=2,2.5"], [], "'2.5' is not a int value"),
+        (["seed=0,1"], [], "seeds are swept with --seeds"),
+        (["objective.beta="], [], "write --grid=<field>=<v1>,<v2>"),
+        (["objective.beta=1,1"], [], "a value is named twice"),
+        (["objective.beta=1,2"], ["objective.beta=3,4"], "a field is swept twice"),
+        ([], ["objective.beta=1,2", "optimizer.b1=0.8"], "every zipped field needs as many"),
+        (["objective.beta=1,-1"], [], "grid cell objective.beta=-1.0: objective.beta"),
+        (["optimizer.b1=0.9,1.0"], [], "grid cell optimizer.b1=1.0"),
+    ],
+    ids=[
+        "unknown-field",
+        "a-group",
+        "bad-float",
+        "bad-int",
+        "seed",
+        "no-values",
+        "repeated-value",
+        "field-twice",
+        "zip-lengths",
+        "negative-beta",
+        "b1-at-one",
+    ],
+)
+def test_bad_specifications_fail_in_one_line_naming_them(
+    tiny_config, grid_specs, zip_specs, message
+):
+    with pytest.raises(ConfigError) as raised:
+        grid.make_cells(tiny_config, grid_specs, zip_specs)
+    text = str(raised.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_which_configs_share_a_program(tiny_config):
+    def key(**overrides):
+        config = apply_overrides(tiny_config.copy_and_resolve_references(), overrides)
+        return hyperparameters.structure_key(config)
+
+    base = key()
+    # Traced values and the seed share the program ...
+    for field, value in [("objective.beta", 0.3), ("optimizer.learning_rate", 0.01),
+                         ("optimizer.b1", 0.5), ("optimizer.b2", 0.9), ("optimizer.eps", 1e-6),
+                         ("seed", 5)]:  # fmt: skip
+        assert key(**{field: value}) == base, field
+    assert key(**{"objective.free_bits": 0.5}) == key(**{"objective.free_bits": 2.0})
+    # ... a switch turned on, or a shape, does not.
+    for field, value in [("objective.free_bits", 0.5), ("objective.kl_warmup_steps", 10),
+                         ("optimizer.grad_clip_norm", 1.0), ("model.latent_dim", 8),
+                         ("training.batch_size", 25), ("objective.num_samples", 2)]:  # fmt: skip
+        assert key(**{field: value}) != base, field
+    traced = hyperparameters.traced_values(tiny_config)
+    assert "objective.free_bits" not in traced  # off: its branch is not in the program
+    assert traced["optimizer.learning_rate"].dtype == jnp.float32
+    tiny_config.objective.kl_warmup_steps = 10
+    traced = hyperparameters.traced_values(tiny_config)
+    assert traced["objective.kl_warmup_steps"].dtype == jnp.int32
+    assert int(traced["objective.kl_warmup_steps"]) == 10
+
+
+def test_traced_hyperparameters_compute_what_the_constants_do():
+    # The KL weight and the learning-rate schedule with traced values against the
+    # documented formulas; Adam with traced b1, b2 against optax with constants.
+    steps = jnp.arange(0, 40)
+    weight = jax.jit(lambda b, w: objectives.kl_weight(steps, beta=b, warmup_steps=w))
+    expected = 0.5 * np.minimum(1.0, (np.arange(40) + 1.0) / 25)
+    np.testing.assert_allclose(weight(jnp.float32(0.5), jnp.int32(25)), expected, rtol=1e-6)
+    schedule = jax.jit(
+        lambda lr, r: jax.vmap(
+            optimizers.learning_rate_schedule(
+                learning_rate=lr,
+                total_steps=100,
+                schedule="warmup_cosine",
+                warmup_steps=10,
+                final_learning_rate_ratio=r,
+            )
+        )(steps)
+    )
+    constant = optax.warmup_cosine_decay_schedule(0.0, 2e-3, 10, 100, 2e-3 * 0.1)
+    np.testing.assert_allclose(
+        schedule(jnp.float32(2e-3), jnp.float32(0.1)), jax.vmap(constant)(steps), rtol=1e-5
+    )
+    params = {"w": jnp.linspace(-1, 1, 7)}
+    grads = {"w": jnp.linspace(0.5, -0.3, 7)}
+
+    def update(lr, b1, b2, clip):
+        optimizer = optimizers.make_optimizer(lr, b1=b1, b2=b2, grad_clip_norm=clip)
+        state = optimizer.init(params)
+        for _ in range(3):
+            updates, state = optimizer.update(grads, state, params)
+        return updates["w"]
+
+    traced = jax.jit(update)(*(jnp.float32(v) for v in (1e-2, 0.8, 0.95, 0.5)))
+    reference = update(1e-2, 0.8, 0.95, 0.5)
+    np.testing.assert_allclose(traced, reference, rtol=1e-5)
+    clipped_by_norm = optax.clip_by_global_norm(0.5).update(grads, optax.EmptyState())[0]["w"]
+    assert float(jnp.linalg.norm(clipped_by_norm)) == pytest.approx(0.5, rel=1e-5)
+
+
+# --- shares of the cells among tasks ------------------------------------------------------
+
+
+def _groups(sizes):
+    return [[Cell(f"g{g}c{c}", {}) for c in range(size)] for g, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize(("sizes", "num_tasks"), [([3, 2], 2), ([4, 1, 2], 3), ([1], 4), ([5], 5)])
+def test_task_shares_partition_the_cells_contiguously(sizes, num_tasks):
+    groups = _groups(sizes)
+    ordered = [c.name for g in groups for c in g]
+    shares = [grid_runner.task_share(groups, i, num_tasks) for i in range(num_tasks)]
+    flat = [[c.name for g in share for c in g] for share in shares]
+    assert [name for share in flat for name in share] == ordered  # each cell once, in order
+    assert max(map(len, flat)) - min(map(len, flat)) <= 1
+    for share in shares:  # a share's groups hold only cells of one program each
+        for group in share:
+            assert len({name.split("c")[0] for name in (c.name for c in group)}) == 1
+    assert shares == [grid_runner.task_share(groups, i, num_tasks) for i in range(num_tasks)]
+
+
+def test_task_defaults_come_from_a_slurm_job_array(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")  # --array=1-4
+    assert grid_runner.task_from_environment(None, None) == (2, 4)
+    assert grid_runner.task_from_environment(0, None) == (0, 4)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_MIN")
+    with pytest.raises(ConfigError, match=r"--task_index=3 must be in \[0, --num_tasks=3\)"):
+        grid_runner.task_from_environment(None, 3)
+    for name in ("SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name)
+    assert grid_runner.task_from_environment(None, None) == (0, 1)
+    with pytest.raises(ConfigError, match="--num_tasks=0 must be >= 1"):
+        grid_runner.task_from_environment(None, 0)
+
+
+# --- a grid sweep in this process -----------------------------------------------------------
+
+GRID = ["objective.beta=0.5,1", "model.latent_dim=2,4"]
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory, tiny_data_dir):
+    from experiments.configs import tiny
+
+    config = tiny.get_config()
+    config.data.data_dir = tiny_data_dir
+    workdir = tmp_path_factory.mktemp("grid") / "sweep"
+    with counting_compilations() as compilations:
+        result = grid_runner.run_grid_sweep(
+            config, workdir, [0], grid_specs=GRID, strategy="map", num_importance_samples=8
+        )
+    return workdir, result, dict(compilations)
+
+
+def test_one_compilation_per_program_and_cells_equal_single_runs(grid_sweep, tiny_run):
+    workdir, result, compilations = grid_sweep
+    assert result["status"] == "complete"
+    # Two latent sizes: two programs; the betas are inputs of each.
+    assert compilations["sweep_epoch"] == 2
+    definition = files.read_json(workdir / files.SWEEP_FILE)
+    assert [c["group"] for c in definition["cells"]] == [0, 1, 0, 1]
+    # The cell with tiny's own values is, bit for bit, the session's single run of tiny.
+    cell = grid.cell_workdir(workdir, "objective.beta=1.0,model.latent_dim=4", 0)
+    assert_same_params(final_params(cell), final_params(tiny_run.workdir))
+    assert_same_metrics(cell, tiny_run.workdir)
+    assert json.loads((cell / files.CONFIG_FILE).read_text()) == json.loads(
+        (tiny_run.workdir / files.CONFIG_FILE).read_text()
+    )
+
+
+def test_a_traced_cell_equals_its_single_run_and_reproduces(grid_sweep, tiny_config, tmp_path):
+    workdir, _, _ = grid_sweep
+    cell = grid.cell_workdir(workdir, "objective.beta=0.5,model.latent_dim=2", 0)
+    tiny_config.objective.beta = 0.5
+    tiny_config.model.latent_dim = 2
+    train_and_evaluate(tiny_config, tmp_path / "single")
+    assert_same_params(final_params(cell), final_params(tmp_path / "single"))
+    assert_same_metrics(cell, tmp_path / "single")
+    other = grid.cell_workdir(workdir, "objective.beta=1.0,model.latent_dim=2", 0)
+    assert not np.array_equal(  # the beta reached the program
+        final_params(cell)["decoder"]["pixels"]["kernel"],
+        final_params(other)["decoder"]["pixels"]["kernel"],
+    )
+    outcome = reproduce(cell)
+    assert outcome.reproduced, outcome
+    assert outcome.difference is None
+
+
+def test_the_table_has_a_row_per_cell_with_its_evaluation(grid_sweep):
+    workdir, result, _ = grid_sweep
+    table = files.read_json(workdir / files.SWEEP_TABLE_JSON)
+    assert table == json.loads(json.dumps(result["table"]))
+    assert [c["name"] for c in table["cells"]] == [
+        c["name"] for c in files.read_json(workdir / files.SWEEP_FILE)["cells"]
+    ]
+    assert table["missing"] == []
+    for cell in table["cells"]:
+        report = files.read_json(grid.cell_workdir(workdir, cell["name"], 0) / files.REPORT_FILE)
+        nll = report["evaluation"]["test_nll"]["nats"]
+        assert cell["metrics"]["test/nll_nats"]["mean"] == pytest.approx(nll)
+    assert (workdir / files.SWEEP_TABLE_MARKDOWN).read_text().count("objective.beta=") >= 4
+    assert (workdir / files.FIGURES_DIR / "grid_objective.beta.png").stat().st_size > 5000
+
+
+def test_running_the_sweep_again_redoes_nothing(grid_sweep, tiny_config):
+    workdir, first, _ = grid_sweep
+    runs = [grid.cell_workdir(workdir, c["name"], 0) for c in first["table"]["cells"]]
+    before = {r: (r / files.REPORT_FILE).read_text() for r in runs}
+    steps = {r: checkpoint_steps(r) for r in runs}
+    again = grid_runner.run_grid_sweep(
+        tiny_config, workdir, [0], grid_specs=GRID, strategy="map", num_importance_samples=8
+    )
+    assert again["status"] == "complete"
+    for run_dir in runs:  # no epoch trained again, no evaluation redone
+        assert (run_dir / files.REPORT_FILE).read_text() == before[run_dir]
+        assert checkpoint_steps(run_dir) == steps[run_dir]
+        assert "resumes" not in files.read_json(run_dir / files.MANIFEST_FILE)  # never reopened
+    assert json.dumps(again["table"]) == json.dumps(first["table"])  # NaN std of one seed
+
+
+def test_another_grid_in_the_same_workdir_is_refused(grid_sweep, tiny_config):
+    workdir, _, _ = grid_sweep
+    before = (workdir / files.SWEEP_FILE).read_text()
+    with pytest.raises(ConfigError, match=r"holds another sweep: its sweep\.json differs in"):
+        grid_runner.run_grid_sweep(
+            tiny_config, workdir, [0], grid_specs=["objective.beta=0.5,2"], strategy="map"
+        )
+    assert (workdir / files.SWEEP_FILE).read_text() == before
+
+
+# --- tasks in several processes on one workdir -----------------------------------------------
+
+TASKS = {"training.batch_size": 10, "training.num_epochs": 4}
+
+
+def sweep_command(workdir, data_dir, *flags):
+    return [
+        sys.executable, "-m", "experiments.sweep", "--config=experiments/configs/tiny.py",
+        f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", "--seeds=0",
+        "--grid=objective.beta=0.5,1", "--num_tasks=2", "--evaluate=false",
+        *(f"--config.{k}={v}" for k, v in TASKS.items()), *flags,
+    ]  # fmt: skip
+
+
+def test_tasks_share_a_workdir_one_killed_and_restarted(tiny_config, tiny_data_dir, tmp_path):
+    workdir = tmp_path / "sweep"
+    first = subprocess.Popen(
+        sweep_command(workdir, tiny_data_dir, "--task_index=0"), cwd=REPO,
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    second = grid.cell_workdir(workdir, "objective.beta=1.0", 0)
+    command = sweep_command(workdir, tiny_data_dir)
+    code, _ = run_until(
+        command, lambda: len(checkpoint_steps(second)) >= 1, env_extra={"SLURM_ARRAY_TASK_ID": "1"}
+    )
+    assert code == -signal.SIGKILL
+    assert first.wait(timeout=300) == 0, first.communicate()[1].decode()[-3000:]
+    # Task 0 wrote only its own cell; the killed task's cell is listed as missing.
+    table = grid_runner.aggregate_sweep(workdir)
+    missing = [(m["cell"], m["why"]) for m in table["missing"]]
+    assert missing == [("objective.beta=1.0", "not trained")]
+    assert table["cells"][0]["seeds_done"] == [0]
+    # The restarted task resumes its cell; the whole table is then there.
+    restarted = run([*command, "--task_index=1"])
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    aggregate = [sys.executable, "-m", "experiments.sweep", f"--workdir={workdir}", "--aggregate"]
+    aggregated = run(aggregate)
+    assert aggregated.returncode == 0, aggregated.stderr[-3000:]
+    table = files.read_json(workdir / files.SWEEP_TABLE_JSON)
+    assert table["missing"] == []
+    assert all(c["seeds_done"] == [0] for c in table["cells"])
+    manifest = files.read_json(second / files.MANIFEST_FILE)
+    assert len(manifest["resumes"]) == 1
+    # The killed-and-resumed cell ends where an unbroken single run of its config ends.
+    apply_overrides(tiny_config, TASKS)
+    train_and_evaluate(tiny_config, tmp_path / "single")
+    assert_same_params(final_params(second), final_params(tmp_path / "single"))
+    assert_same_metrics(second, tmp_path / "single")
