@@ -149,13 +149,15 @@ def run_grid_sweep(
         for member in members:
             resume.check_workdir(member.workdir, member.config)
         planned.append(members)
+    datasets: dict[str, object] = {}
+    for members in planned:  # every dataset read before any work: a data error leaves nothing
+        _dataset_for(members[0].config, datasets)
     definition = sweep_definition(
         config, seeds, grid_specs, zip_specs, cells, groups, strategy=strategy, evaluate=evaluate
     )
     _check_or_write_definition(workdir, definition)
     print(f"task {task_index} of {num_tasks}: {sum(len(g) for g in share)} of {len(cells)} "
           f"cells in {len(share)} of {len(groups)} programs, {len(seeds)} seeds each")  # fmt: skip
-    datasets: dict[str, object] = {}
     for number, members in enumerate(planned, start=1):
         group_config = members[0].config
         status = _train_and_evaluate_group(
@@ -192,9 +194,8 @@ def _evaluated(member: runner.Member, k: int) -> bool:
     path = member.workdir / files.REPORT_FILE
     report = files.read_json(path) if path.exists() else {}
     done = report.get("evaluation", {})
-    return done.get("num_importance_samples") == k and done.get("checkpoint", {}).get(
-        "step"
-    ) == report.get("steps")
+    same_step = done.get("checkpoint", {}).get("step") == report.get("steps")
+    return same_step and done.get("num_importance_samples") == k
 
 
 def _train_and_evaluate_group(
