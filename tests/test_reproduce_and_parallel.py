@@ -18,7 +18,7 @@ from run_helpers import final_params, train_command
 
 from vae_jax import manifest, runtime
 from vae_jax.errors import CheckpointError
-from vae_jax.reproduce import reproduce
+from vae_jax.reproduce import environment_warnings, reproduce
 from vae_jax.rundir import checkpointing
 from vae_jax.rundir.loading import load_state
 from vae_jax.rundir.metrics_log import read_metrics, without_timing
@@ -71,6 +71,25 @@ def test_reproduce_names_the_changed_leaf_and_exits_1(finished_run, tmp_path):
     assert result.returncode == 1
     last = result.stdout.strip().splitlines()[-1]
     assert "parameter decoder/pixels/bias differs" in last, last
+
+
+def test_reproduce_warns_when_the_code_is_another_commit(finished_run, tmp_path, monkeypatch):
+    # A change of code can change the bits of the same config: reproduce names the commits.
+    workdir = tmp_path / "other_code"
+    shutil.copytree(finished_run, workdir)
+    recorded = json.loads((workdir / "manifest.json").read_text())
+    recorded["git"] = {"commit": "a" * 40, "dirty": False}
+    (workdir / "manifest.json").write_text(json.dumps(recorded))
+
+    def code_warnings():
+        return [w for w in environment_warnings(workdir) if w.startswith("code")]
+
+    monkeypatch.setattr(manifest, "git_state", lambda: {"commit": "b" * 40, "dirty": False})
+    assert code_warnings() == ["code: trained at commit aaaaaaaaaaaa, this is commit bbbbbbbbbbbb"]
+    monkeypatch.setattr(manifest, "git_state", lambda: {"commit": "a" * 40, "dirty": True})
+    assert code_warnings() == []  # the same commit
+    monkeypatch.setattr(manifest, "git_state", lambda: {"commit": None, "dirty": None})
+    assert code_warnings() == []  # outside git: nothing to compare
 
 
 def test_reproduce_a_prefix_and_refuse_a_missing_epoch(finished_run, tmp_path, capsys):

@@ -110,6 +110,15 @@ def make_manifest(config, data_record: dict, extra: dict | None = None) -> dict:
     }
 
 
+def code_differences(recorded: dict | None, current: dict) -> list[str]:
+    """The code's commit, when both are known and differ: a change of code can change the
+    bits of the same config (e.g. c521c5f made hyperparameters float32 inputs)."""
+    before, now = (recorded or {}).get("commit"), current.get("commit")
+    if before and now and before != now:
+        return [f"code: trained at commit {before[:12]}, this is commit {now[:12]}"]
+    return []
+
+
 def environment_differences(recorded: dict, current: dict) -> list[str]:
     """Human-readable differences in what bit-exact reproduction depends on."""
     differences = []

@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax import manifest
+from vae_jax import manifest, runtime
 from vae_jax.errors import CheckpointError
 from vae_jax.rundir import checkpointing, files, loading
 from vae_jax.rundir.metrics_log import read_metrics, read_records, without_timing
@@ -80,8 +80,12 @@ def first_differing_metric(original: list[dict], rerun: list[dict]) -> str | Non
 
 
 def environment_warnings(workdir: Path) -> list[str]:
-    recorded = files.read_json(workdir / files.MANIFEST_FILE)["environment"]
-    return manifest.environment_differences(recorded, manifest.environment())
+    """What differs from the manifest in what bit-exact reproduction depends on: the
+    environment, and the code's commit."""
+    recorded = files.read_json(workdir / files.MANIFEST_FILE)
+    return manifest.environment_differences(
+        recorded["environment"], manifest.environment()
+    ) + manifest.code_differences(recorded.get("git"), manifest.git_state())
 
 
 def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
@@ -168,6 +172,7 @@ def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | 
     """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``."""
     workdir = files.workdir_path(workdir)
     config = loading.load_config(workdir)
+    runtime.apply_runtime_config(config)  # the run's settings, as the re-run will use them
     warnings = environment_warnings(workdir)
     for warning in warnings:
         print(f"warning: the environment differs from the manifest's: {warning}", flush=True)

@@ -94,7 +94,8 @@ class RunDirectory:
             "command": sys.argv,
             "environment_differences": manifest.environment_differences(
                 recorded["environment"], manifest.environment()
-            ),
+            )
+            + manifest.code_differences(recorded.get("git"), manifest.git_state()),
         }
         if segment:
             entry.update(changed_by_opt_in=segment, config=config_json)
