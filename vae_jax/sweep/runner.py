@@ -28,11 +28,7 @@ from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.seeds import seed_config, seed_workdir
 from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume
-from vae_jax.training.trainer import (
-    Trainer,
-    epoch_with_traced_hyperparameters,
-    trainer_from_config,
-)
+from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
 
 
 class Member(NamedTuple):
@@ -48,10 +44,7 @@ class TrainedGroup(NamedTuple):
 
     status: str  # "complete" or "stopped"
     epochs_completed: int
-    strategy: str  # the one that ran (``auto`` resolved)
     states: Any  # final train states, stacked over runs
-    trainer: Trainer
-    dataset: Dataset
     train_seconds: float
 
 
@@ -95,11 +88,11 @@ def run_sweep(
     workdir = files.workdir_path(workdir)
     runtime.apply_runtime_config(config)
     check_before_start(config, workdir, seeds, strategy)
+    members = seed_members(config, workdir, seeds)
     if evaluate:
         evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
     with key_reuse_checking(config):
         dataset = load_dataset(config)  # only reads: a data error leaves nothing behind
-    members = seed_members(config, workdir, seeds)
     with contextlib.ExitStack() as owned:  # the sweep's directory and every seed's
         owned.enter_context(WorkdirLock(workdir, "sweep"))
         for member, seed in zip(members, seeds, strict=True):
@@ -120,7 +113,7 @@ def run_sweep(
         aggregate.print_table(table)
     return {
         "status": "complete",
-        "strategy": trained.strategy,
+        "strategy": chosen,
         "train_seconds": trained.train_seconds,
         "table": table,
     }
@@ -207,10 +200,7 @@ def train_group(
     finally:
         for run in runs:
             run.close()
-    return TrainedGroup(
-        result.status, result.epochs_completed, strategy, result.state, trainer, dataset,
-        result.train_seconds,
-    )  # fmt: skip
+    return TrainedGroup(result.status, result.epochs_completed, result.state, result.train_seconds)
 
 
 def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, reason) -> None:
