@@ -533,6 +533,7 @@ def _unit_interval(field, *, include_one):
 CONV = {"model.architecture": "conv"}
 GAUSSIAN = {"model.likelihood": "gaussian"}
 IWAE = {"objective.name": "iwae"}
+MC = {"objective.kl": "mc"}
 RANGE_ROWS = [
     ("seed", "seed", 0, True),
     ("seed", "seed", -1, False),
@@ -567,6 +568,13 @@ RANGE_ROWS = [
     *_int_at_least("model.prior_components", 1),
     *_int_at_least("model.flow_steps", 1),
     *_int_at_least("model.flow_hidden_size", 1),
+    ("model.upper_latent_dims[0]", "model.upper_latent_dims", (1,), True, MC),
+    ("model.upper_latent_dims[0]", "model.upper_latent_dims", (0,), False, MC),
+    ("model.upper_latent_dims[1]", "model.upper_latent_dims", (4, 0), False, MC),
+    ("model.upper_hidden_sizes[0]", "model.upper_hidden_sizes", (1,), True),
+    ("model.upper_hidden_sizes[0]", "model.upper_hidden_sizes", (0,), False),
+    ("model.upper_hidden_sizes[1]", "model.upper_hidden_sizes", (8, 0), False),
+    ("model.upper_hidden_sizes", "model.upper_hidden_sizes", (), False),
     *_int_at_least("objective.num_samples", 1),
     *_float_at_least("objective.beta", 0.0),
     *_int_at_least("objective.kl_warmup_steps", 0),
@@ -630,6 +638,7 @@ CHOICES = {
     "objective.gradient_estimator": ("reparameterization", "stl", "dreg"),
     "model.prior": ("standard_normal", "mixture", "vampprior"),
     "model.posterior": ("gaussian", "iaf"),
+    "model.inference": ("bottom_up", "top_down"),
 }
 # Choices that apply only beside other fields: (field, value) -> the context they need.
 CHOICE_CONTEXT = {

@@ -16,7 +16,7 @@ PACKAGE = REPO / "vae_jax"
 # evaluation share a rank and must not import each other.
 LAYERS = (
     ("core", ("errors", "rng", "distributions", "likelihoods", "precision", "networks", "priors",
-              "flows", "model", "objectives", "optimizers", "train_state")),
+              "flows", "hierarchy", "model", "objectives", "optimizers", "train_state")),
     ("data", ("data",)),
     ("adapter", ("adapter", "hyperparameters", "config_checks", "manifest", "runtime",
                  "parallel", "progress", "cli")),

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vae_jax import flows, likelihoods, model, networks, objectives, precision, priors
+from vae_jax import flows, hierarchy, likelihoods, model, networks, objectives, precision, priors
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 
@@ -88,6 +88,27 @@ def _check_model(m):
             "model.posterior='iaf' does not combine with model.prior='vampprior' (a mixture "
             "of flow posteriors needs their density at any z)"
         )
+    _check_hierarchy(m)
+
+
+def _check_hierarchy(m):
+    for i, size in enumerate(m.upper_latent_dims):
+        _at_least(size, 1, f"model.upper_latent_dims[{i}]")
+    if not m.upper_hidden_sizes:
+        raise ConfigError(
+            "model.upper_hidden_sizes is empty; each network between layers needs >= 1"
+        )
+    for i, size in enumerate(m.upper_hidden_sizes):
+        _at_least(size, 1, f"model.upper_hidden_sizes[{i}]")
+    _one_of(m.inference, hierarchy.INFERENCE, "model.inference")
+    if m.upper_latent_dims:
+        for field, plain in (("prior", "standard_normal"), ("posterior", "gaussian")):
+            if m[field] != plain:
+                raise ConfigError(
+                    f"model.{field}={m[field]!r} does not combine with model.upper_latent_dims="
+                    f"{tuple(m.upper_latent_dims)} (a hierarchy's layers are {plain}); set "
+                    f"model.{field}={plain!r}"
+                )
 
 
 def _check_objective(o):
@@ -172,20 +193,21 @@ def _check_floats_fit_float32(config) -> None:
 
 
 def _check_model_fits_objective(m, o) -> None:
-    """A learned prior or a flow posterior has no closed-form KL and no KL per dimension;
-    a flow's density is known at its own draws only (no STL, no DReG)."""
+    """A learned prior, a flow posterior or a hierarchy has no closed-form KL and no KL per
+    dimension; a flow's density is known at its own draws only (no STL, no DReG)."""
     if m.posterior != "gaussian" and o.gradient_estimator != "reparameterization":
         raise ConfigError(
             f"objective.gradient_estimator={o.gradient_estimator!r} needs q's density at any "
             f"z, which model.posterior={m.posterior!r} does not have; use 'reparameterization'"
         )
-    if model.has_closed_form_kl(m.prior, m.posterior):
+    if model.has_closed_form_kl(m.prior, m.posterior, 1 + len(m.upper_latent_dims)):
         return
-    which = (
-        f"model.prior={m.prior!r}"
-        if m.posterior == "gaussian"
-        else (f"model.posterior={m.posterior!r}")
-    )
+    if m.upper_latent_dims:
+        which = f"model.upper_latent_dims={tuple(m.upper_latent_dims)}"
+    elif m.posterior == "gaussian":
+        which = f"model.prior={m.prior!r}"
+    else:
+        which = f"model.posterior={m.posterior!r}"
     if o.name == "elbo" and o.kl == "analytic":
         raise ConfigError(
             f"objective.kl='analytic' has no closed form for {which}; set objective.kl='mc'"

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from vae_jax import distributions, flows, likelihoods, networks, precision, priors
+from vae_jax import distributions, flows, hierarchy, likelihoods, networks, precision, priors
 
 Params = Any
 KL_ESTIMATORS = ("analytic", "mc")
@@ -46,7 +46,8 @@ class ElboOutput(NamedTuple):
     # (..., latent_dim): the KL of each dimension for the standard normal prior and the
     # Gaussian posterior; otherwise (not factorized over dimensions) an equal share
     # (log q(z|x) - log p(z)) / latent_dim, which sums to the KL but is no per-dimension KL
-    # (free bits refuse such models).
+    # (free bits refuse such models); a hierarchy shares each layer's KL among its
+    # dimensions (``hierarchy.layer_sums`` gives the KL per layer back).
     kl_per_dim: jax.Array
 
 
@@ -78,18 +79,22 @@ class VAE(NamedTuple):
     likelihood: str
     prior_name: str = "standard_normal"
     posterior_name: str = "gaussian"
+    # (d_1, ..., d_L): sizes of the stochastic layers, z_1 first; z is their concatenation.
+    latent_layers: tuple[int, ...] = ()
+    inference: str = ""  # hierarchies: "bottom_up" or "top_down" (vae_jax.hierarchy)
 
 
-def has_closed_form_kl(prior: str, posterior: str) -> bool:
-    """Whether ``KL(q(z|x) || p(z))`` has a closed form: a standard normal prior and a
-    Gaussian posterior."""
-    return priors.has_closed_form_kl(prior) and posterior == "gaussian"
+def has_closed_form_kl(prior: str, posterior: str, num_layers: int = 1) -> bool:
+    """Whether ``KL(q(z|x) || p(z))`` has a closed form: one stochastic layer, a standard
+    normal prior and a Gaussian posterior."""
+    return priors.has_closed_form_kl(prior) and posterior == "gaussian" and num_layers <= 1
 
 
 def evaluation_kl(vae: VAE) -> str:
     """The KL estimator evaluation uses: ``"analytic"`` where the KL has a closed form,
     else ``"mc"``."""
-    return "analytic" if has_closed_form_kl(vae.prior_name, vae.posterior_name) else "mc"
+    closed_form = has_closed_form_kl(vae.prior_name, vae.posterior_name, len(vae.latent_layers))
+    return "analytic" if closed_form else "mc"
 
 
 def reparameterize(key: jax.Array, q, num_samples: int = 1) -> jax.Array:
@@ -146,6 +151,15 @@ def _build_networks(
     return encoder, decoder
 
 
+def _context_dim(flow, flow_hidden_size: int, levels) -> int:
+    """Width of the encoder's context output: the flow's, or a ladder's features ``d_1``."""
+    if flow is not None:
+        return int(flow_hidden_size)
+    if levels is not None and levels.inference == "top_down":
+        return levels.feature_size
+    return 0
+
+
 def make_vae(
     *,
     image_shape: tuple[int, int, int],
@@ -165,6 +179,9 @@ def make_vae(
     posterior: str = "gaussian",
     flow_steps: int = 2,
     flow_hidden_size: int = 64,
+    upper_latent_dims: tuple[int, ...] = (),
+    upper_hidden_sizes: tuple[int, ...] = (100, 100),
+    inference: str = "bottom_up",
 ) -> VAE:
     """Builds the pure functions of a VAE with the posterior family ``posterior``, the
     prior ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
@@ -194,6 +211,13 @@ def make_vae(
         ``vae_jax.flows``); ``iaf`` does not combine with ``vampprior``.
       flow_steps: ``iaf``: number of flow steps.
       flow_hidden_size: ``iaf``: width of each MADE and of the encoder's context.
+      upper_latent_dims: sizes of the stochastic layers ``z_2, ..., z_L`` above ``z_1``
+        (``latent_dim`` units); empty for one layer. See ``vae_jax.hierarchy``: ``z`` is
+        then the concatenation of all layers, and the prior and the posterior must be
+        ``standard_normal`` and ``gaussian`` (the top prior and every layer's family).
+      upper_hidden_sizes: dense widths of each network between two stochastic layers.
+      inference: hierarchies: ``"bottom_up"`` (Burda et al., 2015) or ``"top_down"``
+        (the ladder VAE, Sønderby et al., 2016).
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -210,6 +234,22 @@ def make_vae(
         if posterior == "iaf"
         else None
     )
+    latent_layers = (latent_dim, *(int(d) for d in upper_latent_dims))
+    levels = None
+    if len(latent_layers) > 1:
+        if prior != "standard_normal" or posterior != "gaussian":
+            raise ValueError(
+                "a hierarchy (upper_latent_dims) needs prior='standard_normal' and "
+                f"posterior='gaussian', got {prior!r} and {posterior!r}"
+            )
+        levels = hierarchy.Hierarchy(
+            latent_dims=latent_layers,
+            inference=inference,
+            hidden_sizes=upper_hidden_sizes,
+            feature_size=tuple(upper_hidden_sizes)[-1],
+            activation=activation,
+            compute_dtype=compute_dtype,
+        )
     head = likelihoods.ObservationHead(
         likelihood=likelihood,
         image_shape=image_shape,
@@ -226,15 +266,21 @@ def make_vae(
         activation,
         head,
         precision.check_compute_dtype(compute_dtype),
-        int(flow_hidden_size) if flow is not None else 0,
+        _context_dim(flow, flow_hidden_size, levels),
     )
 
     learned_prior = not priors.has_closed_form_kl(prior)
-    parts = ("encoder", "decoder") + ("prior",) * learned_prior + ("flow",) * (flow is not None)
+    parts = (
+        ("encoder", "decoder")
+        + ("prior",) * learned_prior
+        + ("flow",) * (flow is not None)
+        + ("hierarchy",) * (levels is not None)
+    )
 
     def init(key: jax.Array) -> Params:
         """``split(key, n)`` into one key per part, in the order encoder, decoder, then the
-        prior's when it is learned, then the flow's: ``split(key)`` for the default model."""
+        prior's when it is learned, the flow's, the hierarchy's: ``split(key)`` for the
+        default model."""
         keys = dict(zip(parts, jax.random.split(key, len(parts)), strict=True))
         x = jnp.zeros((1, *image_shape), jnp.float32)
         z = jnp.zeros((1, latent_dim), jnp.float32)
@@ -242,6 +288,8 @@ def make_vae(
             "encoder": encoder.init(keys["encoder"], x)["params"],
             "decoder": decoder.init(keys["decoder"], z)["params"],
         }
+        if levels is not None:
+            params["hierarchy"] = levels.init(keys["hierarchy"])
         if flow is not None:
             context = jnp.zeros((1, int(flow_hidden_size)), jnp.float32)
             params["flow"] = flow.init(keys["flow"], z, context)["params"]
@@ -262,6 +310,10 @@ def make_vae(
         """q(z|x): deterministic in (params, x); a ``DiagGaussian``, or with ``iaf`` a
         ``flows.IAFPosterior`` (the Gaussian, the encoder's context and the flow)."""
         x = likelihoods.encoder_input(x, likelihood, num_bins)
+        if levels is not None:
+            return levels.posterior(
+                params["hierarchy"], encoder.apply({"params": params["encoder"]}, x)
+            )
         if flow is None:
             return encoder.apply({"params": params["encoder"]}, x)
         base, context = encoder.apply({"params": params["encoder"]}, x)
@@ -273,14 +325,16 @@ def make_vae(
         return _draws_with_log_prob(sample_keys(key, jnp.arange(num_samples)), q)
 
     def decode(params: Params, z: jax.Array):
-        """p(x|z): deterministic in (params, z)."""
-        return decoder.apply({"params": params["decoder"]}, z)
+        """p(x|z): deterministic in (params, z); a hierarchy's decoder reads ``z_1``."""
+        return decoder.apply({"params": params["decoder"]}, z[..., :latent_dim])
 
     def encoder_network(encoder_params: Params, x: jax.Array) -> distributions.DiagGaussian:
         return encoder.apply({"params": encoder_params}, x)
 
     def prior_of(params: Params):
-        """p(z): deterministic in params (see ``vae_jax.priors``)."""
+        """p(z): deterministic in params (see ``vae_jax.priors``, ``vae_jax.hierarchy``)."""
+        if levels is not None:
+            return levels.prior(params["hierarchy"])
         return priors.prior_distribution(
             params, prior=prior, latent_dim=latent_dim, encoder_network=encoder_network
         )
@@ -309,10 +363,10 @@ def make_vae(
             raise ValueError(f"kl={kl!r}; choose one of {KL_ESTIMATORS}")
         if stick_the_landing and kl != "mc":
             raise ValueError("stick_the_landing needs kl='mc' (it changes log q's gradient)")
-        if kl == "analytic" and not has_closed_form_kl(prior, posterior):
+        if kl == "analytic" and not has_closed_form_kl(prior, posterior, len(latent_layers)):
             raise ValueError(
                 f"kl='analytic' has no closed form for prior={prior!r} with "
-                f"posterior={posterior!r}; use 'mc'"
+                f"posterior={posterior!r} and latent layers {latent_layers}; use 'mc'"
             )
         if stick_the_landing and flow is not None:
             raise ValueError("stick_the_landing needs q's density at any z; 'iaf' has none")
@@ -328,6 +382,10 @@ def make_vae(
         elif flow is not None:  # not factorized: an equal share per dimension
             share = (log_q - p.log_prob(z)) / latent_dim
             kl_per_dim = jnp.mean(jnp.broadcast_to(share[..., None], z.shape), axis=0)
+        elif levels is not None:  # each layer's KL, an equal share per dimension of it
+            q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
+            per_layer = jnp.mean(q_in_log_q.layer_log_probs(z) - p.layer_log_probs(z), axis=1)
+            kl_per_dim = hierarchy.spread_over_layers(per_layer, latent_layers)
         else:
             q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
             log_q = q_in_log_q.log_prob_elementwise(z)
@@ -409,9 +467,11 @@ def make_vae(
         log_importance_weights=log_importance_weights,
         iwae_bound=iwae_bound,
         generate=generate,
-        latent_dim=latent_dim,
+        latent_dim=sum(latent_layers),
         image_shape=image_shape,
         likelihood=likelihood,
         prior_name=prior,
         posterior_name=posterior,
+        latent_layers=latent_layers,
+        inference=inference if levels is not None else "",
     )

@@ -55,6 +55,15 @@ def get_config() -> ml_collections.ConfigDict:
     model.posterior = "gaussian"
     model.flow_steps = 2  # iaf: number of steps
     model.flow_hidden_size = 64  # iaf: width of each MADE and of the encoder's context
+    # Stochastic layers above z (vae_jax/hierarchy.py): sizes of z_2..z_L; () = one layer.
+    # z_1 has latent_dim units and feeds the decoder; p(z_L) = N(0, I) and each p(z_l |
+    # z_{l+1}) is a Gaussian MLP. Needs prior standard_normal, posterior gaussian, kl = mc.
+    model.upper_latent_dims = ()
+    model.upper_hidden_sizes = (100, 100)  # dense widths of each network between two layers
+    # How q(z|x) runs through the layers: bottom_up, q(z_1|x) q(z_2|z_1) ... (Burda et al.
+    # 2015) | top_down: the ladder VAE (Sønderby et al. 2016), a deterministic upward pass
+    # merged, precision-weighted, with p(z_l | z_{l+1}) on the way down
+    model.inference = "bottom_up"
 
     config.objective = objective = ml_collections.ConfigDict()
     objective.name = "elbo"  # elbo | iwae (importance-weighted bound, Burda et al. 2015)

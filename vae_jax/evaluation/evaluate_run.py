@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import adapter, model, rng
+from vae_jax import adapter, hierarchy, model, rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
@@ -122,9 +122,7 @@ class Evaluator:
                     else None
                 ),
                 # Active units and I(x;z) describe this Gaussian.
-                "posterior_described": (
-                    "q(z|x)" if vae.posterior_name == "gaussian" else "the IAF's base Gaussian"
-                ),
+                "posterior_described": _posterior_described(vae),
                 "mutual_information_nats": mutual_information,
                 "mutual_information_upper_bound_log_n": float(np.log(test.num_examples)),
                 # At its ceiling: the number measures the test set's size, not the code.
@@ -135,6 +133,7 @@ class Evaluator:
                     f"log N - I < {diagnostics.SATURATION_GAP_NATS:g} nats"
                 ),
             },
+            "layers": _layer_summaries(vae, active, elbo["kl_per_dim"]),
             "data": {
                 "dataset": dataset.name,
                 "protocol": dataset.record["protocol"],
@@ -169,7 +168,7 @@ class Evaluator:
             x_pair = dataset.preprocessing.eval_input(test.images[:2])
             paths.append(figures.interpolation(vae, params, x_pair, folder / "interpolation.png",
                                                num_bins=num_bins))  # fmt: skip
-        if vae.latent_dim == 2:
+        if vae.latent_dim == 2 and len(vae.latent_layers) == 1:
             means, _ = diagnostics.posterior_parameters(
                 vae, params, test.images, dataset.preprocessing, self.batch
             )
@@ -285,6 +284,34 @@ def evaluate_and_report(evaluator, workdir: Path, state, record, *, make_figures
     result["timings_seconds"] = dict(evaluator.timings)
     report_files.write_evaluation(workdir, result, quiet=quiet)
     return result
+
+
+def _posterior_described(vae) -> str:
+    if vae.posterior_name != "gaussian":
+        return "the IAF's base Gaussian"
+    if len(vae.latent_layers) > 1:
+        return "each layer's Gaussian with the layers it depends on at their means"
+    return "q(z|x)"
+
+
+def _layer_summaries(vae, active: np.ndarray, kl_per_dim: np.ndarray) -> list[dict] | None:
+    """Per stochastic layer (``z_1`` first): its size, active units and test KL
+    ``E[log q(z_l|.) - log p(z_l|z_{l+1})]``; None for one layer."""
+    if len(vae.latent_layers) == 1:
+        return None
+    layer_active = hierarchy.layer_sums(active.astype(np.int64), vae.latent_layers)
+    layer_kl = hierarchy.layer_sums(np.asarray(kl_per_dim, np.float64), vae.latent_layers)
+    return [
+        {
+            "layer": i + 1,
+            "dimensions": size,
+            "active_units": int(count),
+            "kl": float(np.mean(kl, dtype=np.float64)),
+        }
+        for i, (size, count, kl) in enumerate(
+            zip(vae.latent_layers, layer_active, layer_kl, strict=True)
+        )
+    ]
 
 
 def _nll_summary(iwae: np.ndarray, vae, dataset) -> dict:

@@ -40,6 +40,13 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
         ("active units", f"{latent['active_units']} / {latent['dimensions']}"),
         ("mutual information I(x;z) (nats)", _mutual_information(latent)),
     ]
+    for layer in result.get("layers") or ():
+        rows.append(
+            (
+                f"  layer z_{layer['layer']}: active units, KL (nats)",
+                f"{layer['active_units']} / {layer['dimensions']}, {_format(layer['kl'])}",
+            )
+        )
     described = latent.get("posterior_described", "q(z|x)")
     if described != "q(z|x)":
         rows.append(("  (active units and I(x;z) of)", described))

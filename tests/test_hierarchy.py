@@ -1,0 +1,339 @@
+"""Hierarchies of stochastic layers (model.upper_latent_dims, model.inference): the densities
+against scipy and quadrature, the two-layer bound against a brute-force log p(x), the
+documented keys, the KL per layer, the gradient estimators, and a run end to end."""
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+from small_images import images_for
+
+from vae_jax import config_checks, hierarchy, model, objectives
+from vae_jax.errors import ConfigError
+from vae_jax.evaluation.evaluate_run import evaluate_run
+from vae_jax.single_run import train_and_evaluate
+
+INFERENCE = hierarchy.INFERENCE
+# Two pixels and one unit per layer: log p(x) is a 2-d integral, done on a grid.
+PIXELS = (1, 2, 1)
+ALL_IMAGES = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32).reshape(4, *PIXELS)
+GRID = np.linspace(-9.0, 9.0, 721)
+STEP = GRID[1] - GRID[0]
+
+
+def _random_params(params, key, scale: float):
+    """Every parameter drawn ``N(0, scale^2)``: conditionals that depend on their input
+    (the heads start near 0), with scales that stay within the quadrature grid's reach."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [scale * jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves, strict=True)]
+    )
+
+
+@functools.cache
+def _tiny(inference: str):
+    """The two-layer model on two pixels with random parameters."""
+    vae = model.make_vae(
+        image_shape=PIXELS,
+        latent_dim=1,
+        hidden_sizes=(4,),
+        activation="tanh",
+        upper_latent_dims=(1,),
+        upper_hidden_sizes=(4,),
+        inference=inference,
+    )
+    params = _random_params(jax.jit(vae.init)(jax.random.key(3)), jax.random.key(4), 0.5)
+    return vae, params
+
+
+def _grid_points(grid: np.ndarray = GRID) -> jax.Array:
+    z1, z2 = np.meshgrid(grid, grid, indexing="ij")
+    return jnp.asarray(np.stack([z1, z2], -1).reshape(-1, 2), jnp.float32)
+
+
+def _scipy_log_normal(z, gaussian) -> np.ndarray:
+    return stats.norm.logpdf(
+        np.asarray(z, np.float64),
+        np.asarray(gaussian.loc, np.float64),
+        np.exp(np.asarray(gaussian.log_scale, np.float64)),
+    ).sum(-1)
+
+
+def _brute_force_log_px(vae, params) -> np.ndarray:
+    """log p(x) = log sum over the grid of p(x|z1) p(z1|z2) p(z2) dz1 dz2, with p(z2) and
+    p(z1|z2) from scipy (the network gives p(z1|z2)'s mean and scale)."""
+    z = _grid_points()
+    prior = vae.prior(params)
+    conditional = prior.layer(0, [None, z[:, 1:]])
+    log_prior = _scipy_log_normal(z[:, :1], conditional) + stats.norm.logpdf(
+        np.asarray(z[:, 1], np.float64)
+    )
+    log_likelihood = np.asarray(vae.decode(params, z[:, None]).log_prob(ALL_IMAGES), np.float64)
+    return special.logsumexp(log_likelihood + log_prior[:, None], axis=0) + 2 * np.log(STEP)
+
+
+@pytest.mark.parametrize("inference", INFERENCE)
+def test_the_two_layer_bound_converges_to_the_brute_force_log_likelihood(inference):
+    """p(x) by quadrature over (z1, z2) sums to 1 over the four images. The importance
+    weights p(x, z)/q(z|x) at K = 100000 draws of q average to it within 4 standard errors,
+    the IWAE bound (chunked) is the log of that average, and K = 1 (the ELBO) is lower."""
+    vae, params = _tiny(inference)
+    log_px = _brute_force_log_px(vae, params)
+    np.testing.assert_allclose(special.logsumexp(log_px), 0.0, atol=1e-5)
+    key, num = jax.random.key(5), 100_000
+    z, log_q = vae.draw(key, vae.encode(params, ALL_IMAGES), num)
+    log_joint = vae.decode(params, z).log_prob(ALL_IMAGES) + vae.prior(params).log_prob(z)
+    log_w = np.asarray(log_joint - log_q, np.float64)
+    shift = log_w.max(0)
+    weights = np.exp(log_w - shift)
+    relative_error = weights.std(0, ddof=1) / weights.mean(0) / np.sqrt(num)
+    assert relative_error.max() < 0.01  # q is close enough for the check to be sharp
+    log_mean = np.log(weights.mean(0)) + shift
+    assert np.all(np.abs(log_mean - log_px) < 4 * relative_error), log_mean - log_px
+    bound = jax.jit(vae.iwae_bound, static_argnums=(3, 4))(params, key, ALL_IMAGES, num, 5000)
+    np.testing.assert_allclose(bound, log_mean, rtol=1e-5)
+    assert np.all(log_w.mean(0) < log_px - 0.01)  # the ELBO, E_q[log w], is below
+
+
+@pytest.mark.parametrize("inference", INFERENCE)
+def test_both_densities_integrate_to_one_and_their_samples_follow_them(inference):
+    """On the grid, q(z|x) and p(z) integrate to 1; 20000 draws of each (q.sample, the
+    prior's ancestral sample) match the grid's mean and covariance of (z1, z2)."""
+    vae, params = _tiny(inference)
+    grid = np.linspace(-25.0, 25.0, 1001)  # q(z1|x) of random parameters is broad
+    step = grid[1] - grid[0]
+    z = _grid_points(grid)
+    x = ALL_IMAGES[0]  # q(z1|x)'s scale is about 3 here (8 for two of the images)
+    densities = {
+        "q": (vae.encode(params, x), lambda d, k: d.sample(k)),
+        "p": (vae.prior(params), lambda d, k: d.sample(k, ())),
+    }
+    for name, (distribution, sample) in densities.items():
+        density = np.exp(np.asarray(distribution.log_prob(z), np.float64)) * step**2
+        assert abs(density.sum() - 1.0) < 1e-4, name
+        grid_mean = density @ np.asarray(z, np.float64)
+        centred = np.asarray(z, np.float64) - grid_mean
+        grid_cov = (centred * density[:, None]).T @ centred
+        keys = jax.random.split(jax.random.key(8), 20000)
+        draws = np.asarray(jax.vmap(lambda k, d=distribution, s=sample: s(d, k))(keys), np.float64)
+        standard_error = np.sqrt(np.diag(grid_cov) / draws.shape[0])
+        assert np.all(np.abs(draws.mean(0) - grid_mean) < 4 * standard_error), name
+        np.testing.assert_allclose(np.cov(draws.T), grid_cov, rtol=0.06, atol=0.02, err_msg=name)
+
+
+def test_the_ladder_merge_is_the_normalized_product_of_the_two_gaussians():
+    """Sønderby et al.'s precision-weighted merge against the product of two scipy normal
+    densities, normalized by quadrature."""
+    bottom_up = model.distributions.DiagGaussian(jnp.array([1.5, -0.3]), jnp.array([0.2, -1.0]))
+    top_down = model.distributions.DiagGaussian(jnp.array([-0.5, 0.8]), jnp.array([-0.4, 0.3]))
+    merged = hierarchy.merge_gaussians(bottom_up, top_down)
+    t = np.linspace(-12, 12, 20001)
+    for d in range(2):
+        product = stats.norm.pdf(t, bottom_up.loc[d], np.exp(bottom_up.log_scale[d])) * (
+            stats.norm.pdf(t, top_down.loc[d], np.exp(top_down.log_scale[d]))
+        )
+        product /= np.trapezoid(product, t)
+        mean = np.trapezoid(t * product, t)
+        std = np.sqrt(np.trapezoid((t - mean) ** 2 * product, t))
+        np.testing.assert_allclose(merged.loc[d], mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.exp(merged.log_scale[d]), std, rtol=1e-5)
+
+
+def _manual_draw(vae, params, x, key, swap: bool = False) -> np.ndarray:
+    """One draw of (z1, z2) rebuilt from the documented keys: split(key, 2)[l - 1] for
+    layer l, from the bottom (bottom_up) or from the top (top_down); ``swap`` gives each
+    layer the other's key."""
+    q = vae.encode(params, x)
+    keys = jax.random.split(key, 2)[::-1] if swap else jax.random.split(key, 2)
+    noise = [jax.random.normal(k, (*x.shape[:-3], 1)) for k in keys]
+    layers = [None, None]
+    order = (0, 1) if vae.inference == "bottom_up" else (1, 0)
+    for i in order:
+        gaussian = q.layer(i, layers)
+        layers[i] = gaussian.loc + jnp.exp(gaussian.log_scale) * noise[i]
+    return np.asarray(jnp.concatenate(layers, -1))
+
+
+@pytest.mark.parametrize("inference", INFERENCE)
+def test_each_layer_draws_with_its_documented_key(inference):
+    """A draw of q uses split(key, L)[l - 1] for layer l, and the model's draw s of an
+    example uses fold_in(key, s) as for one layer; swapping the layers' keys changes it."""
+    vae, params = _tiny(inference)
+    x, key = ALL_IMAGES, jax.random.key(21)
+    q = vae.encode(params, x)
+    np.testing.assert_allclose(q.sample(key), _manual_draw(vae, params, x, key), rtol=1e-6)
+    draws = vae.reparameterize(key, q, 3)
+    for s in range(3):
+        manual = _manual_draw(vae, params, x, jax.random.fold_in(key, s))
+        np.testing.assert_allclose(draws[s], manual, rtol=1e-6, atol=1e-7)
+    swapped = _manual_draw(vae, params, x, key, swap=True)
+    assert np.abs(swapped - np.asarray(q.sample(key))).min() > 1e-3
+    generated = vae.generate(params, key, 5)  # z ~ p(z) with split(key)[0], ancestral
+    latent_keys = jax.random.split(jax.random.split(key)[0], 2)
+    z2 = jax.random.normal(latent_keys[1], (5, 1))
+    p1 = vae.prior(params).layer(0, [None, z2])
+    z1 = p1.loc + jnp.exp(p1.log_scale) * jax.random.normal(latent_keys[0], (5, 1))
+    np.testing.assert_allclose(generated.z, jnp.concatenate([z1, z2], -1), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("inference", INFERENCE)
+def test_the_elbo_reports_each_layers_kl_at_the_documented_draws(inference):
+    """Layer sizes (3, 2): kl_per_dim summed within each layer is the mean over draws of
+    log q(z_l|.) - log p(z_l|z_{l+1}), each density from scipy; the decoder reads z_1 only."""
+    vae = model.make_vae(
+        image_shape=(4, 4, 1), latent_dim=3, hidden_sizes=(8,),
+        upper_latent_dims=(2,), upper_hidden_sizes=(6,), inference=inference,
+    )  # fmt: skip
+    params = _random_params(jax.jit(vae.init)(jax.random.key(1)), jax.random.key(9), 0.5)
+    x, key = images_for("bernoulli", 5, (4, 4, 1)), jax.random.key(2)
+    out = jax.jit(vae.elbo, static_argnames=("num_samples", "kl"))(
+        params, key, x, num_samples=4, kl="mc"
+    )
+    q, p = jax.jit(vae.encode)(params, x), vae.prior(params)
+    z = jax.jit(vae.reparameterize, static_argnums=2)(key, q, 4)
+    layers = hierarchy.split_layers(z, (3, 2))
+    expected = []
+    for i in range(2):
+        log_q = _scipy_log_normal(layers[i], q.layer(i, layers))
+        log_p = _scipy_log_normal(layers[i], p.layer(i, layers))
+        expected.append((log_q - log_p).mean(0))
+    got = hierarchy.layer_sums(np.asarray(out.kl_per_dim, np.float64), (3, 2))
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(out.kl, np.sum(expected, 0), rtol=2e-4, atol=2e-4)
+    changed_top = z.at[..., 3:].add(1.0)
+    np.testing.assert_array_equal(
+        vae.decode(params, z).log_prob(x), vae.decode(params, changed_top).log_prob(x)
+    )
+
+
+def _gradients_over_keys(inference, name, estimator, num_samples, num_keys=2000):
+    vae, params = _tiny(inference)
+    kl = "mc" if name == "elbo" else "analytic"
+    objective = objectives.make_objective(
+        vae, name=name, num_samples=num_samples, kl=kl, gradient_estimator=estimator
+    )
+    mask = jnp.ones((4,), bool)
+
+    def grads(key):
+        return jax.grad(lambda p: objective(p, key, ALL_IMAGES, mask, jnp.int32(0))[0])(params)
+
+    tree = jax.jit(jax.vmap(grads))(jax.random.split(jax.random.key(13), num_keys))
+    return {
+        part: np.concatenate(
+            [np.asarray(g).reshape(num_keys, -1) for g in jax.tree.leaves(tree[part])], axis=1
+        )
+        for part in tree
+    }
+
+
+def _assert_same_mean(a: np.ndarray, b: np.ndarray):
+    """Paired over keys: the mean difference is within 5 standard errors of 0."""
+    difference = a - b
+    standard_error = difference.std(0, ddof=1) / np.sqrt(difference.shape[0])
+    assert np.all(np.abs(difference.mean(0)) <= 5 * standard_error + 1e-6)
+
+
+@pytest.mark.parametrize("inference", INFERENCE)
+def test_stl_and_dreg_are_unbiased_in_a_hierarchy(inference):
+    """Each estimator's mean over keys equals the plain gradient's of the same bound, for
+    every part (the ladder's q shares the generative networks); DReG's encoder gradient has
+    the lower variance Tucker et al. report."""
+    plain_elbo = _gradients_over_keys(inference, "elbo", "reparameterization", 1)
+    stl = _gradients_over_keys(inference, "elbo", "stl", 1)
+    plain_iwae = _gradients_over_keys(inference, "iwae", "reparameterization", 16)
+    dreg = _gradients_over_keys(inference, "iwae", "dreg", 16)
+    for part in plain_elbo:
+        _assert_same_mean(stl[part], plain_elbo[part])
+        _assert_same_mean(dreg[part], plain_iwae[part])
+    assert np.abs(plain_iwae["encoder"].mean(0)).max() > 0.01  # a gradient worth estimating
+    assert dreg["encoder"].var(0).sum() < plain_iwae["encoder"].var(0).sum()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({}, r"^objective\.kl='analytic' has no closed form for model\.upper_latent_dims=\(2,\)"),
+        (
+            {"objective.kl": "mc", "objective.free_bits": 0.5},
+            r"^objective\.free_bits=0\.5 needs a KL per latent dimension",
+        ),
+        (
+            {"objective.kl": "mc", "model.prior": "mixture"},
+            r"^model\.prior='mixture' does not combine with model\.upper_latent_dims=\(2,\)",
+        ),
+        (
+            {"objective.kl": "mc", "model.posterior": "iaf"},
+            r"^model\.posterior='iaf' does not combine with model\.upper_latent_dims",
+        ),
+        ({"objective.kl": "mc", "model.inference": "sideways"}, r"^model\.inference='sideways'"),
+        (
+            {"objective.kl": "mc", "model.upper_latent_dims": (2, 0)},
+            r"^model\.upper_latent_dims\[1\]=0",
+        ),
+        (
+            {"objective.kl": "mc", "model.upper_hidden_sizes": ()},
+            r"^model\.upper_hidden_sizes is empty",
+        ),
+    ],
+)
+def test_what_a_hierarchy_cannot_do_is_refused_in_one_line(tiny_config, overrides, message):
+    tiny_config.model.upper_latent_dims = (2,)
+    for dotted, value in overrides.items():
+        group, field = dotted.split(".")
+        tiny_config[group][field] = value
+    with pytest.raises(ConfigError, match=message) as error:
+        config_checks.check_config(tiny_config)
+    assert "\n" not in str(error.value)
+
+
+def test_the_core_refuses_a_hierarchy_with_another_prior_without_a_config():
+    with pytest.raises(ValueError, match="needs prior='standard_normal'"):
+        model.make_vae(image_shape=PIXELS, latent_dim=1, upper_latent_dims=(1,), prior="mixture")
+    vae, params = _tiny("bottom_up")
+    with pytest.raises(ValueError, match="kl='analytic' has no closed form"):
+        vae.elbo(params, jax.random.key(0), ALL_IMAGES, kl="analytic")
+    assert model.evaluation_kl(vae) == "mc"
+
+
+def test_the_hierarchy_is_initialized_from_the_last_part_of_the_init_key():
+    """init splits its key in the order encoder, decoder, hierarchy; the hierarchy splits
+    its part in 2 (L - 1), the generative networks first."""
+    vae, _ = _tiny("bottom_up")
+    key = jax.random.key(3)
+    params = jax.jit(vae.init)(key)
+    parts = jax.random.split(key, 3)
+    generative_key = jax.random.split(parts[2], 2)[0]
+    net = hierarchy.GaussianLayer((4,), 1, "tanh")
+    expected = jax.jit(net.init)(generative_key, jnp.zeros((1, 1)))["params"]
+    got = params["hierarchy"]["generative"]["layer_1"]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_two_layer_run_trains_and_evaluates_with_diagnostics_per_layer(tiny_config, tmp_path):
+    """Training, validation, the test bounds, and active units and KL per layer, which add
+    up to the whole code's (the ladder runs through the same code: only q differs, and the
+    tests above cover it)."""
+    tiny_config.model.upper_latent_dims = (2,)
+    tiny_config.model.upper_hidden_sizes = (16,)
+    tiny_config.objective.kl = "mc"
+    tiny_config.training.num_epochs = 1
+    train_and_evaluate(tiny_config, tmp_path / "run")
+    result = evaluate_run(tmp_path / "run", num_importance_samples=32, importance_chunk_size=8)
+    layers = result["layers"]
+    assert [layer["dimensions"] for layer in layers] == [4, 2]
+    assert sum(layer["active_units"] for layer in layers) == result["latent"]["active_units"]
+    np.testing.assert_allclose(
+        sum(layer["kl"] for layer in layers), result["test_elbo"]["kl"], rtol=1e-6
+    )
+    assert result["latent"]["dimensions"] == 6
+    assert -result["test_nll"]["nats"] > result["test_elbo"]["elbo"] - 1.0
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "layer z_2: active units, KL (nats)" in report
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert np.isfinite(json.loads(records[-1])["validation/kl"])
