@@ -88,7 +88,9 @@ def test_every_models_config_is_checked_before_any_model_trains(tiny_config, tmp
     """Free bits are fine for the VAE but refused for IWAE, which comes second: the command
     fails in one line before the VAE's sweep writes anything."""
     tiny_config.objective.free_bits = 0.5
-    with pytest.raises(ConfigError, match=r"^objective\.free_bits=0\.5 applies to the elbo") as error:
+    with pytest.raises(
+        ConfigError, match=r"^objective\.free_bits=0\.5 applies to the elbo"
+    ) as error:
         experiment.run_results(
             tiny_config, tmp_path, model_names=[], seeds=[0], epochs=1, num_importance_samples=8
         )

@@ -326,7 +326,9 @@ def make_vae(
 
     def decode(params: Params, z: jax.Array):
         """p(x|z): deterministic in (params, z); a hierarchy's decoder reads ``z_1``."""
-        return decoder.apply({"params": params["decoder"]}, z[..., :latent_dim])
+        return decoder.apply(
+            {"params": params["decoder"]}, z if levels is None else z[..., :latent_dim]
+        )
 
     def encoder_network(encoder_params: Params, x: jax.Array) -> distributions.DiagGaussian:
         return encoder.apply({"params": encoder_params}, x)
