@@ -1,9 +1,9 @@
 """Hierarchies of stochastic layers (model.upper_latent_dims, model.inference): the densities
 against scipy and quadrature, the two-layer bound against a brute-force log p(x), the
-documented keys, the KL per layer, the gradient estimators, and a run end to end."""
+documented keys, the KL per layer and the gradient estimators. A two-layer run end to end,
+with its diagnostics per layer, is in test_results.py (its sweep trains one)."""
 
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +14,6 @@ from small_images import images_for
 
 from vae_jax import config_checks, hierarchy, model, objectives
 from vae_jax.errors import ConfigError
-from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.single_run import train_and_evaluate
 
 INFERENCE = hierarchy.INFERENCE
 # Two pixels and one unit per layer: log p(x) is a 2-d integral, done on a grid.
@@ -211,6 +209,40 @@ def test_the_elbo_reports_each_layers_kl_at_the_documented_draws(inference):
     )
 
 
+@pytest.mark.parametrize(
+    ("likelihood", "name", "inference", "architecture"),
+    [  # each likelihood once, both objectives and inferences, one conv encoder
+        ("bernoulli", "iwae", "bottom_up", "mlp"),
+        ("continuous_bernoulli", "elbo", "top_down", "mlp"),
+        ("gaussian", "elbo", "bottom_up", "conv"),
+        ("discretized_logistic", "iwae", "top_down", "conv"),
+    ],
+)
+def test_a_hierarchy_trains_with_every_likelihood_and_both_objectives(
+    likelihood, name, inference, architecture
+):
+    """A finite loss whose ELBO terms add up, and a gradient in every network above z_1."""
+    vae = model.make_vae(
+        image_shape=(4, 4, 1), latent_dim=3, likelihood=likelihood, architecture=architecture,
+        hidden_sizes=(8,), conv_channels=(4,), upper_latent_dims=(2,), upper_hidden_sizes=(6,),
+        inference=inference,
+    )  # fmt: skip
+    params = jax.jit(vae.init)(jax.random.key(0))
+    objective = objectives.make_objective(vae, name=name, num_samples=3, kl="mc")
+    mask = jnp.array([True, True, True, False])
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(objective, has_aux=True))(
+        params, jax.random.key(1), images_for(likelihood, 4, (4, 4, 1)), mask, jnp.int32(0)
+    )
+    assert np.isfinite(float(loss))
+    np.testing.assert_allclose(
+        metrics["elbo"], metrics["log_likelihood"] - metrics["kl"], rtol=1e-5, atol=1e-4
+    )
+    for part in ("generative", "inference"):
+        leaves = jax.tree.leaves(grads["hierarchy"][part])
+        assert all(np.all(np.isfinite(g)) for g in leaves)
+        assert any(float(jnp.abs(g).max()) > 0 for g in leaves), part
+
+
 def _gradients_over_keys(inference, name, estimator, num_samples, num_keys=2000):
     vae, params = _tiny(inference)
     kl = "mc" if name == "elbo" else "analytic"
@@ -313,27 +345,3 @@ def test_the_hierarchy_is_initialized_from_the_last_part_of_the_init_key():
     got = params["hierarchy"]["generative"]["layer_1"]
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_a_two_layer_run_trains_and_evaluates_with_diagnostics_per_layer(tiny_config, tmp_path):
-    """Training, validation, the test bounds, and active units and KL per layer, which add
-    up to the whole code's (the ladder runs through the same code: only q differs, and the
-    tests above cover it)."""
-    tiny_config.model.upper_latent_dims = (2,)
-    tiny_config.model.upper_hidden_sizes = (16,)
-    tiny_config.objective.kl = "mc"
-    tiny_config.training.num_epochs = 1
-    train_and_evaluate(tiny_config, tmp_path / "run")
-    result = evaluate_run(tmp_path / "run", num_importance_samples=32, importance_chunk_size=8)
-    layers = result["layers"]
-    assert [layer["dimensions"] for layer in layers] == [4, 2]
-    assert sum(layer["active_units"] for layer in layers) == result["latent"]["active_units"]
-    np.testing.assert_allclose(
-        sum(layer["kl"] for layer in layers), result["test_elbo"]["kl"], rtol=1e-6
-    )
-    assert result["latent"]["dimensions"] == 6
-    assert -result["test_nll"]["nats"] > result["test_elbo"]["elbo"] - 1.0
-    report = (tmp_path / "run" / "report.md").read_text()
-    assert "layer z_2: active units, KL (nats)" in report
-    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert np.isfinite(json.loads(records[-1])["validation/kl"])

@@ -2,6 +2,7 @@
 taken from each seed's evaluation, intervals recomputed with scipy, checks before work,
 and a second run that evaluates nothing again."""
 
+import json
 import math
 
 import numpy as np
@@ -54,12 +55,33 @@ def test_each_row_is_its_seeds_evaluations_with_a_t_interval(results):
     assert rows[0]["layers"] is None
 
 
+def test_a_two_layer_run_reports_active_units_and_kl_per_layer(results):
+    """The two-layer model's runs (trained, validated and evaluated by the sweep): active
+    units and KL per layer add up to the whole code's, and report.md has a row per layer."""
+    _, workdir, _ = results
+    run = workdir / "two_layer" / "seed_0"
+    evaluation = files.read_json(run / files.REPORT_FILE)["evaluation"]
+    layers = evaluation["layers"]
+    assert [layer["dimensions"] for layer in layers] == [4, 10]
+    assert sum(layer["active_units"] for layer in layers) == evaluation["latent"]["active_units"]
+    np.testing.assert_allclose(
+        sum(layer["kl"] for layer in layers), evaluation["test_elbo"]["kl"], rtol=1e-6
+    )
+    assert evaluation["test_elbo"]["kl_estimator"] == "mc"
+    assert evaluation["latent"]["kl_per_dim"] is None
+    assert -evaluation["test_nll"]["nats"] > evaluation["test_elbo"]["elbo"] - 1.0
+    assert "layer z_2: active units, KL (nats)" in (run / files.REPORT_MARKDOWN).read_text()
+    records = (run / files.METRICS_FILE).read_text().splitlines()
+    assert np.isfinite(json.loads(records[-1])["validation/kl"])  # the Monte Carlo KL
+
+
 def test_the_page_shows_the_command_the_rows_and_the_figure(results, tmp_path):
     _, workdir, outcome = results
     pages = experiment.write(outcome, workdir, tmp_path / "docs" / "results.md", notes="## Notes")
     page = pages[1].read_text()
     assert "python -m experiments.results" in page
     assert "**1 epoch**" in page
+    assert f"trained by the code at commit `{outcome['models'][0]['commit']}`" in page
     assert "| VAE (ELBO, analytic KL) | Kingma & Welling 2014 |" in page
     assert "(z_1: " in page
     assert "![test NLL and validation ELBO of each model](results.png)" in page
@@ -81,7 +103,10 @@ def test_a_second_run_evaluates_nothing_again(results, monkeypatch):
         num_importance_samples=8,
     )  # fmt: skip
     assert again["models"] == outcome["models"]
-    assert not table.is_evaluated(workdir / "vae", [0, 1], 16)  # another K: not done
+    assert table.is_evaluated(workdir / "vae", [0, 1], 8, 1)
+    assert not table.is_evaluated(workdir / "vae", [0, 1], 16, 1)  # another K: not done
+    assert not table.is_evaluated(workdir / "vae", [0, 1], 8, 2)  # more epochs: not done
+    assert not table.is_evaluated(workdir / "vae", [0, 1, 2], 8, 1)  # another seed: not done
 
 
 def test_every_models_config_is_checked_before_any_model_trains(tiny_config, tmp_path):

@@ -302,21 +302,20 @@ class Hierarchy:
         """Parameters ``{"generative": {"layer_l": ...}, "inference": {"layer_l": ...}}``;
         ``split(key, 2 (L - 1))``: the generative networks' keys first, bottom up."""
         keys = iter(jax.random.split(key, 2 * (len(self.latent_dims) - 1)))
-        generative = {
-            f"layer_{i + 1}": net.init(next(keys), jnp.zeros((1, self.latent_dims[i + 1])))[
-                "params"
-            ]
-            for i, net in enumerate(self.generative)
-        }
-        width = self.latent_dims if self.inference == "bottom_up" else None
-        inference = {}
-        for i, net in enumerate(self.inference_steps):  # layer i + 2 reads layer i + 1's
-            size = width[i] if width is not None else self._features_width(i)
-            inference[f"layer_{i + 2}"] = net.init(next(keys), jnp.zeros((1, size)))["params"]
+        generative, inference = {}, {}
+        for i, net in enumerate(self.generative):  # p(z_{i+1} | z_{i+2}) reads layer i + 2
+            z_above = jnp.zeros((1, self.latent_dims[i + 1]))
+            generative[f"layer_{i + 1}"] = net.init(next(keys), z_above)["params"]
+        for i, net in enumerate(self.inference_steps):  # layer i + 2's network
+            below = jnp.zeros((1, self._inference_input_width(i)))
+            inference[f"layer_{i + 2}"] = net.init(next(keys), below)["params"]
         return {"generative": generative, "inference": inference}
 
-    def _features_width(self, index: int) -> int:
-        """Width of the features that ladder step ``index`` (layer ``index + 2``) reads."""
+    def _inference_input_width(self, index: int) -> int:
+        """What inference step ``index`` (layer ``index + 2``) reads: ``z_{index+1}``
+        (bottom_up), or the encoder's features ``d_1`` then the previous step's (top_down)."""
+        if self.inference == "bottom_up":
+            return self.latent_dims[index]
         return self.feature_size if index == 0 else self.inference_steps[index - 1].hidden_sizes[-1]
 
     def _conditional_prior(self, params: dict, index: int, z_above: jax.Array):

@@ -11,9 +11,12 @@ an explicit key:
 
 The prior ``p(z)`` is standard normal or learned (``vae_jax.priors``): ``prior(params)``
 builds it from the parameters. The posterior is a diagonal Gaussian or an inverse
-autoregressive flow on top of it (``vae_jax.flows``). Only the standard normal prior with
-the Gaussian posterior has a closed-form KL; otherwise the ELBO's KL is the Monte Carlo
-estimate ``log q(z|x) - log p(z)`` at the posterior's draws.
+autoregressive flow on top of it (``vae_jax.flows``). With ``upper_latent_dims``, ``z`` is
+the concatenation of several stochastic layers (``vae_jax.hierarchy``: Burda et al.'s
+bottom-up model or the ladder VAE), whose prior and posterior are products of Gaussians
+over the layers. Only the standard normal prior with the Gaussian posterior and one layer
+has a closed-form KL; otherwise the ELBO's KL is the Monte Carlo estimate
+``log q(z|x) - log p(z)`` at the posterior's draws.
 
 The ELBO's reconstruction term is the closed-form ``log p(x|z)`` of the data under the
 decoder's distribution: the data is never resampled from the decoder before the loss.
@@ -74,7 +77,7 @@ class VAE(NamedTuple):
     log_importance_weights: Callable[..., jax.Array]
     iwae_bound: Callable[..., jax.Array]
     generate: Callable[..., Generation]
-    latent_dim: int
+    latent_dim: int  # dimension of z (all layers of a hierarchy together)
     image_shape: tuple[int, int, int]
     likelihood: str
     prior_name: str = "standard_normal"
@@ -192,7 +195,8 @@ def make_vae(
 
     Args:
       image_shape: ``(H, W, C)`` of one image.
-      latent_dim: dimension of ``z``.
+      latent_dim: dimension of ``z`` (of ``z_1``, the layer the decoder reads, in a
+        hierarchy).
       likelihood: ``p(x|z)``: one of ``likelihoods.LIKELIHOODS``.
       architecture: ``"mlp"`` or ``"conv"``.
       hidden_sizes: encoder dense widths; the decoder mirrors them.

@@ -1,8 +1,9 @@
 """Train and evaluate every model of the table (one seed sweep each), then write the table.
 
 Each model's configs are checked against the data before any model trains. A model whose
-every seed is already evaluated at this K is not run again, so an interrupted command
-picks up where it stopped (the sweeps themselves resume from their checkpoints)."""
+every seed has trained these epochs and is evaluated at this K is not run again, so an
+interrupted command picks up where it stopped (the sweeps resume from their checkpoints;
+more epochs continue the runs)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from absl import logging
 
 from experiments.results import models as results_models
 from experiments.results import table
-from vae_jax import config_checks, manifest
+from vae_jax import config_checks
 from vae_jax.rundir import files
 from vae_jax.sweep.runner import run_sweep
 
@@ -58,7 +59,7 @@ def run_results(
     rows = []
     for number, (model, config) in enumerate(zip(chosen, configs, strict=True), start=1):
         model_dir = workdir / model.name
-        if table.is_evaluated(model_dir, seeds, num_importance_samples):
+        if table.is_evaluated(model_dir, seeds, num_importance_samples, epochs):
             logging.info("model %d/%d %s: already evaluated", number, len(chosen), model.name)
         else:
             logging.info("model %d/%d %s: %s", number, len(chosen), model.name, model.label)
@@ -68,7 +69,6 @@ def run_results(
             if outcome["status"] != "complete":
                 raise SystemExit(75)  # stopped (SIGTERM): run the command again to resume
         rows.append(table.model_results(model_dir, model, seeds))
-    git = manifest.git_state()
     return {
         "command": command,
         "setup": {
@@ -79,7 +79,7 @@ def run_results(
             "train_examples": configs[0].data.limit_train,
             "test_examples": configs[0].data.limit_test,
             "machine": _machine(),
-            "commit": (git.get("commit") or "unknown")[:12],
+            "commits": sorted({row["commit"] for row in rows}),
             "jax": jax.__version__,
         },
         "models": rows,

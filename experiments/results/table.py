@@ -15,13 +15,19 @@ from vae_jax.sweep import aggregate
 from vae_jax.sweep.seeds import seed_workdir
 
 
-def is_evaluated(model_dir: Path, seeds: list[int], num_importance_samples: int) -> bool:
-    """Whether every seed's run has an evaluation at this K (the model is then done)."""
+def is_evaluated(
+    model_dir: Path, seeds: list[int], num_importance_samples: int, epochs: int
+) -> bool:
+    """Whether every seed's run has trained ``epochs`` epochs and has an evaluation at
+    this K (the model is then done)."""
     for seed in seeds:
         path = seed_workdir(model_dir, seed) / files.REPORT_FILE
         if not path.exists():
             return False
-        evaluation = files.read_json(path).get("evaluation", {})
+        report = files.read_json(path)
+        evaluation = report.get("evaluation", {})
+        if report.get("epochs_completed") != epochs:
+            return False
         if evaluation.get("num_importance_samples") != num_importance_samples:
             return False
     return True
@@ -41,6 +47,15 @@ def _per_layer(reports: list[dict]) -> list[dict] | None:
         }
         for entries in zip(*layers, strict=True)
     ]
+
+
+def trained_commit(run_dir: Path) -> str:
+    """The commit of the code that trained a run (its manifest), ``-dirty`` when the work
+    tree had changes, ``unknown`` outside git."""
+    git = files.read_json(Path(run_dir) / files.MANIFEST_FILE).get("git") or {}
+    if not git.get("commit"):
+        return "unknown"
+    return git["commit"][:12] + ("-dirty" if git.get("dirty") else "")
 
 
 def model_results(model_dir: Path, model: Model, seeds: list[int]) -> dict:
@@ -64,6 +79,7 @@ def model_results(model_dir: Path, model: Model, seeds: list[int]) -> dict:
             k: list(v) if isinstance(v, tuple) else v for k, v in model.overrides.items()
         },
         "seeds": seeds,
+        "commit": trained_commit(seed_workdir(model_dir, seeds[0])),
         "test_nll": table["test/nll_nats"],
         "test_elbo": table["test/elbo"],
         "active_units": table["test/active_units"],
@@ -142,7 +158,8 @@ def markdown(results: dict, *, figure_name: str, notes: str = "") -> str:
         "own evaluation keys; the interval is the 95% Student-t interval of the mean over "
         f"the {len(setup['seeds'])} seeds. Train examples/s count every seed of the program "
         "(the median epoch); times are per run, on "
-        f"{setup['machine']}, code at commit `{setup['commit']}`.",
+        f"{setup['machine']}; trained by the code at commit "
+        f"{', '.join(f'`{c}`' for c in setup['commits'])}.",
         "",
         "| model | paper | test NLL (nats) | 95% interval | test ELBO | active units | "
         "train examples/s | train s / run | test s / run |",
