@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from run_helpers import apply_overrides
 from scipy import special, stats
 from small_images import images_for
 
@@ -314,10 +315,7 @@ def test_stl_and_dreg_are_unbiased_in_a_hierarchy(inference):
     ],
 )
 def test_what_a_hierarchy_cannot_do_is_refused_in_one_line(tiny_config, overrides, message):
-    tiny_config.model.upper_latent_dims = (2,)
-    for dotted, value in overrides.items():
-        group, field = dotted.split(".")
-        tiny_config[group][field] = value
+    apply_overrides(tiny_config, {"model.upper_latent_dims": (2,), **overrides})
     with pytest.raises(ConfigError, match=message) as error:
         config_checks.check_config(tiny_config)
     assert "\n" not in str(error.value)

@@ -383,17 +383,16 @@ def make_vae(
             z = reparameterize(key, q, num_samples)  # (S, ..., D)
         log_likelihood = jnp.mean(decode(params, z).log_prob(x), axis=0)
         p = prior_of(params)
+        q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
         if kl == "analytic":
             kl_per_dim = q.kl_elementwise(p)
         elif flow is not None:  # not factorized: an equal share per dimension
             share = (log_q - p.log_prob(z)) / latent_dim
             kl_per_dim = jnp.mean(jnp.broadcast_to(share[..., None], z.shape), axis=0)
         elif levels is not None:  # each layer's KL, an equal share per dimension of it
-            q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
             per_layer = jnp.mean(q_in_log_q.layer_log_probs(z) - p.layer_log_probs(z), axis=1)
             kl_per_dim = hierarchy.spread_over_layers(per_layer, latent_layers)
         else:
-            q_in_log_q = jax.lax.stop_gradient(q) if stick_the_landing else q
             log_q = q_in_log_q.log_prob_elementwise(z)
             if priors.has_closed_form_kl(prior):
                 log_p = p.log_prob_elementwise(z)
