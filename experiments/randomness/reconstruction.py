@@ -130,20 +130,30 @@ def _closed_form(vae, key, params, x):
     return jax.grad(objective)(params["decoder"])
 
 
+def _three_estimators(vae, key, params, x, z):
+    """The pathwise and score-function gradients of the sampled score (z fixed) and the
+    closed form's (its own z), at one key."""
+    return (
+        _pathwise_sampled(vae, key, params, x, z),
+        _score_function_sampled(vae, key, params, x, z),
+        _closed_form(vae, key, params, x),
+    )
+
+
 def gradients(vae, params, key, x, num_keys: int) -> dict:
     """Decoder-gradient statistics over ``num_keys`` keys of the sampled-x-hat estimators
     (z fixed at the posterior mean: noise from x_hat only) and of the closed form."""
     z = vae.encode(params, x).loc
     keys = jax.random.split(key, num_keys)
-    moments = estimators.moments_over_keys
-    pathwise_mean, pathwise_variance = moments(
-        functools.partial(_pathwise_sampled, vae), keys, params, x, z
+    # The three estimators in one program (one compilation), each with its own moments.
+    means, variances = estimators.moments_over_keys(
+        functools.partial(_three_estimators, vae), keys, params, x, z
     )
-    sf_mean, sf_variance = moments(
-        functools.partial(_score_function_sampled, vae), keys, params, x, z
+    (pathwise_mean, sf_mean, cf_mean), (pathwise_variance, sf_variance, cf_variance) = (
+        means,
+        variances,
     )
     exact = _exact_sampled_objective_gradient(vae, params, x, z)
-    cf_mean, cf_variance = moments(functools.partial(_closed_form, vae), keys, params, x)
     pathwise_leaves = jax.tree.leaves(pathwise_mean) + jax.tree.leaves(pathwise_variance)
     return {
         "num_keys": num_keys,

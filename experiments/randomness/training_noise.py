@@ -23,16 +23,26 @@ def _elbo_and_gradient(vae, num_samples, kl, key, params, x):
     return {"elbo": value, "gradient": gradient}
 
 
+def _elbo_and_gradient_per_kl(vae, num_samples, key, params, x):
+    """``_elbo_and_gradient`` with either KL estimator, ``{"analytic": ..., "mc": ...}``."""
+    return {
+        kl: _elbo_and_gradient(vae, num_samples, kl, key, params, x) for kl in ("analytic", "mc")
+    }
+
+
 def elbo_noise(vae, params, key, x, *, num_keys: int, sample_counts=SAMPLE_COUNTS) -> list[dict]:
     """Per (latent draws, KL estimator): mean and variance of the batch-mean ELBO estimate
     and the mean per-parameter variance of its gradient, over ``num_keys`` keys."""
     keys = jax.random.split(key, num_keys)
     rows = []
     for num_samples in sample_counts:
+        # Both KL estimators in one program (one compilation): the same keys, so the same
+        # draws, and each estimator's moments are those it has on its own.
+        means, variances = estimators.moments_over_keys(
+            functools.partial(_elbo_and_gradient_per_kl, vae, num_samples), keys, params, x
+        )
         for kl in ("analytic", "mc"):
-            mean, variance = estimators.moments_over_keys(
-                functools.partial(_elbo_and_gradient, vae, num_samples, kl), keys, params, x
-            )
+            mean, variance = means[kl], variances[kl]
             elbo_variance = float(variance["elbo"])
             rows.append(
                 {
@@ -73,13 +83,18 @@ def _score_function(vae, key, params, x):
     return jax.grad(surrogate)(params["encoder"])
 
 
+def _both_encoder_gradients(vae, key, params, x):
+    return _reparameterized(vae, key, params, x), _score_function(vae, key, params, x)
+
+
 def encoder_gradients(vae, params, key, x, *, num_keys: int) -> dict:
     """Gradient of E_q[log p(x|z)] w.r.t. the encoder: reparameterization (through
     z = loc + scale * eps) against the score function (log p(x|z) * grad log q(z|x))."""
     keys = jax.random.split(key, num_keys)
-    moments = estimators.moments_over_keys
-    rp_mean, rp_variance = moments(functools.partial(_reparameterized, vae), keys, params, x)
-    sf_mean, sf_variance = moments(functools.partial(_score_function, vae), keys, params, x)
+    # Both estimators in one program (one compilation), each with its moments on its own.
+    (rp_mean, sf_mean), (rp_variance, sf_variance) = estimators.moments_over_keys(
+        functools.partial(_both_encoder_gradients, vae), keys, params, x
+    )
     reparam = estimators.gradient_noise_summary(rp_mean, rp_variance)
     score = estimators.gradient_noise_summary(sf_mean, sf_variance)
     return {
