@@ -25,6 +25,7 @@ def count_primitives(jaxpr, names) -> int:
     return count
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))  # one program, not one per op
 def _binary_images(key, n, shape=(28, 28, 1)):
     return jax.random.bernoulli(key, 0.3, (n, *shape)).astype(jnp.float32)
 
@@ -135,27 +136,44 @@ class BoundsTest(parameterized.TestCase):
 
     def test_mean_bound_does_not_decrease_with_k(self):
         key = jax.random.key(4)
-        bound = jax.jit(self.vae.iwae_bound, static_argnames=("num_samples",))
-        means = [
-            float(jnp.mean(bound(self.params, key, self.x, num_samples=k))) for k in (1, 10, 100)
-        ]
+
+        @jax.jit  # the three bounds in one program: one compilation
+        def mean_bounds(params, key, x):
+            return [
+                jnp.mean(self.vae.iwae_bound(params, key, x, num_samples=k)) for k in (1, 10, 100)
+            ]
+
+        means = [float(m) for m in mean_bounds(self.params, key, self.x)]
         self.assertLessEqual(means[0], means[1])
         self.assertLessEqual(means[1], means[2])
 
     def test_chunked_k5000_equals_unchunked(self):
         key = jax.random.key(5)
         x = self.x[:4]
-        bound = jax.jit(self.vae.iwae_bound, static_argnames=("num_samples", "chunk_size"))
-        unchunked = bound(self.params, key, x, num_samples=5000)
-        for chunk in (250, 333):  # 333 leaves a padded, masked last chunk
-            chunked = bound(self.params, key, x, num_samples=5000, chunk_size=chunk)
+        chunks = (250, 333)  # 333 leaves a padded, masked last chunk
+
+        @jax.jit  # the three bounds in one program: one compilation
+        def bounds(params, key, x):
+            unchunked = self.vae.iwae_bound(params, key, x, num_samples=5000)
+            return unchunked, [
+                self.vae.iwae_bound(params, key, x, num_samples=5000, chunk_size=chunk)
+                for chunk in chunks
+            ]
+
+        unchunked, all_chunked = bounds(self.params, key, x)
+        for chunked in all_chunked:
             np.testing.assert_allclose(chunked, unchunked, rtol=1e-6)
 
     def test_analytic_and_mc_kl_agree_in_mean(self):
-        q = self.vae.encode(self.params, self.x)
-        analytic = q.kl(self.vae.prior(self.params))
         keys = jax.random.split(jax.random.key(6), 2000)
-        mc = jax.jit(jax.vmap(lambda k: self.vae.elbo(self.params, k, self.x, kl="mc").kl))(keys)
+
+        @jax.jit  # both in one program: one compilation
+        def analytic_and_mc(params, keys, x):
+            q = self.vae.encode(params, x)
+            analytic = q.kl(self.vae.prior(params))
+            return analytic, jax.vmap(lambda k: self.vae.elbo(params, k, x, kl="mc").kl)(keys)
+
+        analytic, mc = analytic_and_mc(self.params, keys, self.x)
         se = mc.std(0) / np.sqrt(mc.shape[0])
         np.testing.assert_array_less(np.abs(mc.mean(0) - analytic), 4 * se + 1e-6)
 
@@ -178,18 +196,22 @@ class TransformsTest(parameterized.TestCase):
         vae, params = _tiny_vae_and_params()
         x = _binary_images(jax.random.key(1), 4)
         keys = jax.random.split(jax.random.key(2), 4)
+
+        @jax.jit  # the vmapped ELBO and both gradients in one program: one compilation
+        def vmapped_and_grads(params, keys, x):
+            per_example = jax.vmap(lambda k, xi: vae.elbo(params, k, xi).elbo)(keys, x)
+            grads = jax.grad(lambda p: -vae.elbo(p, keys[0], x).elbo.mean())(params)
+            iwae_grads = jax.grad(lambda p: -vae.iwae_bound(p, keys[1], x, 8, 3).mean())(params)
+            return per_example, grads, iwae_grads
+
+        per_example, grads, iwae_grads = vmapped_and_grads(params, keys, x)
         # vmap over single examples with per-example keys equals a loop over examples.
-        per_example = jax.jit(jax.vmap(lambda k, xi: vae.elbo(params, k, xi).elbo))(keys, x)
         single = jax.jit(lambda k, xi: vae.elbo(params, k, xi).elbo)
         looped = np.stack([single(keys[i], x[i]) for i in range(4)])
         np.testing.assert_allclose(per_example, looped, rtol=1e-5)
         self.assertEqual(per_example.shape, (4,))
-        grads = jax.jit(jax.grad(lambda p: -vae.elbo(p, keys[0], x).elbo.mean()))(params)
         self.assertTrue(all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads)))
         self.assertGreater(sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)), 0)
-        iwae_grads = jax.jit(jax.grad(lambda p: -vae.iwae_bound(p, keys[1], x, 8, 3).mean()))(
-            params
-        )
         self.assertTrue(all(np.all(np.isfinite(g)) for g in jax.tree.leaves(iwae_grads)))
 
     def test_no_key_reuse(self):
@@ -227,18 +249,18 @@ class ArchitecturesTest(parameterized.TestCase):
         config.model.hidden_sizes = (16,)
         config.model.conv_channels = (4, 8)
         vae = vae_jax.vae_from_config(config, image_shape=image_shape)
-        params = jax.jit(vae.init)(jax.random.key(0))
-        x = jnp.full((2, *image_shape), 0.5)
+        x = np.full((2, *image_shape), 0.5, np.float32)
         if likelihood == "discretized_logistic":
-            x = jnp.full((2, *image_shape), 128, jnp.int32)
+            x = np.full((2, *image_shape), 128, np.int32)
 
-        @jax.jit
-        def run(params, x):
+        @jax.jit  # init and the forward pass in one program: one compilation
+        def run(key, x):
+            params = vae.init(key)
             q = vae.encode(params, x)
             p = vae.decode(params, q.loc)
             return q, p, p.mean(), p.log_prob(x), vae.elbo(params, jax.random.key(1), x).elbo
 
-        q, p, mean, log_prob, elbo = run(params, x)
+        q, p, mean, log_prob, elbo = run(jax.random.key(0), x)
         self.assertEqual(q.loc.shape, (2, config.model.latent_dim))
         expected_type = {
             "bernoulli": distributions.Bernoulli,

@@ -117,8 +117,13 @@ def test_mixed_matmul_gradients_equal_a_numpy_reference():
     x = jax.random.normal(jax.random.key(0), (2, 3, 5))
     w = jax.random.normal(jax.random.key(1), (5, 4))
     g = jax.random.normal(jax.random.key(2), (2, 3, 4))
-    y, vjp = jax.vjp(precision.mixed_matmul("bfloat16"), x, w)
-    dx, dw = vjp(g)
+
+    @jax.jit
+    def forward_and_backward(x, w, g):
+        y, vjp = jax.vjp(precision.mixed_matmul("bfloat16"), x, w)
+        return y, *vjp(g)
+
+    y, dx, dw = forward_and_backward(x, w, g)
     np.testing.assert_allclose(y, _bf16_round(x) @ _bf16_round(w), rtol=1e-6)
     np.testing.assert_allclose(dx, _bf16_round(g) @ _bf16_round(w).T, rtol=1e-6)
     xr, gr = _bf16_round(x).reshape(6, 5), _bf16_round(g).reshape(6, 4)
@@ -133,9 +138,9 @@ def test_encoder_matches_a_numpy_reference_with_bfloat16_operands():
     """Each layer: operands rounded to bfloat16, products summed exactly (float64 here,
     float32 accumulation in the model), bias and activation in float32."""
     vae = _vae("bfloat16")
-    params = vae.init(jax.random.key(0))
+    params = jax.jit(vae.init)(jax.random.key(0))
     x = _images(4)
-    q = vae.encode(params, x)
+    q = jax.jit(vae.encode)(params, x)
 
     h = np.asarray(x, np.float64).reshape(4, -1)
     encoder = params["encoder"]
@@ -153,7 +158,7 @@ def test_encoder_matches_a_numpy_reference_with_bfloat16_operands():
     np.testing.assert_allclose(q.loc, loc, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(q.log_scale, log_scale, rtol=1e-5, atol=1e-6)
     # and the reference really differs from float32 products (the test can fail)
-    full = _vae("float32").encode(params, x)
+    full = jax.jit(_vae("float32").encode)(params, x)
     assert np.max(np.abs(np.asarray(full.loc) - loc)) > 1e-4
 
 
@@ -170,14 +175,14 @@ def test_bfloat16_elbo_and_gradients_are_float32_and_close_to_float32(likelihood
     def loss(vae, p):
         return -vae.elbo(p, jax.random.key(1), x).elbo.mean()
 
-    value32, grads32 = jax.jit(jax.value_and_grad(functools.partial(loss, f32)))(params)
-    value16, grads16 = jax.jit(jax.value_and_grad(functools.partial(loss, bf16)))(params)
+    both = [jax.value_and_grad(functools.partial(loss, vae)) for vae in (f32, bf16)]
+    (value32, grads32), (value16, grads16) = jax.jit(lambda p: [f(p) for f in both])(params)
     assert value16.dtype == jnp.float32
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads16))
     np.testing.assert_allclose(value16, value32, rtol=2e-2)
-    g32 = jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads32)])
-    g16 = jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads16)])
-    cosine = jnp.dot(g32, g16) / (jnp.linalg.norm(g32) * jnp.linalg.norm(g16))
+    g32 = np.concatenate([np.ravel(g) for g in jax.tree.leaves(grads32)])  # float32, as the
+    g16 = np.concatenate([np.ravel(g) for g in jax.tree.leaves(grads16)])  # gradients
+    cosine = np.dot(g32, g16) / (np.linalg.norm(g32) * np.linalg.norm(g16))
     assert cosine > 0.99
     assert not np.array_equal(value16, value32)  # bfloat16 really computed something else
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +13,9 @@ import numpy as np
 import pytest
 
 import vae_jax
-from experiments.configs import tiny
 from experiments.randomness import docs_page, reconstruction
 from experiments.randomness.experiment import run_experiment, summary_lines
 from vae_jax import distributions
-from vae_jax.single_run import train_and_evaluate
 
 # The residual Var(x) - (E[Var(x|z)] + Var(E[x|z])) has mean zero; its standard error
 # comes from 20 batch means, and we require it within 4 of them.
@@ -24,12 +23,10 @@ RESIDUAL_STANDARD_ERRORS = 4.0
 
 
 @pytest.fixture(scope="module")
-def randomness_report(tmp_path_factory, tiny_data_dir):
-    config = tiny.get_config()
-    config.data.data_dir = tiny_data_dir
-    config.training.num_epochs = 2
+def randomness_report(tmp_path_factory, tiny_run):
+    # The session's trained tiny run, copied: the study writes into the run's folder.
     workdir = tmp_path_factory.mktemp("randomness") / "run"
-    train_and_evaluate(config, workdir)
+    shutil.copytree(tiny_run.workdir, workdir)
     # Every measurement costs a compilation (the runs themselves take milliseconds): one
     # latent-draw count is enough, as no assertion reads the ELBO-noise rows, and the
     # summary, figure and page loop over however many there are.
