@@ -17,12 +17,12 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
 
-CORE_MODULES="vae_jax/rng.py vae_jax/data/batching.py vae_jax/data/preprocess.py
+CORE_MODULES="vae_jax/rng.py vae_jax/draws.py vae_jax/data/batching.py vae_jax/data/preprocess.py
   vae_jax/objectives.py vae_jax/training/step.py vae_jax/training/summaries.py
   vae_jax/evaluation/per_example.py vae_jax/model.py vae_jax/distributions.py
   vae_jax/likelihoods.py vae_jax/evaluation/bounds.py vae_jax/precision.py vae_jax/priors.py
   vae_jax/flows.py"
-CORE_TESTS="tests/test_rng.py tests/test_distributions.py tests/test_model.py tests/test_data.py
+CORE_TESTS="tests/test_rng.py tests/test_draws.py tests/test_distributions.py tests/test_model.py tests/test_data.py
   tests/test_objectives.py tests/test_precision.py tests/test_priors.py
   tests/test_gradient_estimators.py tests/test_flows.py
   tests/test_evaluation.py tests/test_key_derivations.py tests/test_bookkeeping.py"

@@ -15,8 +15,8 @@ PACKAGE = REPO / "vae_jax"
 # Lowest first. A module may import its own layer and the layers below it; training and
 # evaluation share a rank and must not import each other.
 LAYERS = (
-    ("core", ("errors", "rng", "distributions", "likelihoods", "precision", "networks", "priors",
-              "flows", "hierarchy", "model", "objectives", "optimizers", "train_state")),
+    ("core", ("errors", "rng", "draws", "distributions", "likelihoods", "precision", "networks",
+              "priors", "flows", "hierarchy", "model", "objectives", "optimizers", "train_state")),
     ("data", ("data",)),
     ("adapter", ("adapter", "hyperparameters", "config_checks", "manifest", "runtime",
                  "parallel", "progress", "cli")),

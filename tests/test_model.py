@@ -2,6 +2,7 @@
 
 import functools
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ from absl.testing import parameterized
 
 import vae_jax
 from experiments.configs import fashion_conv, tiny
-from vae_jax import distributions
+from vae_jax import distributions, networks
 
 RANDOM_DRAW_PRIMITIVES = {"random_bits"}  # where bits are drawn; splits/fold_ins derive keys
 
@@ -94,13 +95,14 @@ class RandomnessSitesTest(parameterized.TestCase):
         fn = functools.partial(self.vae.elbo, num_samples=num_samples, kl=kl)
         jaxpr = jax.make_jaxpr(fn)(self.params, jax.random.key(0), self.x)
         self.assertEqual(count_primitives(jaxpr.jaxpr, RANDOM_DRAW_PRIMITIVES), 1)
-        # ... and that draw is the latent noise: shape (num_samples, batch, latent_dim).
-        shapes = [
-            eqn.outvars[0].aval.shape
+        # ... and that draw is the latent noise: num_samples x batch x latent_dim numbers
+        # (drawn flat and reshaped, vae_jax.draws).
+        sizes = [
+            eqn.outvars[0].aval.size
             for eqn in _all_eqns(jaxpr.jaxpr)
             if eqn.primitive.name == "random_bits"
         ]
-        self.assertEqual(shapes, [(num_samples, 3, self.vae.latent_dim)])
+        self.assertEqual(sizes, [num_samples * 3 * self.vae.latent_dim])
 
     @parameterized.named_parameters(("unchunked", None), ("chunked", 3))
     def test_iwae_bound_has_one_latent_draw_site(self, chunk_size):
@@ -272,6 +274,25 @@ class ArchitecturesTest(parameterized.TestCase):
         self.assertEqual(mean.shape, (2, *image_shape))
         self.assertEqual(log_prob.shape, (2,))
         self.assertTrue(np.all(np.isfinite(elbo)))
+
+    def test_conv_kernels_are_flax_lecun_normal_bit_for_bit(self):
+        """The conv layers draw their kernels as matrices (faster to compile); the values
+        must stay Flax's default initializer's, or every conv run's numbers change."""
+        shapes = [(3, 3, 1, 4), (3, 3, 4, 8), (3, 3, 8, 3)]  # first, inner and last layers
+        flax_default = flax.linen.initializers.lecun_normal()
+
+        @jax.jit
+        def both(key):
+            keys = jax.random.split(key, len(shapes))
+            ours = [networks.conv_kernel_init(k, s) for k, s in zip(keys, shapes, strict=True)]
+            return ours, [flax_default(k, s) for k, s in zip(keys, shapes, strict=True)]
+
+        ours, expected = both(jax.random.key(3))
+        for shape, a, b in zip(shapes, ours, expected, strict=True):
+            self.assertEqual(a.shape, shape)
+            np.testing.assert_array_equal(a, b)
+        # the fan-in is the receptive field times the input channels: std 1/sqrt(9 * 4)
+        self.assertAlmostEqual(float(np.std(ours[1])), 1 / 6, delta=0.03)
 
     @parameterized.parameters("fixed", "shared", "per_pixel", "predicted")
     def test_gaussian_scale_options(self, gaussian_scale):

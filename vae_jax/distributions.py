@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from vae_jax import draws
+
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -103,7 +105,7 @@ class DiagGaussian:
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """``loc + scale * eps`` with ``eps ~ N(0, I)``: differentiable in the parameters."""
-        eps = jax.random.normal(key, tuple(sample_shape) + self.shape, jnp.result_type(self.loc))
+        eps = draws.normal(key, tuple(sample_shape) + self.shape, jnp.result_type(self.loc))
         return self.loc + self.scale * eps
 
     def mean(self) -> jax.Array:
@@ -179,7 +181,7 @@ class Bernoulli(_LogitsParameterized):
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Binary samples (as floats); not differentiable in the logits."""
-        u = jax.random.uniform(key, tuple(sample_shape) + self.shape, self.logits.dtype)
+        u = draws.uniform(key, tuple(sample_shape) + self.shape, self.logits.dtype)
         return (u < jax.nn.sigmoid(self.logits)).astype(self.logits.dtype)
 
     def mean(self) -> jax.Array:
@@ -300,7 +302,7 @@ class ContinuousBernoulli(_LogitsParameterized):
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Inverse-CDF samples in [0, 1]."""
-        u = jax.random.uniform(key, tuple(sample_shape) + self.shape, self.logits.dtype)
+        u = draws.uniform(key, tuple(sample_shape) + self.shape, self.logits.dtype)
         a = jnp.abs(self.logits)
         # Inverse CDF at logit -a: x = log1p(u * expm1(-a)) / (-a) (~ u - a u (1-u) / 2).
         x_negative = _safe_where(
@@ -408,9 +410,7 @@ class DiscretizedLogistic:
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Integer samples: a logistic draw rounded to its bin, tails clipped to the edges."""
-        noise = jax.random.logistic(
-            key, tuple(sample_shape) + self.shape, jnp.result_type(self.loc)
-        )
+        noise = draws.logistic(key, tuple(sample_shape) + self.shape, jnp.result_type(self.loc))
         continuous = self.loc + jnp.exp(self.log_scale) * noise
         k = jnp.round(continuous * (self.num_bins - 1))
         return jnp.clip(k, 0, self.num_bins - 1).astype(jnp.int32)
@@ -469,7 +469,7 @@ class MixtureOfDiagGaussians:
         component_key, normal_key = jax.random.split(key)
         sample_shape = tuple(sample_shape)
         component = jax.random.categorical(component_key, self.logits, shape=sample_shape)
-        eps = jax.random.normal(normal_key, sample_shape + self.shape, jnp.result_type(self.loc))
+        eps = draws.normal(normal_key, sample_shape + self.shape, jnp.result_type(self.loc))
         return self.loc[component] + jnp.exp(self.log_scale[component]) * eps
 
     def mean(self) -> jax.Array:

@@ -37,6 +37,19 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[name]
 
 
+def conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    """Flax's default kernel initializer (LeCun normal) for a convolution, drawn as the
+    kernel's matrix (receptive field x input channels, output channels) and reshaped.
+
+    The values are the bits of ``nn.initializers.lecun_normal()(key, shape)``: the fan-in
+    is the same, and JAX's random bits depend on an element's position in row-major
+    order, not on the shape. XLA compiles the 2-d draw several times faster than the 4-d
+    one (measured 0.25 s against 0.45-1.8 s per kernel on CPU).
+    """
+    matrix_shape = (math.prod(shape[:-1]), shape[-1])
+    return nn.initializers.lecun_normal()(key, matrix_shape, dtype).reshape(shape)
+
+
 def _flatten_image(x: jax.Array) -> jax.Array:
     return x.reshape((*x.shape[:-3], -1))
 
@@ -131,11 +144,11 @@ class ConvEncoder(nn.Module):
         conv = precision.layer_options(self.compute_dtype)["conv"]
         h = x
         for i, channels in enumerate(self.conv_channels):
-            h = act(
-                nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}", **conv)(
-                    h
-                )
-            )
+            layer = nn.Conv(
+                channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}",
+                kernel_init=conv_kernel_init, **conv,
+            )  # fmt: skip
+            h = act(layer(h))
         h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(
             _flatten_image(h)
         )
@@ -147,7 +160,10 @@ class ConvEncoder(nn.Module):
 def _upsample(channels: int, name: str, compute_dtype: str) -> nn.ConvTranspose:
     """A 3x3 transposed convolution that doubles the resolution."""
     options = precision.layer_options(compute_dtype)["conv_transpose"]
-    return nn.ConvTranspose(channels, (3, 3), strides=(2, 2), padding="SAME", name=name, **options)
+    return nn.ConvTranspose(
+        channels, (3, 3), strides=(2, 2), padding="SAME", name=name,
+        kernel_init=conv_kernel_init, **options,
+    )  # fmt: skip
 
 
 class ConvDecoder(nn.Module):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from vae_jax import distributions
+from vae_jax import distributions, draws
 
 PRIORS = ("standard_normal", "mixture", "vampprior")
 # VampPrior's pseudo-inputs start as near-black images, 0.05 +- 0.01 per pixel (the paper's
@@ -67,10 +67,10 @@ def init_prior(
     if prior == "mixture":
         return {
             "logits": jnp.zeros((num_components,), jnp.float32),
-            "loc": jax.random.normal(key, (num_components, latent_dim), jnp.float32),
+            "loc": draws.normal(key, (num_components, latent_dim), jnp.float32),
             "log_scale": jnp.zeros((num_components, latent_dim), jnp.float32),
         }
-    pixels = PSEUDO_INPUT_MEAN + PSEUDO_INPUT_STD * jax.random.normal(
+    pixels = PSEUDO_INPUT_MEAN + PSEUDO_INPUT_STD * draws.normal(
         key, (num_components, *input_shape), jnp.float32
     )
     return {"pseudo_input_logits": jax.scipy.special.logit(jnp.clip(pixels, 1e-3, 1 - 1e-3))}

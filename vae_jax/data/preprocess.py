@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import likelihoods, rng
+from vae_jax import draws, likelihoods, rng
 
 BINARIZATIONS = ("none", "static", "dynamic")
 STATIC_METHODS = ("sample", "threshold")
@@ -115,13 +115,13 @@ def binarize_once(images: np.ndarray, method: str, seed: int, split: str) -> np.
         raise ValueError(f"static binarization method {method!r}; choose one of {STATIC_METHODS}")
     key = rng.binarization_key(seed, SPLIT_IDS[split])
     probabilities = jnp.asarray(images, jnp.float32) / 255.0
-    return np.asarray(jax.random.bernoulli(key, probabilities)).astype(np.uint8)
+    return np.asarray(draws.bernoulli(key, probabilities)).astype(np.uint8)
 
 
 def dynamic_binarize(key: jax.Array, stored: jax.Array) -> jax.Array:
     """A fresh binarization ``Bernoulli(x / 255)`` of a uint8 batch, as float32."""
     probabilities = stored.astype(jnp.float32) / 255.0
-    return jax.random.bernoulli(key, probabilities).astype(jnp.float32)
+    return draws.bernoulli(key, probabilities).astype(jnp.float32)
 
 
 def make_preprocessing(data_config, likelihood: str, already_binary: bool) -> Preprocessing:
