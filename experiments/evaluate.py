@@ -9,7 +9,8 @@ figures. Results go to <workdir>/report.json, report.md and figures/.
 
 from absl import flags
 
-from vae_jax import cli, precision
+from vae_jax import cli
+from vae_jax.core import precision
 from vae_jax.evaluation.evaluate_run import evaluate_run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.")

@@ -46,7 +46,8 @@ from absl import app, flags
 from sweep_benchmark import NUM_TRAIN, synthetic_images  # scripts/, this file's directory
 
 from experiments.configs import fashion_mlp
-from vae_jax import adapter, hyperparameters, manifest, rng
+from vae_jax import adapter, hyperparameters, manifest
+from vae_jax.core import rng
 from vae_jax.data import load_dataset
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example

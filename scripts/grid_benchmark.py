@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from sweep_benchmark import NUM_TRAIN, _data_dir_with_fashion_mnist, _run_once, synthetic_images
 
-from vae_jax import hyperparameters, rng
+from vae_jax import hyperparameters
+from vae_jax.core import rng
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.sweep import strategies
 from vae_jax.train_state import create_train_state

@@ -7,7 +7,7 @@
 #                                                 # per-example evaluation
 #   scripts/mutation.sh run                       # the run layer: resume, retention, metrics,
 #                                                 # reproduce
-#   scripts/mutation.sh vae_jax/rng.py -- tests/test_rng.py tests/test_key_derivations.py
+#   scripts/mutation.sh vae_jax/core/rng.py -- tests/test_rng.py tests/test_key_derivations.py
 #
 # Work happens in a scratch copy ($MUTATION_DIR, default /tmp/vae_jax_mutation/<name>), so
 # the checkout is never touched. Prints the kill rate per module and writes every
@@ -17,14 +17,17 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
 
-CORE_MODULES="vae_jax/rng.py vae_jax/draws.py vae_jax/data/batching.py vae_jax/data/preprocess.py
-  vae_jax/objectives.py vae_jax/training/step.py vae_jax/training/summaries.py
-  vae_jax/evaluation/per_example.py vae_jax/model.py vae_jax/distributions.py
-  vae_jax/likelihoods.py vae_jax/evaluation/bounds.py vae_jax/precision.py vae_jax/priors.py
-  vae_jax/flows.py"
+CORE_MODULES="vae_jax/core/rng.py vae_jax/core/draws.py vae_jax/data/batching.py
+  vae_jax/data/preprocess.py vae_jax/objectives.py vae_jax/training/step.py
+  vae_jax/training/summaries.py vae_jax/evaluation/per_example.py vae_jax/model/vae.py
+  vae_jax/model/bounds.py vae_jax/model/contract.py vae_jax/model/compatibility.py
+  vae_jax/core/distributions/gaussian.py vae_jax/core/distributions/bernoulli.py
+  vae_jax/core/distributions/mixture.py vae_jax/core/likelihoods.py
+  vae_jax/evaluation/bounds.py vae_jax/core/precision.py vae_jax/model/priors.py
+  vae_jax/model/flows.py vae_jax/model/hierarchy.py"
 CORE_TESTS="tests/test_rng.py tests/test_draws.py tests/test_distributions.py tests/test_model.py tests/test_data.py
   tests/test_objectives.py tests/test_precision.py tests/test_priors.py
-  tests/test_gradient_estimators.py tests/test_flows.py
+  tests/test_gradient_estimators.py tests/test_flows.py tests/test_hierarchy.py tests/test_compositions.py
   tests/test_evaluation.py tests/test_key_derivations.py tests/test_bookkeeping.py"
 RUN_MODULES="vae_jax/training/resume.py vae_jax/training/fit.py vae_jax/rundir/checkpointing.py
   vae_jax/rundir/metrics_log.py vae_jax/rundir/directory.py vae_jax/reproduce.py

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import hyperparameters, rng
+from vae_jax import hyperparameters
+from vae_jax.core import rng
 from vae_jax.data import catalog
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.sweep import strategies

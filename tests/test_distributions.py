@@ -11,7 +11,7 @@ import pytest
 from absl.testing import parameterized
 from scipy import integrate, special, stats
 
-from vae_jax import distributions as D
+from vae_jax.core import distributions as D
 
 jax.config.update("jax_enable_x64", False)
 

@@ -1,4 +1,4 @@
-"""vae_jax.draws gives the bits of jax.random's own draws (ranks 0, 2 and 4, float32 and
+"""vae_jax.core.draws gives the bits of jax.random's own draws (ranks 0, 2 and 4, float32 and
 bfloat16, keys batched under vmap): every run's numbers (and the README's key table,
 rebuilt with jax.random in test_key_derivations) depend on it."""
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import draws
+from vae_jax.core import draws
 
 SHAPES = [(), (3, 4), (2, 3, 4, 1)]
 

@@ -12,9 +12,11 @@ import pytest
 from scipy import special, stats
 from small_images import images_for
 
-from vae_jax import config_checks, flows, model, networks, objectives
+from vae_jax import config_checks, model, objectives
+from vae_jax.core import networks
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation.evaluate_run import evaluate_run
+from vae_jax.model import flows
 from vae_jax.single_run import train_and_evaluate
 
 IMAGE_SHAPE = (4, 4, 1)

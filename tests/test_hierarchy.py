@@ -13,8 +13,9 @@ from run_helpers import apply_overrides
 from scipy import special, stats
 from small_images import images_for
 
-from vae_jax import config_checks, hierarchy, model, objectives
+from vae_jax import config_checks, distributions, model, objectives
 from vae_jax.errors import ConfigError
+from vae_jax.model import hierarchy
 
 INFERENCE = hierarchy.INFERENCE
 # Two pixels and one unit per layer: log p(x) is a 2-d integral, done on a grid.
@@ -149,8 +150,8 @@ def test_both_densities_integrate_to_one_and_their_samples_follow_them(inference
 def test_the_ladder_merge_is_the_normalized_product_of_the_two_gaussians():
     """Sønderby et al.'s precision-weighted merge against the product of two scipy normal
     densities, normalized by quadrature."""
-    bottom_up = model.distributions.DiagGaussian(jnp.array([1.5, -0.3]), jnp.array([0.2, -1.0]))
-    top_down = model.distributions.DiagGaussian(jnp.array([-0.5, 0.8]), jnp.array([-0.4, 0.3]))
+    bottom_up = distributions.DiagGaussian(jnp.array([1.5, -0.3]), jnp.array([0.2, -1.0]))
+    top_down = distributions.DiagGaussian(jnp.array([-0.5, 0.8]), jnp.array([-0.4, 0.3]))
     merged = hierarchy.merge_gaussians(bottom_up, top_down)
     t = np.linspace(-12, 12, 20001)
     for d in range(2):
@@ -343,12 +344,14 @@ def test_stl_and_dreg_are_unbiased_in_a_hierarchy(inference):
             r"^objective\.free_bits=0\.5 needs a KL per latent dimension",
         ),
         (
-            {"objective.kl": "mc", "model.prior": "mixture"},
-            r"^model\.prior='mixture' does not combine with model\.upper_latent_dims=\(2,\)",
+            {"objective.kl": "mc", "model.prior": "mixture", "objective.free_bits": 0.5},
+            r"^objective\.free_bits=0\.5 needs a KL per latent dimension, which model\."
+            r"upper_latent_dims=\(2,\) does not have",
         ),
         (
-            {"objective.kl": "mc", "model.posterior": "iaf"},
-            r"^model\.posterior='iaf' does not combine with model\.upper_latent_dims",
+            {"objective.kl": "mc", "model.posterior": "iaf", "objective.gradient_estimator": "stl"},
+            r"^objective\.gradient_estimator='stl' needs q's density at any z, which "
+            r"model\.posterior='iaf' does not have",
         ),
         ({"objective.kl": "mc", "model.inference": "sideways"}, r"^model\.inference='sideways'"),
         (
@@ -368,9 +371,22 @@ def test_what_a_hierarchy_cannot_do_is_refused_in_one_line(tiny_config, override
     assert "\n" not in str(error.value)
 
 
-def test_the_core_refuses_a_hierarchy_with_another_prior_without_a_config():
-    with pytest.raises(ValueError, match="needs prior='standard_normal'"):
-        model.make_vae(image_shape=PIXELS, latent_dim=1, upper_latent_dims=(1,), prior="mixture")
+@pytest.mark.parametrize(
+    "overrides",
+    [{"model.prior": "mixture"}, {"model.prior": "vampprior"}, {"model.posterior": "iaf"}],
+)
+def test_a_hierarchy_takes_any_prior_on_top_and_any_family_for_z1(tiny_config, overrides):
+    """Once refused ("a hierarchy's layers are standard_normal and gaussian"): Tomczak &
+    Welling's HVAE + VampPrior and Kingma et al.'s IAF in a hierarchy now pass the checks
+    (test_compositions bounds them against a brute-force log p(x))."""
+    apply_overrides(tiny_config, {"model.upper_latent_dims": (2,), "objective.kl": "mc",
+                                  **overrides})  # fmt: skip
+    config_checks.check_config(tiny_config)
+
+
+def test_the_core_refuses_analytic_kl_for_a_hierarchy_without_a_config():
+    for prior in ("mixture", "vampprior"):  # built now, not refused
+        model.make_vae(image_shape=PIXELS, latent_dim=1, upper_latent_dims=(1,), prior=prior)
     vae, params = _tiny("bottom_up")
     with pytest.raises(ValueError, match="kl='analytic' has no closed form"):
         vae.elbo(params, jax.random.key(0), ALL_IMAGES, kl="analytic")

@@ -67,7 +67,7 @@ def record_epoch_inputs(dataset, config, num_epochs: int, *image_sets) -> list[l
 
     The one place this file uses internal training APIs (a restructure will rename them).
     """
-    from vae_jax import rng
+    from vae_jax.core import rng
     from vae_jax.training import step as step_lib
 
     def recording_step(state, batch, key):

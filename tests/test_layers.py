@@ -5,6 +5,7 @@ from the bottom up and a change to one layer cannot reach below it."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ PACKAGE = REPO / "vae_jax"
 # Lowest first. A module may import its own layer and the layers below it; training and
 # evaluation share a rank and must not import each other.
 LAYERS = (
-    ("core", ("errors", "rng", "draws", "distributions", "likelihoods", "precision", "networks",
-              "priors", "flows", "hierarchy", "model", "objectives", "optimizers", "train_state")),
+    ("core", ("errors", "core", "distributions")),  # distributions: the public alias
+    ("model", ("model", "objectives", "optimizers", "train_state")),
     ("data", ("data",)),
     ("adapter", ("adapter", "hyperparameters", "config_checks", "manifest", "runtime",
                  "parallel", "progress", "cli")),
@@ -145,14 +146,59 @@ def test_the_library_never_imports_experiments_or_tests():
 
 
 def test_the_core_never_takes_a_config():
-    """Core functions take keyword arguments (``make_vae(image_shape=..., **config.model)``);
-    no parameter of a core function is a config or a config group."""
-    for member in LAYERS[0][1]:
-        tree = ast.parse((PACKAGE / f"{member}.py").read_text())
+    """Core and model functions take keyword arguments (``make_vae(image_shape=...,
+    **config.model)``); no parameter of theirs is a config or a config group."""
+    below_data = {name for name in MODULES if layer_of(name)[1] in ("core", "model")}
+    assert {"vae_jax.core.distributions.gaussian", "vae_jax.model.vae"} <= below_data
+    for name in sorted(below_data):
+        tree = ast.parse(MODULES[name].read_text())
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 args = node.args
                 names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
                 for arg in names:
-                    message = f"vae_jax/{member}.py: a function takes {arg!r}"
+                    message = f"{name}: a function takes {arg!r}"
                     assert not arg.endswith("config"), message
+
+
+def test_the_core_imports_nothing_of_the_model():
+    """``vae_jax/core`` is the lowest layer: pure JAX that knows no model part."""
+    for name in MODULES:
+        if name.startswith("vae_jax.core"):
+            assert not {m for m in GRAPH[name] if m.startswith("vae_jax.model")}, name
+
+
+# The bounds, the objectives, evaluation and diagnostics ask a part what it can do
+# (capabilities, the latent contract), never what it is called or what class it is.
+CAPABILITY_READERS = ("vae_jax.model.bounds", "vae_jax.objectives", "vae_jax.evaluation")
+NAME_BRANCH = re.compile(
+    r"isinstance\([^,]+,\s*\(?\s*(flows|distributions|hierarchy|priors|posteriors)\.|"
+    r"isinstance\([^,]+,\s*\(?\s*\w*(Posterior|Prior|Gaussian|Mixture|Flow)\b|"
+    r"\b(prior_name|posterior_name|posterior|prior)\s*(==|!=|\bin\b)\s*[\"'(]"
+)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith(CAPABILITY_READERS)))
+def test_the_bounds_and_evaluation_never_branch_on_a_parts_name_or_type(name):
+    for number, line in enumerate(MODULES[name].read_text().splitlines(), start=1):
+        assert not NAME_BRANCH.search(line), f"{name}:{number}: {line.strip()}"
+
+
+def test_the_name_branch_finder_sees_both_kinds():
+    assert NAME_BRANCH.search("if isinstance(q, flows.IAFPosterior):")
+    assert NAME_BRANCH.search('if vae.posterior_name != "gaussian":')
+    assert NAME_BRANCH.search("isinstance(q, IAFPosterior)")
+    assert not NAME_BRANCH.search("if vae.closed_form_kl:")
+    assert not NAME_BRANCH.search("if isinstance(value, float):")
+
+
+def test_the_public_imports_keep_working_after_the_move():
+    """``vae_jax.distributions`` is the core's distributions under their old name."""
+    import vae_jax
+    import vae_jax.distributions as public
+    from vae_jax.core import distributions as core
+
+    assert public.DiagGaussian is core.DiagGaussian is vae_jax.distributions.DiagGaussian
+    assert set(core.__all__) <= set(dir(public))
+    for name in ("make_vae", "vae_from_config", "objectives", "load_run", "VAE", "rng"):
+        assert hasattr(vae_jax, name), name

@@ -10,7 +10,7 @@ from absl.testing import parameterized
 
 import vae_jax
 from experiments.configs import fashion_conv, tiny
-from vae_jax import distributions, networks
+from vae_jax.core import distributions, networks
 
 RANDOM_DRAW_PRIMITIVES = {"random_bits"}  # where bits are drawn; splits/fold_ins derive keys
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from vae_jax import config_checks, manifest, model, precision, runtime
+from vae_jax import config_checks, manifest, model, runtime
+from vae_jax.core import precision
 from vae_jax.errors import ConfigError
 
 MATMUL_PRIMITIVES = {"dot_general", "conv_general_dilated"}

@@ -10,8 +10,10 @@ import pytest
 from scipy import special, stats
 from small_images import images_for
 
-from vae_jax import config_checks, distributions, model, networks, objectives, priors
+from vae_jax import config_checks, model, objectives
+from vae_jax.core import distributions, networks
 from vae_jax.errors import ConfigError
+from vae_jax.model import priors
 
 IMAGE_SHAPE = (4, 4, 1)
 LATENT_DIM = 2

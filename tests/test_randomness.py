@@ -15,7 +15,7 @@ import pytest
 import vae_jax
 from experiments.randomness import docs_page, reconstruction
 from experiments.randomness.experiment import run_experiment, summary_lines
-from vae_jax import distributions
+from vae_jax.core import distributions
 
 # The residual Var(x) - (E[Var(x|z)] + Var(E[x|z])) has mean zero; its standard error
 # comes from 20 batch means, and we require it within 4 of them.

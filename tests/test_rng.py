@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import rng
+from vae_jax.core import rng
 
 
 def _bits(key):

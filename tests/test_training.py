@@ -24,7 +24,8 @@ from run_helpers import (
 )
 
 import vae_jax
-from vae_jax import objectives, rng
+from vae_jax import objectives
+from vae_jax.core import rng
 from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from vae_jax.rundir import checkpointing, loading
 from vae_jax.rundir.metrics_log import read_metrics

@@ -7,8 +7,9 @@
 See README.md and ../shared/DESIGN.md.
 """
 
-from vae_jax import distributions, objectives, rng
+from vae_jax import distributions, objectives
 from vae_jax.adapter import vae_from_config
+from vae_jax.core import rng
 from vae_jax.model import VAE, ElboOutput, Generation, make_vae, reparameterize
 from vae_jax.rundir.loading import load_run
 

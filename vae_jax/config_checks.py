@@ -11,11 +11,12 @@ import math
 
 import numpy as np
 
-from vae_jax import flows, hierarchy, likelihoods, model, networks, objectives, precision, priors
+from vae_jax.core import likelihoods, networks, precision
 from vae_jax.data import catalog, preprocess, source
 from vae_jax.errors import ConfigError, DataError
+from vae_jax.model import compatibility, hierarchy, posteriors, priors
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = compatibility.OBJECTIVES
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine")
 
@@ -80,14 +81,9 @@ def _check_model(m):
     _one_of(m.compute_dtype, precision.COMPUTE_DTYPES, "model.compute_dtype")
     _one_of(m.prior, priors.PRIORS, "model.prior")
     _at_least(m.prior_components, 1, "model.prior_components")
-    _one_of(m.posterior, flows.POSTERIORS, "model.posterior")
+    _one_of(m.posterior, posteriors.POSTERIORS, "model.posterior")
     _at_least(m.flow_steps, 1, "model.flow_steps")
     _at_least(m.flow_hidden_size, 1, "model.flow_hidden_size")
-    if m.posterior == "iaf" and m.prior == "vampprior":
-        raise ConfigError(
-            "model.posterior='iaf' does not combine with model.prior='vampprior' (a mixture "
-            "of flow posteriors needs their density at any z)"
-        )
     _check_hierarchy(m)
 
 
@@ -101,28 +97,16 @@ def _check_hierarchy(m):
     for i, size in enumerate(m.upper_hidden_sizes):
         _at_least(size, 1, f"model.upper_hidden_sizes[{i}]")
     _one_of(m.inference, hierarchy.INFERENCE, "model.inference")
-    if m.upper_latent_dims:
-        for field, plain in (("prior", "standard_normal"), ("posterior", "gaussian")):
-            if m[field] != plain:
-                raise ConfigError(
-                    f"model.{field}={m[field]!r} does not combine with model.upper_latent_dims="
-                    f"{tuple(m.upper_latent_dims)} (a hierarchy's layers are {plain}); set "
-                    f"model.{field}={plain!r}"
-                )
 
 
 def _check_objective(o):
     _one_of(o.name, OBJECTIVES, "objective.name")
     _at_least(o.num_samples, 1, "objective.num_samples")
-    _one_of(o.kl, model.KL_ESTIMATORS, "objective.kl")
+    _one_of(o.kl, compatibility.KL_ESTIMATORS, "objective.kl")
     _at_least(o.beta, 0.0, "objective.beta")
     _at_least(o.kl_warmup_steps, 0, "objective.kl_warmup_steps")
     _at_least(o.free_bits, 0.0, "objective.free_bits")
-    _one_of(o.gradient_estimator, objectives.GRADIENT_ESTIMATORS, "objective.gradient_estimator")
-    try:
-        objectives.check_gradient_estimator(o.gradient_estimator, name=o.name, kl=o.kl)
-    except ValueError as error:
-        raise ConfigError(f"objective.{error}") from None
+    _one_of(o.gradient_estimator, compatibility.GRADIENT_ESTIMATORS, "objective.gradient_estimator")
     if o.name == "iwae":
         for field, neutral in (("beta", 1.0), ("kl_warmup_steps", 0), ("free_bits", 0.0)):
             if o[field] != neutral:
@@ -192,31 +176,23 @@ def _check_floats_fit_float32(config) -> None:
             raise ConfigError(f"{field}={value!r} underflows to 0 in float32")
 
 
-def _check_model_fits_objective(m, o) -> None:
-    """A learned prior, a flow posterior or a hierarchy has no closed-form KL and no KL per
-    dimension; a flow's density is known at its own draws only (no STL, no DReG)."""
-    if m.posterior != "gaussian" and o.gradient_estimator != "reparameterization":
-        raise ConfigError(
-            f"objective.gradient_estimator={o.gradient_estimator!r} needs q's density at any "
-            f"z, which model.posterior={m.posterior!r} does not have; use 'reparameterization'"
-        )
-    if model.has_closed_form_kl(m.prior, m.posterior, 1 + len(m.upper_latent_dims)):
-        return
-    if m.upper_latent_dims:
-        which = f"model.upper_latent_dims={tuple(m.upper_latent_dims)}"
-    elif m.posterior == "gaussian":
-        which = f"model.prior={m.prior!r}"
-    else:
-        which = f"model.posterior={m.posterior!r}"
-    if o.name == "elbo" and o.kl == "analytic":
-        raise ConfigError(
-            f"objective.kl='analytic' has no closed form for {which}; set objective.kl='mc'"
-        )
-    if o.free_bits > 0:
-        raise ConfigError(
-            f"objective.free_bits={o.free_bits!r} needs a KL per latent dimension, which "
-            f"{which} does not have; set it to 0.0"
-        )
+def _check_combination(m, o) -> None:
+    """What is undefined about this model with this objective, from the one compatibility
+    table (``vae_jax.model.compatibility``): the first refusal, naming the fields."""
+    combination = compatibility.Combination(
+        prior=m.prior,
+        posterior=m.posterior,
+        num_layers=1 + len(m.upper_latent_dims),
+        inference=m.inference,
+        architecture=m.architecture,
+        objective=o.name,
+        kl=o.kl,
+        gradient_estimator=o.gradient_estimator,
+        free_bits=float(o.free_bits),
+    )
+    refusals = compatibility.refusals(combination, upper_latent_dims=tuple(m.upper_latent_dims))
+    if refusals:
+        raise ConfigError(refusals[0].message())
 
 
 def check_config(config) -> None:
@@ -226,7 +202,7 @@ def check_config(config) -> None:
     _check_data(config.data)
     _check_model(config.model)
     _check_objective(config.objective)
-    _check_model_fits_objective(config.model, config.objective)
+    _check_combination(config.model, config.objective)
     _check_optimizer(config.optimizer)
     _check_training(config.training)
     _check_evaluation(config.evaluation)

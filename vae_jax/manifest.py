@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 
-from vae_jax import rng
+from vae_jax.core import rng
 
 PACKAGES = (
     "jax",

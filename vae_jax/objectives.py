@@ -24,8 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vae_jax import model
-from vae_jax.model import VAE
+from vae_jax.model import VAE, compatibility
 
 
 def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
@@ -52,19 +51,19 @@ def _masked_mean(values: jax.Array, weights: jax.Array, count: jax.Array) -> jax
     return jnp.sum(values * weights) / count
 
 
-GRADIENT_ESTIMATORS = ("reparameterization", "stl", "dreg")
+GRADIENT_ESTIMATORS = compatibility.GRADIENT_ESTIMATORS
 
 
 def check_gradient_estimator(gradient_estimator: str, *, name: str, kl: str) -> None:
-    """Raises ``ValueError`` for an estimator that does not apply to this bound."""
+    """Raises ``ValueError`` for an estimator that does not apply to this bound (the
+    compatibility table's rule, ``vae_jax.model.compatibility``)."""
     if gradient_estimator not in GRADIENT_ESTIMATORS:
         raise ValueError(
             f"gradient_estimator={gradient_estimator!r}; choose one of {GRADIENT_ESTIMATORS}"
         )
-    if gradient_estimator == "stl" and (name != "elbo" or kl != "mc"):
-        raise ValueError("gradient_estimator='stl' applies to the elbo objective with kl='mc'")
-    if gradient_estimator == "dreg" and name != "iwae":
-        raise ValueError("gradient_estimator='dreg' applies to the iwae objective")
+    refused = compatibility.estimator_refusals(name, kl, gradient_estimator)
+    if refused:
+        raise ValueError(refused[0].message(qualified=False))
 
 
 def _with_gradient(value: jax.Array, surrogate: jax.Array) -> jax.Array:
@@ -126,11 +125,19 @@ def make_objective(
     kl_estimator = kl
     free_bits = free_bits if isinstance(free_bits, jax.Array) else float(free_bits)
     check_gradient_estimator(gradient_estimator, name=name, kl=kl)
-    if vae.posterior_name != "gaussian" and gradient_estimator != "reparameterization":
-        raise ValueError(
-            f"gradient_estimator={gradient_estimator!r} needs q's density at any z; "
-            f"posterior={vae.posterior_name!r} has none"
-        )
+    combination = compatibility.Combination(
+        prior=vae.prior_name,
+        posterior=vae.posterior_name,
+        num_layers=len(vae.latent_layers),
+        inference=vae.inference or "bottom_up",
+        objective=name,
+        kl=kl,
+        gradient_estimator=gradient_estimator,
+        free_bits=free_bits if isinstance(free_bits, float) else 1.0,  # traced: on
+    )
+    refused = compatibility.refusals(combination, upper_latent_dims=vae.latent_layers[1:])
+    if refused:  # the one compatibility table's first reason
+        raise ValueError(refused[0].message(qualified=False))
     stick_the_landing = gradient_estimator == "stl"
 
     def elbo_objective(params, key, x, mask, step):
@@ -170,14 +177,14 @@ def make_objective(
         count = jnp.maximum(weights.sum(), 1.0)
         # The K draws of `vae.iwae_bound` (same keys), kept to report the ELBO terms too.
         q = vae.encode(params, x)
-        if vae.posterior_name == "gaussian":
+        if vae.density_everywhere:
             z, log_q = vae.reparameterize(key, q, num_samples), None
-        else:  # a flow's density is known at its own draws only
+        else:  # a flow: log q at its own draws
             z, log_q = vae.draw(key, q, num_samples)
         log_likelihood = vae.decode(params, z).log_prob(x)  # (K, B)
         prior = vae.prior(params)
         log_p = prior.log_prob(z)
-        if log_q is None:
+        if log_q is None:  # after the decoder and the prior, in the order that fixes bits
             log_q = q.log_prob(z)
         log_weights = log_likelihood + log_p - log_q
         bound = jax.nn.logsumexp(log_weights, axis=0) - jnp.log(float(num_samples))
@@ -188,7 +195,7 @@ def make_objective(
         # log-likelihood of these draws and the closed-form KL (a learned prior or a flow:
         # the Monte Carlo KL of these draws), and elbo = their difference, so the three add up.
         mean_log_likelihood = _masked_mean(log_likelihood.mean(0), weights, count)
-        if model.evaluation_kl(vae) == "analytic":
+        if vae.closed_form_kl:
             kl_per_example = q.kl(prior)
         else:
             kl_per_example = jnp.mean(log_q - log_p, axis=0)

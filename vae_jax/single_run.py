@@ -16,7 +16,8 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from vae_jax import config_checks, hyperparameters, parallel, rng, runtime
+from vae_jax import config_checks, hyperparameters, parallel, runtime
+from vae_jax.core import rng
 from vae_jax.data import load_dataset
 from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files

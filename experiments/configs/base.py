@@ -51,13 +51,15 @@ def get_config() -> ml_collections.ConfigDict:
     model.prior_components = 10  # mixture: Gaussians; vampprior: pseudo-inputs
     # q(z|x): gaussian (diagonal) | iaf: inverse autoregressive flow on top of it (Kingma et
     # al. 2016), MADE steps with a context from the encoder; needs objective.kl = "mc" and
-    # the reparameterization gradient, and does not combine with the vampprior.
+    # the reparameterization gradient; one layer of it does not combine with the vampprior
+    # (vae_jax/model/compatibility.py lists what combines and why).
     model.posterior = "gaussian"
     model.flow_steps = 2  # iaf: number of steps
     model.flow_hidden_size = 64  # iaf: width of each MADE and of the encoder's context
-    # Stochastic layers above z (vae_jax/hierarchy.py): sizes of z_2..z_L; () = one layer.
-    # z_1 has latent_dim units and feeds the decoder; p(z_L) = N(0, I) and each p(z_l |
-    # z_{l+1}) is a Gaussian MLP. Needs prior standard_normal, posterior gaussian, kl = mc.
+    # Stochastic layers above z (vae_jax/model/hierarchy.py): sizes of z_2..z_L; () = one
+    # layer. z_1 has latent_dim units and feeds the decoder; model.prior is p(z_L) (any of
+    # them: "HVAE + VampPrior"), each p(z_l | z_{l+1}) is a Gaussian MLP, model.posterior
+    # is z_1's family (iaf: a flow for z_1). Needs kl = mc.
     model.upper_latent_dims = ()
     model.upper_hidden_sizes = (100, 100)  # dense widths of each network between two layers
     # How q(z|x) runs through the layers: bottom_up, q(z_1|x) q(z_2|z_1) ... (Burda et al.

@@ -2,7 +2,7 @@
 
 Five stochastic layers of 64, 32, 16, 8 and 4 units; inference runs top-down, each layer's
 posterior the precision-weighted merge of a deterministic bottom-up pass with the
-generative p(z_l | z_{l+1}) (vae_jax/hierarchy.py); the ELBO with a linear KL warm-up over
+generative p(z_l | z_{l+1}) (vae_jax/model/hierarchy.py); the ELBO with a linear KL warm-up over
 the first 200 epochs, Adam at 2e-4, batches of 256. The paper's deterministic widths
 shrink per layer (512 ... 32) and it uses batch normalization; here x -> 512-256 and every
 network between layers has 128-128 units, no batch normalization (it would make a

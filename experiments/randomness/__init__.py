@@ -9,7 +9,7 @@ Two questions researchers keep asking, answered with numbers:
    before the loss estimates a different quantity and blocks the gradient.
 """
 
-from vae_jax import rng
+from vae_jax.core import rng
 
 # Fixed sub-streams of the run's `eval`/`randomness` key (recorded in the report).
 PURPOSE_IDS = {

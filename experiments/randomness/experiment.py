@@ -23,7 +23,7 @@ from experiments.randomness import (
     reconstruction,
     training_noise,
 )
-from vae_jax import rng
+from vae_jax.core import rng
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.rundir import files, loading

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.randomness import estimators
-from vae_jax import distributions
+from vae_jax.core import distributions
 
 EPSILON = 1e-3  # clip for the cross-entropy against a sampled binary x-hat
 

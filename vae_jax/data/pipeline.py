@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import rng
+from vae_jax.core import rng
 from vae_jax.data import catalog, preprocess, source
 
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import draws, likelihoods, rng
+from vae_jax.core import draws, likelihoods, rng
 
 BINARIZATIONS = ("none", "static", "dynamic")
 STATIC_METHODS = ("sample", "threshold")

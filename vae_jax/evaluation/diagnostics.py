@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import distributions, flows
+from vae_jax.core import distributions
 
 ACTIVITY_THRESHOLD = 0.01  # Burda et al. (2015)
 # An I(x; z) estimate within this many nats of its ceiling log N is called saturated.
@@ -22,15 +22,15 @@ SATURATION_GAP_NATS = 0.5
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _encode(vae, preprocessing, params, images, indices):
-    q = vae.encode(params, preprocessing.eval_input(images[indices]))
-    if isinstance(q, flows.IAFPosterior):  # the diagnostics describe the flow's base
-        q = q.base
+    # The Gaussian the diagnostics describe (vae.posterior_described): q itself, a flow's
+    # base, a hierarchy's layers along the mean path.
+    q = vae.encode(params, preprocessing.eval_input(images[indices])).summary_gaussian()
     return q.loc, q.log_scale
 
 
 def posterior_parameters(vae, params, images, preprocessing, batch_size: int):
-    """Posterior means and log-scales ``(N, D)`` of every example (deterministic); of the
-    base Gaussian for an IAF posterior."""
+    """Means and log-scales ``(N, D)`` of every example's posterior summary Gaussian
+    (deterministic): q itself, the base Gaussian of a flow, a hierarchy's mean path."""
     encode = functools.partial(_encode, vae, preprocessing)
     num = int(images.shape[0])
     locs, log_scales = [], []

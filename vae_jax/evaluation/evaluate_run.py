@@ -17,10 +17,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import adapter, hierarchy, model, rng
+from vae_jax import adapter, model
+from vae_jax.core import rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
+from vae_jax.model import hierarchy
 from vae_jax.progress import Progress
 from vae_jax.rundir import files, loading
 from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
@@ -122,7 +124,7 @@ class Evaluator:
                     else None
                 ),
                 # Active units and I(x;z) describe this Gaussian.
-                "posterior_described": _posterior_described(vae),
+                "posterior_described": vae.posterior_described,
                 "mutual_information_nats": mutual_information,
                 "mutual_information_upper_bound_log_n": float(np.log(test.num_examples)),
                 # At its ceiling: the number measures the test set's size, not the code.
@@ -284,14 +286,6 @@ def evaluate_and_report(evaluator, workdir: Path, state, record, *, make_figures
     result["timings_seconds"] = dict(evaluator.timings)
     report_files.write_evaluation(workdir, result, quiet=quiet)
     return result
-
-
-def _posterior_described(vae) -> str:
-    if vae.posterior_name != "gaussian":
-        return "the IAF's base Gaussian"
-    if len(vae.latent_layers) > 1:
-        return "each layer's Gaussian with the layers it depends on at their means"
-    return "q(z|x)"
 
 
 def _layer_summaries(vae, active: np.ndarray, kl_per_dim: np.ndarray) -> list[dict] | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from vae_jax import rng
+from vae_jax.core import rng
 from vae_jax.data import batching
 from vae_jax.data.preprocess import Preprocessing
 

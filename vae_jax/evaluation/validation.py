@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_jax import model, rng
+from vae_jax import model
+from vae_jax.core import rng
 from vae_jax.evaluation import per_example
 
 

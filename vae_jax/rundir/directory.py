@@ -16,7 +16,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import manifest, rng
+from vae_jax import manifest
+from vae_jax.core import rng
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.rundir import files
 from vae_jax.rundir.checkpointing import Checkpointer

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 
 import jax
 
-from vae_jax import adapter, config_checks, hyperparameters, manifest, rng, runtime
+from vae_jax import adapter, config_checks, hyperparameters, manifest, runtime
+from vae_jax.core import rng
 from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from vae_jax import networks
+from vae_jax.core import networks
 from vae_jax.errors import NonFiniteError
 from vae_jax.progress import Progress
 from vae_jax.rundir.directory import RunDirectory

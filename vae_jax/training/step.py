@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vae_jax import rng
+from vae_jax.core import rng
 from vae_jax.data import batching
 from vae_jax.data.preprocess import Preprocessing
 from vae_jax.train_state import TrainState

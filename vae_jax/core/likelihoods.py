@@ -1,7 +1,7 @@
 """Observation models p(x|z): which data each fits, and the decoder head that builds it.
 
 A decoder network ends in raw features of shape ``(..., H, W, C * channels_per_pixel)``;
-the head turns them into a distribution from ``vae_jax.distributions``. Learned scales
+the head turns them into a distribution from ``vae_jax.core.distributions``. Learned scales
 that do not depend on z (shared or per pixel) are ordinary parameters of the head.
 
 The likelihood must fit the data (DESIGN.md): Bernoulli only on binary data, continuous
@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import distributions
+from vae_jax.core import distributions
 
 # Kinds of data representation (see vae_jax.data.preprocess).
 BINARY = "binary"  # {0., 1.} floats

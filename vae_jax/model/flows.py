@@ -12,8 +12,10 @@ triangular with diagonal ``sigma``, so ``log det = sum_d log sigma_d`` and
     log q(z_T | x) = log N(z_0; mu, sigma_0) - sum_t sum_d log sigma_t,d.
 
 The density is known at the flow's own draws only (inverting the flow would take D
-sequential passes), so the posterior offers ``sample_and_log_prob(key)``; the ELBO and the
-IWAE bound use it, and their Monte Carlo KL is the only KL.
+sequential passes), so the posterior offers ``sample_and_log_prob(key, sample_shape)``; the
+ELBO and the IWAE bound use it, and their Monte Carlo KL is the only KL. The flow can be
+the posterior of a one-layer model or of ``z_1`` in a hierarchy
+(``vae_jax.model.posteriors``).
 """
 
 from __future__ import annotations
@@ -27,17 +29,11 @@ import numpy as np
 from flax import linen as nn
 from flax import struct
 
-from vae_jax import distributions
+from vae_jax.core import distributions
 
-POSTERIORS = ("gaussian", "iaf")
 # sigma starts near sigmoid(1) = 0.73: each step starts close to the identity-plus-shift
 # that keeps gradients flowing (Kingma et al. use a positive forget-gate bias too).
 GATE_BIAS = 1.0
-
-
-def check_posterior(posterior: str) -> None:
-    if posterior not in POSTERIORS:
-        raise ValueError(f"posterior={posterior!r}; choose one of {POSTERIORS}")
 
 
 def made_masks(latent_dim: int, hidden_size: int, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -100,33 +96,59 @@ class IAF(nn.Module):
 class IAFPosterior:
     """``q(z|x)``: the Gaussian ``base`` pushed through the flow ``apply_flow(flow_params,
     z_0, context) -> (z_T, log_det)``. Reparameterized: draws are differentiable in every
-    parameter."""
+    parameter. Its density is known at its own draws only (``density_everywhere`` False):
+    ``log_prob`` at another ``z`` would need the flow's inverse."""
 
     base: distributions.DiagGaussian
     context: jax.Array
     flow_params: Any
     apply_flow: Callable = struct.field(pytree_node=False)
 
+    density_everywhere = False  # the latent contract (vae_jax.model.contract)
+
     @property
     def shape(self) -> tuple[int, ...]:
         return self.base.shape
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """One block: the flow mixes every dimension."""
+        return self.shape[-1:]
 
     @property
     def loc(self) -> jax.Array:
         """The flow's image of the base mean (a central point of q, not its mean)."""
         return self.apply_flow(self.flow_params, self.base.mean(), self.context)[0]
 
-    def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One draw ``z_T`` per example (``eps`` from ``key`` as the Gaussian draws it) and
-        ``log q(z_T|x)`` by the change of variables."""
-        z0 = self.base.sample(key)
+    def central_point(self) -> jax.Array:
+        return self.loc
+
+    def summary_gaussian(self) -> distributions.DiagGaussian:
+        """The Gaussian latent diagnostics describe: the flow's base."""
+        return self.base
+
+    def sample_and_log_prob(
+        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[jax.Array, jax.Array]:
+        """Draws ``z_T`` (``eps`` from ``key`` as the base Gaussian draws it) and
+        ``log q(z_T|x) = log N(z_0) - log det`` by the change of variables."""
+        z0 = self.base.sample(key, sample_shape)
         z, log_det = self.apply_flow(self.flow_params, z0, self.context)
         return z, self.base.log_prob(z0) - log_det
 
-    def sample(self, key: jax.Array) -> jax.Array:
-        return self.sample_and_log_prob(key)[0]
+    def sample_and_block_log_probs(
+        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[jax.Array, jax.Array]:
+        z, log_q = self.sample_and_log_prob(key, sample_shape)
+        return z, log_q[..., None]
+
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+        return self.sample_and_log_prob(key, sample_shape)[0]
 
     def log_prob(self, z: jax.Array) -> jax.Array:
         raise NotImplementedError(
             "an IAF posterior's density is known at its own draws only: use sample_and_log_prob"
         )
+
+    def block_log_probs(self, z: jax.Array) -> jax.Array:
+        return self.log_prob(z)

@@ -2,7 +2,10 @@
 
 The generative path is top-down for both kinds of hierarchy:
 
-    p(z_L) = N(0, I),   p(z_l | z_{l+1}) = N(mu_l(z_{l+1}), sigma_l(z_{l+1})),   p(x | z_1).
+    p(z_L),   p(z_l | z_{l+1}) = N(mu_l(z_{l+1}), sigma_l(z_{l+1})),   p(x | z_1),
+
+with ``p(z_L)`` any prior component (``vae_jax.model.priors``: standard normal, a mixture,
+the VampPrior of the top layer's posterior: Tomczak & Welling's "HVAE + VampPrior").
 
 The posterior ``q(z|x)`` is one of:
 
@@ -14,9 +17,14 @@ The posterior ``q(z|x)`` is one of:
   precision-weighted merge of ``N(mu_hat_l, sigma_hat_l)`` with ``p(z_l | z_{l+1})``
   (``merge_gaussians``). q shares the generative path's networks.
 
+``z_1``'s posterior is any posterior family (``vae_jax.model.posteriors``): the Gaussian
+above, or an inverse autoregressive flow on top of it (Kingma et al., 2016, used IAF in
+hierarchical models); the layers above ``z_1`` are Gaussians.
+
 The model's latent vector is the concatenation ``(z_1, ..., z_L)``, so the ELBO, the IWAE
 bound and evaluation treat it as any ``z``: the decoder reads ``z_1``, ``p(z)`` is the
-product above and ``q(z|x)`` the product of its layers, both known at any ``z``. The KL
+product above and ``q(z|x)`` the product of its layers (known at any ``z`` unless ``z_1``'s
+is a flow). Both offer one log-density block per layer (``vae_jax.model.contract``): the KL
 has no closed form; per layer it is ``log q(z_l|.) - log p(z_l|z_{l+1})`` at the draws.
 
 Keys: one draw of all layers splits its key in ``L``; layer ``l`` (1 = bottom) draws its
@@ -34,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from vae_jax import distributions, networks, precision
+from vae_jax.core import distributions, networks, precision
 
 INFERENCE = ("bottom_up", "top_down")
 
@@ -49,21 +57,9 @@ def split_layers(z: jax.Array, latent_dims: Sequence[int]) -> list[jax.Array]:
     return jnp.split(z, np.cumsum(latent_dims)[:-1], axis=-1)
 
 
-def spread_over_layers(per_layer: jax.Array, latent_dims: Sequence[int]) -> jax.Array:
-    """``(L, ...)`` values per layer -> ``(..., sum(latent_dims))``: layer ``l``'s value
-    shared equally among its ``d_l`` dimensions (``layer_sums`` inverts it)."""
-    return jnp.concatenate(
-        [
-            jnp.broadcast_to(value[..., None] / d, (*value.shape, d))
-            for value, d in zip(per_layer, latent_dims, strict=True)
-        ],
-        axis=-1,
-    )
-
-
 def layer_sums(values, latent_dims: Sequence[int]) -> list:
     """Per-dimension values ``(..., sum(latent_dims))`` summed within each layer (numpy
-    stays numpy, in its precision)."""
+    stays numpy, in its precision); inverts ``contract.spread_over_blocks`` over layers."""
     split = np.split if isinstance(values, np.ndarray) else jnp.split
     return [part.sum(axis=-1) for part in split(values, np.cumsum(latent_dims)[:-1], axis=-1)]
 
@@ -143,29 +139,52 @@ class LadderStep(nn.Module):
         return SoftplusGaussianHead(self.latent_dim, self.compute_dtype, name="head")(d), d
 
 
+def _per_layer_log_probs(distribution, z: jax.Array) -> list[jax.Array]:
+    """Each layer's log-density at ``z`` given the other layers' values, ``[(...,)] * L``."""
+    layers = split_layers(z, distribution.latent_dims)
+    per_layer = [distribution.layer(i, layers).log_prob(layers[i]) for i in range(len(layers))]
+    return jnp.broadcast_arrays(*per_layer)  # a layer may not depend on every batch axis
+
+
+def _stack_blocks(per_layer: list[jax.Array]) -> jax.Array:
+    """Per-layer log-densities ``[(...,)] * L`` -> ``(..., L)``, the contract's blocks."""
+    return jnp.stack(per_layer, axis=-1)
+
+
 @struct.dataclass
 class HierarchicalPrior:
     """``p(z) = p(z_L) prod_l p(z_l | z_{l+1})`` over the concatenated ``z``;
-    ``conditional(params, l, z_above)`` is ``p(z_l | z_{l+1})`` (``l`` from 0 = bottom)."""
+    ``conditional(params, l, z_above)`` is ``p(z_l | z_{l+1})`` (``l`` from 0 = bottom) and
+    ``top`` is ``p(z_L)`` (standard normal, a mixture or the VampPrior)."""
 
     params: Any
+    top: Any
     conditional: Callable = struct.field(pytree_node=False)
     latent_dims: tuple[int, ...] = struct.field(pytree_node=False)
+
+    density_everywhere = True  # the latent contract (vae_jax.model.contract)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (sum(self.latent_dims),)
 
-    def layer(self, index: int, layers: Sequence[jax.Array]) -> distributions.DiagGaussian:
-        """``p(z_l | z_{l+1})`` given the layers' values (``N(0, I)`` at the top)."""
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """One block per layer."""
+        return self.latent_dims
+
+    def layer(self, index: int, layers: Sequence[jax.Array]):
+        """``p(z_l | z_{l+1})`` given the layers' values (``top`` at the top)."""
         if index == len(self.latent_dims) - 1:
-            return distributions.standard_normal((self.latent_dims[-1],))
+            return self.top
         return self.conditional(self.params, index, layers[index + 1])
 
     def layer_log_probs(self, z: jax.Array) -> jax.Array:
         """``log p(z_l | z_{l+1})`` of every layer, shape ``(L, ...)``."""
-        layers = split_layers(z, self.latent_dims)
-        return jnp.stack([self.layer(i, layers).log_prob(layers[i]) for i in range(len(layers))])
+        return jnp.stack(_per_layer_log_probs(self, z))
+
+    def block_log_probs(self, z: jax.Array) -> jax.Array:
+        return _stack_blocks(_per_layer_log_probs(self, z))
 
     def log_prob(self, z: jax.Array) -> jax.Array:
         return jnp.sum(self.layer_log_probs(z), axis=0)
@@ -180,33 +199,54 @@ class HierarchicalPrior:
             layers[i] = self.layer(i, layers).sample(keys[i])
         return jnp.concatenate(layers, axis=-1)
 
+    def sample_and_log_prob(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):
+        z = self.sample(key, sample_shape)
+        return z, self.log_prob(z)
+
+    def sample_and_block_log_probs(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):
+        z = self.sample(key, sample_shape)
+        return z, self.block_log_probs(z)
+
 
 @struct.dataclass
 class HierarchicalPosterior:
-    """``q(z|x)`` over the concatenated ``z``, with its density at any ``z``.
+    """``q(z|x)`` over the concatenated ``z``.
 
     ``gaussians`` are what the encoder computed from ``x``: ``(q(z_1|x),)`` for
     ``bottom_up``; ``N(mu_hat_l, sigma_hat_l)`` of every layer for ``top_down``.
     ``conditional(params, l, z_neighbour)`` is the network of layer ``l`` (0 = bottom):
     ``q(z_l | z_{l-1})`` for ``bottom_up``, ``p(z_l | z_{l+1})`` for ``top_down``.
+    ``z_1``'s Gaussian is wrapped by its posterior family, ``wrap(gaussian, context,
+    family_params)`` (``vae_jax.model.posteriors``: itself, or a flow reading ``context``);
+    the layers above are Gaussians. The density is known at any ``z`` when the family's is
+    (``density_everywhere``), else at the posterior's own draws.
     """
 
     gaussians: tuple[distributions.DiagGaussian, ...]
     params: Any
+    context: Any
+    family_params: Any
     conditional: Callable = struct.field(pytree_node=False)
     latent_dims: tuple[int, ...] = struct.field(pytree_node=False)
     inference: str = struct.field(pytree_node=False)
+    wrap: Callable = struct.field(pytree_node=False)
+    density_everywhere: bool = struct.field(pytree_node=False, default=True)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (*self.gaussians[0].shape[:-1], sum(self.latent_dims))
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """One block per layer."""
+        return self.latent_dims
 
     def _order(self) -> range:
         """Layers in sampling order: from the bottom (bottom_up) or the top (top_down)."""
         num = len(self.latent_dims)
         return range(num) if self.inference == "bottom_up" else range(num - 1, -1, -1)
 
-    def layer(self, index: int, layers: Sequence[jax.Array]) -> distributions.DiagGaussian:
+    def _gaussian(self, index: int, layers: Sequence[jax.Array]) -> distributions.DiagGaussian:
         """Layer ``index``'s Gaussian given the values of the layers sampled before it."""
         if self.inference == "bottom_up":
             if index == 0:
@@ -217,48 +257,105 @@ class HierarchicalPosterior:
         top_down = self.conditional(self.params, index, layers[index + 1])
         return merge_gaussians(self.gaussians[index], top_down)
 
-    def sample(self, key: jax.Array) -> jax.Array:
-        """One draw of every layer; layer ``l`` uses ``split(key, L)[l - 1]``."""
+    def layer(self, index: int, layers: Sequence[jax.Array]):
+        """Layer ``index``'s posterior given the layers sampled before it (``z_1``'s through
+        its family)."""
+        gaussian = self._gaussian(index, layers)
+        return self.wrap(gaussian, self.context, self.family_params) if index == 0 else gaussian
+
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+        """Draws of every layer; layer ``l`` uses ``split(key, L)[l - 1]``; the first layer
+        sampled takes ``sample_shape``."""
         keys = jax.random.split(key, len(self.latent_dims))
         layers: list[Any] = [None] * len(self.latent_dims)
+        shape = tuple(sample_shape)
         for i in self._order():
-            layers[i] = self.layer(i, layers).sample(keys[i])
+            layers[i] = self.layer(i, layers).sample(keys[i], shape)
+            shape = ()
         return jnp.concatenate(layers, axis=-1)
+
+    def _draw(self, key: jax.Array, sample_shape: tuple[int, ...]):
+        """``sample``'s draws and each layer's ``log q`` taken from its draw (what a flow
+        layer offers)."""
+        keys = jax.random.split(key, len(self.latent_dims))
+        layers: list[Any] = [None] * len(self.latent_dims)
+        log_probs: list[Any] = [None] * len(self.latent_dims)
+        shape = tuple(sample_shape)
+        for i in self._order():
+            layers[i], log_probs[i] = self.layer(i, layers).sample_and_log_prob(keys[i], shape)
+            shape = ()
+        return jnp.concatenate(layers, axis=-1), log_probs
 
     def layer_log_probs(self, z: jax.Array) -> jax.Array:
         """``log q(z_l | .)`` of every layer at ``z``, shape ``(L, ...)``."""
-        layers = split_layers(z, self.latent_dims)
-        return jnp.stack([self.layer(i, layers).log_prob(layers[i]) for i in range(len(layers))])
+        return jnp.stack(_per_layer_log_probs(self, z))
+
+    def block_log_probs(self, z: jax.Array) -> jax.Array:
+        return _stack_blocks(_per_layer_log_probs(self, z))
 
     def log_prob(self, z: jax.Array) -> jax.Array:
         return jnp.sum(self.layer_log_probs(z), axis=0)
 
-    def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        z = self.sample(key)
-        return z, self.log_prob(z)
+    def sample_and_log_prob(
+        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[jax.Array, jax.Array]:
+        """Draws and ``log q`` at them: by the density at the draws where it is known
+        everywhere, else from each layer's draw."""
+        if self.density_everywhere:
+            z = self.sample(key, sample_shape)
+            return z, self.log_prob(z)
+        z, log_probs = self._draw(key, sample_shape)
+        return z, jnp.sum(jnp.stack(log_probs), axis=0)
+
+    def sample_and_block_log_probs(
+        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[jax.Array, jax.Array]:
+        if self.density_everywhere:
+            z = self.sample(key, sample_shape)
+            return z, self.block_log_probs(z)
+        z, log_probs = self._draw(key, sample_shape)
+        return z, _stack_blocks(log_probs)
 
     def _mean_path(self) -> list[distributions.DiagGaussian]:
-        """Each layer's Gaussian with the layers it depends on at their means."""
+        """Each layer's summary Gaussian with the layers it depends on at their central
+        points (their means; a flow layer's image of its base mean)."""
         layers: list[Any] = [None] * len(self.latent_dims)
         gaussians: list[Any] = [None] * len(self.latent_dims)
         for i in self._order():
-            gaussians[i] = self.layer(i, layers)
-            layers[i] = gaussians[i].mean()
+            layer = self.layer(i, layers)
+            gaussians[i] = layer.summary_gaussian()
+            layers[i] = layer.central_point()
         return gaussians
+
+    def summary_gaussian(self) -> distributions.DiagGaussian:
+        """The layers' Gaussians along the mean path, concatenated: a central point of q
+        (exact for the first layer sampled), the Gaussian the latent diagnostics describe."""
+        path = self._mean_path()
+        return distributions.DiagGaussian(
+            jnp.concatenate([g.mean() for g in path], axis=-1),
+            jnp.concatenate([jnp.broadcast_to(g.log_scale, g.shape) for g in path], axis=-1),
+        )
+
+    def central_point(self) -> jax.Array:
+        return self.summary_gaussian().loc
+
+    def top_gaussian(self) -> distributions.DiagGaussian:
+        """``q(z_L | .)``, the top layer's Gaussian: exactly ``q(z_L|x)`` for ``top_down``;
+        for ``bottom_up`` along the mean path (the layers below at their central points).
+        The VampPrior of a hierarchy mixes these at its pseudo-inputs."""
+        if self.inference == "top_down":
+            return self.gaussians[-1]
+        return self._mean_path()[-1]
 
     @property
     def loc(self) -> jax.Array:
-        """The layers' means along the mean path (each layer's mean with the layers it
-        depends on at their means): a central point of q, exact for the first layer
-        sampled; the diagnostics' ``E_q[z|x]``."""
-        return jnp.concatenate([g.mean() for g in self._mean_path()], axis=-1)
+        """The layers' means along the mean path (see ``summary_gaussian``)."""
+        return self.summary_gaussian().loc
 
     @property
     def log_scale(self) -> jax.Array:
-        """The layers' log-scales along the mean path (see ``loc``)."""
-        return jnp.concatenate(
-            [jnp.broadcast_to(g.log_scale, g.shape) for g in self._mean_path()], axis=-1
-        )
+        """The layers' log-scales along the mean path (see ``summary_gaussian``)."""
+        return self.summary_gaussian().log_scale
 
 
 class Hierarchy:
@@ -326,24 +423,36 @@ class Hierarchy:
         net = self.inference_steps[index - 1]
         return net.apply({"params": params["inference"][f"layer_{index + 1}"]}, z_below)
 
-    def prior(self, params: dict) -> HierarchicalPrior:
-        """``p(z)`` from the hierarchy's parameters."""
-        return HierarchicalPrior(params, self._conditional_prior, self.latent_dims)
+    def prior(self, params: dict, top) -> HierarchicalPrior:
+        """``p(z)`` from the hierarchy's parameters, with ``top`` as ``p(z_L)``."""
+        return HierarchicalPrior(params, top, self._conditional_prior, self.latent_dims)
 
-    def posterior(self, params: dict, encoded) -> HierarchicalPosterior:
-        """``q(z|x)`` from the encoder's output: ``q(z_1|x)`` (``bottom_up``), or
-        ``(N(mu_hat_1, sigma_hat_1), d_1)`` (``top_down``) which the ladder steps carry up."""
+    def posterior(
+        self, params: dict, encoded, family, family_params: Any = None
+    ) -> HierarchicalPosterior:
+        """``q(z|x)`` from the encoder's output ``encoded`` (``networks.Encoded``): its
+        Gaussian is ``q(z_1|x)`` (``bottom_up``), or ``N(mu_hat_1, sigma_hat_1)`` with its
+        context ``d_1`` which the ladder steps carry up (``top_down``). ``family``
+        (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading ``encoded.context``.
+        """
+        gaussians = [encoded.gaussian]
         if self.inference == "bottom_up":
-            return HierarchicalPosterior(
-                (encoded,), params, self._upward, self.latent_dims, self.inference
-            )
-        gaussian, features = encoded
-        gaussians = [gaussian]
-        for i, step in enumerate(self.inference_steps):
-            gaussian, features = step.apply(
-                {"params": params["inference"][f"layer_{i + 2}"]}, features
-            )
-            gaussians.append(gaussian)
+            conditional = self._upward
+        else:
+            conditional, features = self._conditional_prior, encoded.context
+            for i, step in enumerate(self.inference_steps):
+                gaussian, features = step.apply(
+                    {"params": params["inference"][f"layer_{i + 2}"]}, features
+                )
+                gaussians.append(gaussian)
         return HierarchicalPosterior(
-            tuple(gaussians), params, self._conditional_prior, self.latent_dims, self.inference
+            tuple(gaussians),
+            params,
+            encoded.context,
+            {} if family_params is None else family_params,
+            conditional,
+            self.latent_dims,
+            self.inference,
+            family.wrap,
+            family.capabilities.density_everywhere,
         )

@@ -1,22 +1,25 @@
 """Encoder and decoder networks (Flax linen), used only as pure ``init``/``apply``.
 
-The encoder maps an image to the parameters of ``q(z|x)`` (a ``DiagGaussian``); the
-decoder maps a latent vector to the parameters of ``p(x|z)`` through the
-``ObservationHead`` of the chosen likelihood. Both are deterministic: no dropout, no rng
-collections. Inputs may carry any number of leading batch axes. ``compute_dtype`` sets the
-precision of every matrix product (``vae_jax.precision``); parameters are float32 always.
+The encoder maps an image to the parameters of ``q(z|x)``, always as an ``Encoded``: a
+``DiagGaussian`` and, when a posterior needs one, a context vector. The decoder maps a
+latent vector to the parameters of ``p(x|z)`` through the ``ObservationHead`` of the chosen
+likelihood. Both are deterministic: no dropout, no rng collections. Inputs may carry any
+number of leading batch axes. ``compute_dtype`` sets the precision of every matrix product
+(``vae_jax.core.precision``); parameters are float32 always. ``make_networks`` builds both
+by keyword.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import distributions, likelihoods, precision
+from vae_jax.core import distributions, likelihoods, precision
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -54,9 +57,18 @@ def _flatten_image(x: jax.Array) -> jax.Array:
     return x.reshape((*x.shape[:-3], -1))
 
 
+class Encoded(NamedTuple):
+    """What the encoder returns, always: the Gaussian ``N(loc, diag(exp(log_scale))^2)``
+    over the latent layer it reads and, when asked for (``context_dim > 0``), a context
+    vector beside it (a flow posterior's input, a ladder's features ``d_1``; else None)."""
+
+    gaussian: distributions.DiagGaussian
+    context: jax.Array | None = None
+
+
 class GaussianLatentHead(nn.Module):
-    """Features -> DiagGaussian(loc, log_scale) over the latent space; with
-    ``context_dim > 0`` also a context vector for a flow posterior: ``(q, context)``."""
+    """Features -> ``Encoded``: a DiagGaussian(loc, log_scale) over the latent space and,
+    with ``context_dim > 0``, a context vector computed beside it."""
 
     latent_dim: int
     compute_dtype: str = "float32"
@@ -69,8 +81,8 @@ class GaussianLatentHead(nn.Module):
         loc, log_scale = jnp.split(out, 2, axis=-1)
         q = distributions.DiagGaussian(loc, log_scale)
         if not self.context_dim:
-            return q
-        return q, nn.Dense(self.context_dim, name="context", **dense)(h)
+            return Encoded(q)
+        return Encoded(q, nn.Dense(self.context_dim, name="context", **dense)(h))
 
 
 class MLP(nn.Module):
@@ -90,7 +102,7 @@ class MLP(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """Flattened image -> dense layers -> q(z|x)."""
+    """Flattened image -> dense layers -> ``Encoded`` (q's Gaussian, a context)."""
 
     hidden_sizes: Sequence[int]
     latent_dim: int
@@ -129,7 +141,7 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Strided 3x3 convolutions (each halves the resolution) -> dense layers -> q(z|x)."""
+    """Strided 3x3 convolutions (each halves the resolution) -> dense layers -> ``Encoded``."""
 
     conv_channels: Sequence[int]
     hidden_sizes: Sequence[int]
@@ -194,6 +206,42 @@ class ConvDecoder(nn.Module):
         )
         raw = _upsample(out_channels, "pixels", self.compute_dtype)(h)
         return self.head(raw)
+
+
+def make_networks(
+    *,
+    architecture: str,
+    hidden_sizes: Sequence[int],
+    conv_channels: Sequence[int],
+    latent_dim: int,
+    activation: str,
+    head: likelihoods.ObservationHead,
+    compute_dtype: str,
+    context_dim: int = 0,
+) -> tuple[nn.Module, nn.Module]:
+    """The encoder and the decoder of ``architecture``; the decoder mirrors the encoder.
+
+    Args:
+      architecture: one of ``ARCHITECTURES``.
+      hidden_sizes: the encoder's dense widths.
+      conv_channels: ``conv``: channels of the strided convolutions.
+      latent_dim: dimension of the layer the encoder describes and the decoder reads.
+      activation: one of ``ACTIVATIONS``.
+      head: the observation model's head (``vae_jax.core.likelihoods``).
+      compute_dtype: precision of the products (``vae_jax.core.precision``).
+      context_dim: width of the context the encoder computes beside q (0: none).
+    """
+    hidden = tuple(hidden_sizes)
+    if architecture == "mlp":
+        encoder = MLPEncoder(hidden, latent_dim, activation, compute_dtype, context_dim)
+        decoder = MLPDecoder(hidden[::-1], head, activation, compute_dtype)
+    elif architecture == "conv":
+        channels = tuple(conv_channels)
+        encoder = ConvEncoder(channels, hidden, latent_dim, activation, compute_dtype, context_dim)
+        decoder = ConvDecoder(channels, hidden[::-1], head, activation, compute_dtype)
+    else:
+        raise ValueError(f"model.architecture={architecture!r}; choose one of {ARCHITECTURES}")
+    return encoder, decoder
 
 
 def conv_downsampling_error(image_shape: Sequence[int], num_conv_layers: int) -> str | None:

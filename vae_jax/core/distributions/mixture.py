@@ -1,0 +1,75 @@
+"""A mixture of diagonal Gaussians over latent vectors (the learned priors)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from vae_jax.core import draws
+from vae_jax.core.distributions.gaussian import DiagGaussian
+
+
+@struct.dataclass
+class MixtureOfDiagGaussians:
+    """``p(z) = sum_c softmax(logits)_c N(z; loc_c, diag(exp(log_scale_c))^2)`` over vectors.
+
+    A learned prior (a mixture of Gaussians, or the VampPrior's mixture of posteriors;
+    see ``vae_jax.model.priors``). Components lie along the first axis: ``logits`` ``(C,)``,
+    ``loc`` and ``log_scale`` ``(C, D)``. It has no closed-form KL to a Gaussian, so the
+    ELBO estimates that KL by Monte Carlo.
+    """
+
+    logits: jax.Array
+    loc: jax.Array
+    log_scale: jax.Array
+
+    density_everywhere = True  # the latent contract (vae_jax.model.contract)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return jnp.shape(self.loc)[-1:]
+
+    def components(self) -> DiagGaussian:
+        return DiagGaussian(self.loc, self.log_scale)
+
+    def log_weights(self) -> jax.Array:
+        return jax.nn.log_softmax(self.logits)
+
+    def log_prob(self, z: jax.Array) -> jax.Array:
+        """``log p(z)`` for ``z`` of shape ``(..., D)``: a log-sum-exp over components."""
+        per_component = self.components().log_prob(z[..., None, :])  # (..., C)
+        return jax.nn.logsumexp(per_component + self.log_weights(), axis=-1)
+
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+        """A component ``c ~ Categorical(softmax(logits))`` from ``split(key)[0]``, then
+        ``loc_c + scale_c * eps`` with ``eps`` from ``split(key)[1]``."""
+        component_key, normal_key = jax.random.split(key)
+        sample_shape = tuple(sample_shape)
+        component = jax.random.categorical(component_key, self.logits, shape=sample_shape)
+        eps = draws.normal(normal_key, sample_shape + self.shape, jnp.result_type(self.loc))
+        return self.loc[component] + jnp.exp(self.log_scale[component]) * eps
+
+    def sample_and_log_prob(
+        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[jax.Array, jax.Array]:
+        """A draw (as ``sample``) and its log density."""
+        z = self.sample(key, sample_shape)
+        return z, self.log_prob(z)
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """One block: a mixture does not factorize over dimensions."""
+        return self.shape
+
+    def block_log_probs(self, z: jax.Array) -> jax.Array:
+        return self.log_prob(z)[..., None]
+
+    def sample_and_block_log_probs(
+        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
+    ) -> tuple[jax.Array, jax.Array]:
+        z = self.sample(key, sample_shape)
+        return z, self.block_log_probs(z)
+
+    def mean(self) -> jax.Array:
+        return jnp.sum(jnp.exp(self.log_weights())[:, None] * self.loc, axis=0)
