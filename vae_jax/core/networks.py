@@ -108,7 +108,7 @@ class MLPEncoder(nn.Module):
     latent_dim: int
     activation: str = "relu"
     compute_dtype: str = "float32"
-    context_dim: int = 0  # > 0: also a context for a flow posterior (GaussianLatentHead)
+    context_dim: int = 0  # > 0: also a context vector (a flow's input, a ladder's d_1)
 
     @nn.compact
     def __call__(self, x: jax.Array):
@@ -148,7 +148,7 @@ class ConvEncoder(nn.Module):
     latent_dim: int
     activation: str = "relu"
     compute_dtype: str = "float32"
-    context_dim: int = 0  # > 0: also a context for a flow posterior (GaussianLatentHead)
+    context_dim: int = 0  # > 0: also a context vector (a flow's input, a ladder's d_1)
 
     @nn.compact
     def __call__(self, x: jax.Array):

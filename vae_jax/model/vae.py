@@ -152,16 +152,18 @@ def make_vae(
       compute_dtype: ``"float32"`` or ``"bfloat16"``: operands of the networks' matrix
         products (float32 accumulation; parameters and every log-probability stay
         float32; see ``vae_jax.core.precision``).
-      prior: ``p(z)``: one of ``priors.PRIORS``.
+      prior: ``p(z)`` (of the top layer in a hierarchy): one of ``priors.PRIORS``.
       prior_components: ``mixture``: Gaussians; ``vampprior``: pseudo-inputs.
-      posterior: ``"gaussian"`` (diagonal) or ``"iaf"`` (Kingma et al., 2016; see
-        ``vae_jax.model.flows``); ``iaf`` does not combine with ``vampprior``.
+      posterior: the family of ``q(z|x)`` (of ``z_1`` in a hierarchy): ``"gaussian"``
+        (diagonal) or ``"iaf"`` (Kingma et al., 2016; see ``vae_jax.model.flows``); a
+        one-layer ``iaf`` does not combine with ``vampprior``
+        (``vae_jax.model.compatibility``).
       flow_steps: ``iaf``: number of flow steps.
       flow_hidden_size: ``iaf``: width of each MADE and of the encoder's context.
       upper_latent_dims: sizes of the stochastic layers ``z_2, ..., z_L`` above ``z_1``
-        (``latent_dim`` units); empty for one layer. See ``vae_jax.model.hierarchy``: ``z`` is
-        then the concatenation of all layers, and the prior and the posterior must be
-        ``standard_normal`` and ``gaussian`` (the top prior and every layer's family).
+        (``latent_dim`` units); empty for one layer. See ``vae_jax.model.hierarchy``:
+        ``z`` is then the concatenation of all layers, ``prior`` is the top layer's and
+        ``posterior`` ``z_1``'s.
       upper_hidden_sizes: dense widths of each network between two stochastic layers.
       inference: hierarchies: ``"bottom_up"`` (Burda et al., 2015) or ``"top_down"``
         (the ladder VAE, Sønderby et al., 2016).
