@@ -81,29 +81,39 @@ def first_differing_metric(original: list[dict], rerun: list[dict]) -> str | Non
 
 def environment_warnings(workdir: Path) -> list[str]:
     """What differs from the manifest in what bit-exact reproduction depends on: the
-    environment, the code's commit, and code that no commit holds (a work tree with
-    uncommitted changes, when the run was trained or now)."""
+    environment, the code's commit, and code that no commit holds (the run, or a resume
+    of it, trained from a work tree with uncommitted changes that this one does not
+    have: their sha256 differs, or was not recorded)."""
     recorded = files.read_json(workdir / files.MANIFEST_FILE)
     current = manifest.git_state()
     warnings = manifest.environment_differences(
         recorded["environment"], manifest.environment()
     ) + manifest.code_differences(recorded.get("git"), current)
-    trained_dirty = [
-        f"the resume of {r.get('time', '?')}"
-        for r in recorded.get("resumes", [])
-        if (r.get("git") or {}).get("dirty")
+    segments_git = [("the start", recorded.get("git"))] + [
+        (f"the resume of {r.get('time', '?')}", r.get("git")) for r in recorded.get("resumes", [])
     ]
-    if (recorded.get("git") or {}).get("dirty"):
-        trained_dirty.insert(0, "the start")
-    if trained_dirty:
+    dirty = [what for what, git in segments_git if _uncommitted_elsewhere(git, current)]
+    if dirty:
         warnings.append(
             "code: the run was trained from a work tree with uncommitted changes ("
-            + ", ".join(trained_dirty)
-            + "), which no commit holds: the re-run uses the code as it is now"
+            + ", ".join(dirty)
+            + ") that no commit holds and this work tree does not have: the re-run uses the "
+            "code as it is now"
         )
-    if current.get("dirty"):
-        warnings.append("code: this work tree has uncommitted changes")
     return warnings
+
+
+def _uncommitted_elsewhere(recorded_git: dict | None, current: dict) -> bool:
+    """Whether ``recorded_git`` says a segment trained with uncommitted changes that are
+    not this work tree's (another commit, or changes with another sha256)."""
+    if not (recorded_git or {}).get("dirty"):
+        return False
+    same_code = (
+        recorded_git.get("commit") == current.get("commit")
+        and recorded_git.get("diff_sha256") is not None
+        and recorded_git.get("diff_sha256") == current.get("diff_sha256")
+    )
+    return not same_code
 
 
 def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
