@@ -5,13 +5,17 @@ figures. Results go to <workdir>/report.json, report.md and figures/.
     python -m experiments.evaluate --workdir=runs/fashion_mlp --num_importance_samples=1000 \\
         --step=4220
     python -m experiments.evaluate --workdir=runs/fashion_mlp --compute_dtype=bfloat16
+
+While a training holds the workdir, --step=N evaluates that checkpoint into
+<workdir>/evaluations/step_<N>/ (files the training never touches); without --step the
+evaluation is refused, naming the training's process.
 """
 
 from absl import flags
 
 from vae_jax import cli
 from vae_jax.core import precision
-from vae_jax.evaluation.evaluate_run import evaluate_run
+from vae_jax.evaluation.evaluate_run import evaluate_run, resolved_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint (global step); default: the newest.")
@@ -30,11 +34,21 @@ _COMPUTE_DTYPE = flags.DEFINE_enum(
     precision.COMPUTE_DTYPES,
     "Precision of the networks' products (default: the run's evaluation.compute_dtype).",
 )
+_PRINT_CONFIG = cli.define_print_config(
+    "the run's config as this evaluation uses it (recorded fields, --data_dir and "
+    "--compute_dtype applied)"
+)
 flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
     del argv
+    if _PRINT_CONFIG.value:
+        config = resolved_config(
+            _WORKDIR.value, data_dir=_DATA_DIR.value, compute_dtype=_COMPUTE_DTYPE.value
+        )
+        cli.print_config(config)
+        return
     evaluate_run(
         _WORKDIR.value,
         step=_STEP.value,

@@ -19,12 +19,15 @@ _EPOCHS = flags.DEFINE_integer(
     "epochs", None, "Re-run this many epochs and compare with that epoch's checkpoint."
 )
 _SCRATCH = flags.DEFINE_string("scratch", None, "Keep the re-run here (default: a temp dir).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the run's data is now, if it moved.")
 flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
     del argv
-    outcome = reproduce(_WORKDIR.value, epochs=_EPOCHS.value, scratch=_SCRATCH.value)
+    outcome = reproduce(
+        _WORKDIR.value, epochs=_EPOCHS.value, scratch=_SCRATCH.value, data_dir=_DATA_DIR.value
+    )
     if outcome.reproduced:
         print(f"reproduced (epoch {outcome.epoch}: parameters, optimizer state and metrics)")
         return

@@ -17,6 +17,10 @@ Spread a grid over processes or hosts (a Slurm job array sets the defaults):
     python -m experiments.sweep ... --task_index=<i> --num_tasks=<n>   # each task its cells
     python -m experiments.sweep --workdir=runs/beta --aggregate        # table of what is done
 
+A run stopped by a non-finite value is recorded as failed (in its report.json and the
+table) and the others go on; a rerun leaves it as it is unless --retry_failed.
+--print_config prints the config with the overrides applied and exits.
+
 Exit status: 0 done, 1 error, 75 stopped by SIGTERM or Ctrl-C (resumable).
 """
 
@@ -58,20 +62,29 @@ _NUM_TASKS = flags.DEFINE_integer(
 _AGGREGATE = flags.DEFINE_bool(
     "aggregate", False, "Only build the table of the runs that are done; list the missing."
 )
-flags.mark_flags_as_required(["workdir"])
+_RETRY_FAILED = flags.DEFINE_bool(
+    "retry_failed", False, "Resume runs recorded as failed (non-finite) from their last "
+    "good checkpoint; by default a rerun leaves them as they are.",
+)  # fmt: skip
+_PRINT_CONFIG = cli.define_print_config()
 
 
 def main(argv):
     del argv
     if _AGGREGATE.value:
-        aggregate_sweep(_WORKDIR.value)
+        aggregate_sweep(_required_workdir())
         return
     if _CONFIG.value is None:
         raise ConfigError("--config is required (only --aggregate works without it)")
-    config, seeds = cli.config_value(_CONFIG), parse_seeds(_SEEDS.value)
+    config = cli.config_value(_CONFIG)
+    if _PRINT_CONFIG.value:
+        cli.print_config(config)
+        return
+    workdir, seeds = _required_workdir(), parse_seeds(_SEEDS.value)
     options = dict(
-        strategy=_STRATEGY.value, evaluate=_EVALUATE.value, num_importance_samples=_K.value
-    )
+        strategy=_STRATEGY.value, evaluate=_EVALUATE.value, num_importance_samples=_K.value,
+        retry_failed=_RETRY_FAILED.value,
+    )  # fmt: skip
     if (
         _GRID.value
         or _ZIP.value
@@ -80,13 +93,19 @@ def main(argv):
         or ("SLURM_ARRAY_TASK_COUNT" in os.environ)
     ):
         result = run_grid_sweep(
-            config, _WORKDIR.value, seeds, grid_specs=_GRID.value, zip_specs=_ZIP.value,
+            config, workdir, seeds, grid_specs=_GRID.value, zip_specs=_ZIP.value,
             task_index=_TASK_INDEX.value, num_tasks=_NUM_TASKS.value, **options,
         )  # fmt: skip
     else:
-        result = run_sweep(config, _WORKDIR.value, seeds, **options)
+        result = run_sweep(config, workdir, seeds, **options)
     if result["status"] != "complete":
         sys.exit(cli.EXIT_STOPPED)  # stopped by a signal: the same command resumes
+
+
+def _required_workdir() -> str:
+    if _WORKDIR.value is None:
+        raise ConfigError("--workdir is required (the sweep's directory)")
+    return _WORKDIR.value
 
 
 if __name__ == "__main__":

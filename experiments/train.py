@@ -9,6 +9,7 @@ Running again in the same workdir resumes from its newest valid checkpoint; to c
 with, e.g., a lower learning rate, add --config.optimizer.learning_rate=... and
 --allow_change=optimizer.learning_rate. Exit status:
 0 trained, 1 error (one line on stderr), 75 stopped by SIGTERM or Ctrl-C (resumable).
+--print_config prints the config with the overrides applied (every field) and exits.
 
 Several hosts (or processes) train one data-parallel run with JAX's distributed runtime:
 
@@ -22,6 +23,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from vae_jax import cli, parallel
+from vae_jax.errors import ConfigError
 from vae_jax.single_run import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,15 +41,20 @@ _ALLOW_CHANGE = flags.DEFINE_list(
     "On resume: optimizer.* or objective.* fields that may differ from the run's (e.g. a "
     "lower learning rate after a blow-up); recorded as a segment that reproduce replays.",
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_PRINT_CONFIG = cli.define_print_config()
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
     del argv
+    config = cli.config_value(_CONFIG)
+    if _PRINT_CONFIG.value:
+        cli.print_config(config)
+        return
+    if _WORKDIR.value is None:
+        raise ConfigError("--workdir is required (where the run's files go)")
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    result = train_and_evaluate(
-        cli.config_value(_CONFIG), _WORKDIR.value, allow_change=tuple(_ALLOW_CHANGE.value)
-    )
+    result = train_and_evaluate(config, _WORKDIR.value, allow_change=tuple(_ALLOW_CHANGE.value))
     if result["status"] != "complete":
         sys.exit(cli.EXIT_STOPPED)  # stopped by a signal: the same command resumes
 

@@ -151,6 +151,25 @@ def read_tensorboard_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]
     return scalars
 
 
+def event_file_scalars_of_metrics(workdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard should show for ``metrics.jsonl``: each finite number of each
+    record at its step, as float32 (how event files store scalars)."""
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for record in read_metrics(workdir):
+        for name, value in record.items():
+            if name not in ("epoch", "step") and isinstance(value, float) and np.isfinite(value):
+                expected.setdefault(name, []).append((record["step"], float(np.float32(value))))
+    return expected
+
+
+def assert_event_files_agree_with_metrics(workdir: Path) -> None:
+    """The event files of ``workdir`` hold every record of ``metrics.jsonl``, each once, in
+    order, and nothing else."""
+    assert read_tensorboard_scalars(Path(workdir) / "tensorboard") == (
+        event_file_scalars_of_metrics(workdir)
+    )
+
+
 @contextlib.contextmanager
 def counting_compilations():
     """Counts XLA compilations per function name, from JAX's own compile log

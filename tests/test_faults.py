@@ -30,10 +30,10 @@ from run_helpers import (
     train_command,
 )
 
-from vae_jax import cli, config_checks
+from vae_jax import cli, config_checks, manifest
 from vae_jax.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.reproduce import reproduce, segments
+from vae_jax.reproduce import environment_warnings, reproduce, segments
 from vae_jax.rundir import files, loading
 from vae_jax.rundir.directory import RunDirectory
 from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
@@ -597,3 +597,60 @@ def test_a_resume_that_never_restored_is_no_segment(tiny_run, tiny_config, tmp_p
     files.write_json(workdir / files.MANIFEST_FILE, recorded)
     parts = segments(workdir, tiny_config)
     assert [(start, changed) for start, _, changed in parts] == [(0, ())]
+
+
+# --- evaluating a run that is training ----------------------------------------------------
+
+
+def test_evaluating_a_checkpoint_of_a_run_in_training_writes_files_of_its_own(tiny_run, tmp_path):
+    """While a trainer holds the workdir, ``--step=N`` evaluates into
+    ``evaluations/step_<N>/``; the files the trainer writes stay untouched."""
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    step = checkpoint_steps(workdir)[-1]
+    trainer_files = {
+        p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and p.name != files.LOCK_FILE
+    }
+    with lock_held_elsewhere(workdir) as holder:
+        with pytest.raises(WorkdirBusyError, match=rf"pid {holder.pid} .* or give --step=N"):
+            evaluate_run(workdir, num_importance_samples=2)
+        result = evaluate_run(workdir, step=step, num_importance_samples=2)
+    own = workdir / files.EVALUATIONS_DIR / f"step_{step}"
+    assert json.loads((own / files.REPORT_FILE).read_text())["evaluation"] == result
+    assert (own / files.REPORT_MARKDOWN).exists()
+    assert {Path(p).parent for p in result["figures"]} == {own / files.FIGURES_DIR}
+    assert {
+        p: p.read_bytes()
+        for p in workdir.rglob("*")
+        if p.is_file() and p.name != files.LOCK_FILE and files.EVALUATIONS_DIR not in p.parts
+    } == trainer_files
+    # The same numbers as an evaluation of that checkpoint in the idle workdir.
+    idle = evaluate_run(workdir, step=step, num_importance_samples=2, make_figures=False)
+    assert idle["test_nll"] == result["test_nll"]
+
+
+# --- reproduce: a dirty work tree, no paths of the deleted re-run ------------------------
+
+
+def test_reproduce_warns_of_a_dirty_work_tree_and_prints_nothing_of_its_scratch(
+    tiny_run, tmp_path, capsys, monkeypatch
+):
+    workdir = copy_of(tiny_run.workdir, tmp_path)
+    recorded = json.loads((workdir / files.MANIFEST_FILE).read_text())
+    # Trained from uncommitted changes this tree does not have (their sha256 differs).
+    recorded["git"] = {**recorded["git"], "dirty": True, "diff_sha256": "0" * 64}
+    files.write_json(workdir / files.MANIFEST_FILE, recorded)
+    outcome = reproduce(workdir, epochs=1)
+    assert outcome.reproduced, outcome.difference
+    dirty = [w for w in outcome.warnings if "uncommitted changes (the start) that no" in w]
+    assert dirty, outcome.warnings
+    printed = capsys.readouterr().out
+    assert dirty[0] in printed
+    assert "report:" not in printed
+    assert "resume with the same command" not in printed
+    assert "vae_jax_reproduce_" not in printed
+    # The same uncommitted changes as this tree's: the same code, no warning.
+    recorded["git"] = manifest.git_state()
+    recorded["git"]["dirty"], recorded["git"]["diff_sha256"] = True, "1" * 64
+    files.write_json(workdir / files.MANIFEST_FILE, recorded)
+    monkeypatch.setattr(manifest, "git_state", lambda: dict(recorded["git"]))
+    assert not any(w.startswith("code") for w in environment_warnings(workdir))

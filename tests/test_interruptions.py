@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from run_helpers import (
     apply_overrides,
+    assert_event_files_agree_with_metrics,
     assert_same_metrics,
     assert_same_params,
     checkpoint_steps,
@@ -90,6 +91,9 @@ def test_killed_and_terminated_run_ends_bit_identical(reference_run, tiny_data_d
     assert_same_metrics(workdir, reference_run)
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert len(manifest["resumes"]) == 3
+    # TensorBoard shows what metrics.jsonl holds: each record once, one file per segment.
+    assert_event_files_agree_with_metrics(workdir)
+    assert len(list((workdir / "tensorboard").glob("events.out.tfevents.*"))) == 4
 
 
 def _damage_newest_checkpoint(workdir: Path) -> int:

@@ -5,6 +5,8 @@ for a run that must stop (a non-finite loss); its message names what is wrong an
 fix it. Entry points turn it into ``error: <message>`` on stderr and a non-zero exit.
 """
 
+import errno
+
 
 class UserFacingError(Exception):
     """An error whose message is the whole story: shown in one line, no traceback."""
@@ -24,3 +26,9 @@ class CheckpointError(UserFacingError):
 
 class NonFiniteError(UserFacingError, FloatingPointError):
     """Training produced a non-finite value; the message names the epoch, step and metric."""
+
+
+# Causes of a failed read or write that the user fixes outside the program (space,
+# permissions, a read-only or failing file system): reported in one line naming the file.
+USER_FIXABLE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.EIO, errno.ENOTDIR, errno.EISDIR)  # fmt: skip

@@ -8,6 +8,7 @@ the git commit, and the data record (protocol, split rule, fingerprints).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -52,19 +53,25 @@ def package_versions() -> dict[str, str]:
 
 
 def git_state(repo: Path = REPO) -> dict:
-    """The commit and whether the work tree has uncommitted changes (None outside git)."""
+    """The commit, whether the work tree has uncommitted changes to tracked files, and
+    then the sha256 of those changes (``git diff HEAD``), so that ``reproduce`` can tell
+    code no commit holds from the same uncommitted code (None outside git)."""
 
     def git(*args):
         return subprocess.run(
             ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+        ).stdout
 
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        diff = git("diff", "HEAD", "--no-ext-diff", "--binary") if dirty else ""
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
+    state = {"commit": commit, "dirty": dirty}
+    if dirty:
+        state["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+    return state
 
 
 def environment() -> dict:

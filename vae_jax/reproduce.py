@@ -81,11 +81,39 @@ def first_differing_metric(original: list[dict], rerun: list[dict]) -> str | Non
 
 def environment_warnings(workdir: Path) -> list[str]:
     """What differs from the manifest in what bit-exact reproduction depends on: the
-    environment, and the code's commit."""
+    environment, the code's commit, and code that no commit holds (the run, or a resume
+    of it, trained from a work tree with uncommitted changes that this one does not
+    have: their sha256 differs, or was not recorded)."""
     recorded = files.read_json(workdir / files.MANIFEST_FILE)
-    return manifest.environment_differences(
+    current = manifest.git_state()
+    warnings = manifest.environment_differences(
         recorded["environment"], manifest.environment()
-    ) + manifest.code_differences(recorded.get("git"), manifest.git_state())
+    ) + manifest.code_differences(recorded.get("git"), current)
+    segments_git = [("the start", recorded.get("git"))] + [
+        (f"the resume of {r.get('time', '?')}", r.get("git")) for r in recorded.get("resumes", [])
+    ]
+    dirty = [what for what, git in segments_git if _uncommitted_elsewhere(git, current)]
+    if dirty:
+        warnings.append(
+            "code: the run was trained from a work tree with uncommitted changes ("
+            + ", ".join(dirty)
+            + ") that no commit holds and this work tree does not have: the re-run uses the "
+            "code as it is now"
+        )
+    return warnings
+
+
+def _uncommitted_elsewhere(recorded_git: dict | None, current: dict) -> bool:
+    """Whether ``recorded_git`` says a segment trained with uncommitted changes that are
+    not this work tree's (another commit, or changes with another sha256)."""
+    if not (recorded_git or {}).get("dirty"):
+        return False
+    same_code = (
+        recorded_git.get("commit") == current.get("commit")
+        and recorded_git.get("diff_sha256") is not None
+        and recorded_git.get("diff_sha256") == current.get("diff_sha256")
+    )
+    return not same_code
 
 
 def _target_epoch(workdir: Path, epochs: int | None) -> tuple[int, int]:
@@ -164,14 +192,28 @@ def replay_segments(workdir: Path, config, rerun_dir: Path, epoch: int) -> None:
             break
         end = parts[i + 1][0] if i + 1 < len(parts) else epoch
         train_and_evaluate(
-            segment_config, rerun_dir, stop_after_epoch=min(end, epoch), allow_change=changed
+            segment_config,
+            rerun_dir,
+            stop_after_epoch=min(end, epoch),
+            allow_change=changed,
+            announce=False,  # the re-run's folder is deleted: no paths or resume hints
         )
 
 
-def reproduce(workdir: str | Path, *, epochs: int | None = None, scratch: str | None = None):
-    """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``."""
+def reproduce(
+    workdir: str | Path,
+    *,
+    epochs: int | None = None,
+    scratch: str | None = None,
+    data_dir: str | None = None,
+):
+    """Re-runs ``workdir`` up to ``epochs`` and compares; returns an ``Outcome``.
+    ``data_dir`` says where the run's data is now, if it moved (its fingerprints are
+    compared with the recorded ones)."""
     workdir = files.workdir_path(workdir)
     config = loading.load_config(workdir)
+    if data_dir:
+        config.data.data_dir = data_dir
     runtime.apply_runtime_config(config)  # the run's settings, as the re-run will use them
     warnings = environment_warnings(workdir)
     for warning in warnings:

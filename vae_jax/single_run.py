@@ -1,11 +1,13 @@
 """``train_and_evaluate(config, workdir)``: one run, from a config to ``report.json``.
 
 Order of work: check the config (and the dataset's metadata) and, if the workdir holds a
-run, that the config may resume it -- all before anything is written; take the workdir's
-load the data; take the workdir's lock (one process owns a workdir); build the trainer
-and the validation evaluator; write ``config.json`` and ``manifest.json``; restore the newest valid
-checkpoint; compile the epoch; then the one training loop (``vae_jax.training.fit``),
-data parallel over ``runtime.num_devices``; ``report.json`` holds the final metrics.
+run, that the config may resume it -- all before anything is written; load the data;
+take the workdir's lock (one process owns a workdir); build the trainer and the
+validation evaluator; restore the newest valid checkpoint (reading only: a run that
+cannot be resumed is refused with nothing changed); write ``config.json`` and
+``manifest.json``; compile the epoch; then the one training loop
+(``vae_jax.training.fit``), data parallel over ``runtime.num_devices``; ``report.json``
+holds the final metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files
 from vae_jax.rundir.lock import ownership
 from vae_jax.train_state import create_train_state
-from vae_jax.training import fit, resume
+from vae_jax.training import fit, resume, warmups
 from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
 
 
@@ -49,6 +51,7 @@ def train_and_evaluate(
     *,
     stop_after_epoch: int | None = None,
     allow_change: tuple[str, ...] = (),
+    announce: bool = True,
 ):
     """Trains the VAE ``config`` describes in ``workdir`` (resuming it if it holds a run)
     and returns the report (also written to ``report.json``).
@@ -56,7 +59,9 @@ def train_and_evaluate(
     ``stop_after_epoch`` ends training early, with a checkpoint, as if interrupted there
     (the learning-rate schedule still spans ``training.num_epochs``). ``allow_change``
     names optimizer or objective fields that may differ from the run being resumed (a new
-    segment, recorded in the manifest and replayed by ``reproduce``).
+    segment, recorded in the manifest and replayed by ``reproduce``). ``announce=False``
+    prints nothing about where the run stopped or its report (a re-run inside
+    ``reproduce``, in a folder that is deleted afterwards).
     """
     workdir = files.workdir_path(workdir)
     runtime.apply_runtime_config(config)
@@ -66,10 +71,10 @@ def train_and_evaluate(
     with key_reuse_checking(config):
         dataset = load_dataset(config)  # only reads: a data error leaves nothing behind
         with ownership(workdir, "training", primary=parallel.is_primary()):
-            return _train(config, dataset, workdir, mesh, stop_after_epoch, allow_change)
+            return _train(config, dataset, workdir, mesh, stop_after_epoch, allow_change, announce)
 
 
-def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change) -> dict:
+def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change, announce) -> dict:
     data_parallel = mesh.devices.size > 1
     trainer_args = (
         config,
@@ -86,16 +91,24 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change)
         batch_size=config.training.eval_batch_size,
     )
     streams = rng.make_streams(config.seed)
-    run = resume.open_run(
-        workdir, config, dataset.record, primary=parallel.is_primary(), allow_change=allow_change
-    )
+    for line in warmups.warmup_warnings(config, dataset.train.num_examples):
+        logging.warning("%s", line)
+    run = resume.open_run(workdir, config, dataset.record, primary=parallel.is_primary())
     try:
         initial = create_train_state(trainer.vae, trainer.optimizer, streams.init)
         images = dataset.train.images
         if data_parallel:
             initial = parallel.put_tree(initial, parallel.replicated(mesh))
             images = parallel.put(images, parallel.replicated(mesh))
-        state, start_epoch = run.restore(initial)
+        state, start_epoch = run.restore(initial)  # only reads: a refusal changes nothing
+        resume.start_run(
+            run,
+            config,
+            dataset.record,
+            start_epoch=start_epoch,
+            start_step=int(state.step),
+            allow_change=allow_change,
+        )
         epoch_program, compile_seconds = fit.compile_epoch(
             epoch_with_traced_hyperparameters(*trainer_args),
             state,
@@ -115,6 +128,7 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change)
             num_epochs=config.training.num_epochs,
             checkpoint_every_epochs=config.training.checkpoint_every_epochs,
             stop_after_epoch=stop_after_epoch,
+            announce=announce,
         )
         if result.status != "complete":
             return {"status": result.status, "epochs_completed": result.epochs_completed}
@@ -123,7 +137,8 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change)
         )
     finally:
         run.close()
-    _print_summary(workdir, final)
+    if announce:
+        _print_summary(workdir, final)
     return final
 
 

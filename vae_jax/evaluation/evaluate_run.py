@@ -3,8 +3,10 @@
 Keys come from the run's ``eval`` stream (one fixed sub-stream per quantity, one key per
 test example), so evaluating the same checkpoint again gives the same numbers. Results
 are merged into ``report.json`` under ``"evaluation"``, summarized in ``report.md``, and
-returned. ``Evaluator`` compiles the work once and evaluates any number of runs of the
-same model (a seed sweep).
+returned. While a training holds the workdir, ``--step=N`` evaluates that checkpoint into
+``<workdir>/evaluations/step_<N>/``, files the training never touches; without ``--step``
+the evaluation is refused, naming the training's process. ``Evaluator`` compiles the
+work once and evaluates any number of runs of the same model (a seed sweep).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from vae_jax import adapter, model
-from vae_jax.core import rng
+from vae_jax.core import networks, rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
@@ -27,6 +29,7 @@ from vae_jax.progress import Progress
 from vae_jax.rundir import files, loading
 from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
 from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.rundir.reports import final_report
 
 # Likelihoods whose log-likelihood is a log-probability of discrete data (bits/dim apply).
 DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
@@ -143,16 +146,17 @@ class Evaluator:
             },
         }
 
-    def figures(self, params, seed: int, workdir: Path) -> list[str]:
-        """The figures of a run, with keys from its ``eval`` stream."""
+    def figures(self, params, seed: int, workdir: Path, out_dir: Path | None = None) -> list[str]:
+        """The figures of the run in ``workdir``, with keys from its ``eval`` stream, in
+        ``<out_dir>/figures`` (default: the workdir's)."""
         started = time.perf_counter()
-        paths = self._figures(params, seed, workdir)
+        paths = self._figures(params, seed, Path(workdir), Path(out_dir or workdir))
         self.timings["figures"] = time.perf_counter() - started
         return paths
 
-    def _figures(self, params, seed: int, workdir: Path) -> list[str]:
+    def _figures(self, params, seed: int, workdir: Path, out_dir: Path) -> list[str]:
         vae, dataset, config = self.vae, self.dataset, self.config
-        folder = Path(workdir) / files.FIGURES_DIR
+        folder = out_dir / files.FIGURES_DIR
         test = dataset.test
         key = rng.eval_key(rng.make_streams(seed).eval, "figures")
         keys = jax.random.split(key, 2)
@@ -216,6 +220,17 @@ def check_same_data(workdir: Path, dataset) -> None:
         )
 
 
+def resolved_config(workdir, *, data_dir: str | None = None, compute_dtype: str | None = None):
+    """The run's config as an evaluation uses it: recorded fields (older runs completed
+    with the values they used), with ``data_dir`` and ``compute_dtype`` if given."""
+    config = loading.load_config(files.workdir_path(workdir))
+    if data_dir:
+        config.data.data_dir = data_dir
+    if compute_dtype:
+        config.evaluation.compute_dtype = compute_dtype
+    return config
+
+
 def evaluate_run(
     workdir: str | Path,
     *,
@@ -236,12 +251,9 @@ def evaluate_run(
         importance_chunk_size,
         batch_size,
     )
-    with _owning_unless_step_given(workdir, step):
-        vae, state, record, config = loading.load_state(workdir, step)
-        if data_dir:
-            config.data.data_dir = data_dir
-        if compute_dtype:
-            config.evaluation.compute_dtype = compute_dtype
+    with _owning_unless_step_given(workdir, step) as out_dir:
+        vae, state, record, _ = loading.load_state(workdir, step)
+        config = resolved_config(workdir, data_dir=data_dir, compute_dtype=compute_dtype)
         dataset = load_dataset(config)
         check_same_data(workdir, dataset)
         evaluator = Evaluator(
@@ -252,40 +264,80 @@ def evaluate_run(
             chunk_size=chunk,
             batch_size=batch,
         )
-        return evaluate_and_report(evaluator, workdir, state, record, make_figures=make_figures)
+        return evaluate_and_report(
+            evaluator, workdir, state, record, make_figures=make_figures, out_dir=out_dir
+        )
 
 
 @contextlib.contextmanager
 def _owning_unless_step_given(workdir: Path, step: int | None):
-    """Evaluation owns the workdir while it runs. A workdir that is training is refused
-    (its newest checkpoint is moving) unless ``--step`` names one checkpoint."""
+    """Evaluation owns the workdir while it runs and yields it as where its files go. A
+    workdir that is training is refused (its newest checkpoint is moving) unless
+    ``--step`` names one checkpoint: that one is evaluated into
+    ``evaluations/step_<N>/`` (owned by this evaluation), which the training never
+    touches, so neither process writes the other's files."""
     lock = WorkdirLock(workdir, "evaluation")
     try:
         lock.acquire()
+        out_dir = workdir
     except WorkdirBusyError as error:
         if step is None:
             raise WorkdirBusyError(
-                f"{error}; or give --step=N to evaluate one of its checkpoints"
+                f"{error}; or give --step=N to evaluate one of its checkpoints into "
+                f"{workdir / files.EVALUATIONS_DIR}/step_<N>/"
             ) from None
-        logging.warning("%s; evaluating checkpoint %d, which stays as it is", error, step)
+        out_dir = workdir / files.EVALUATIONS_DIR / f"step_{step}"
+        lock = WorkdirLock(out_dir, f"evaluation of step {step}").acquire()
+        logging.warning("%s; evaluating checkpoint %d into %s", error, step, out_dir)
     try:
-        yield
+        yield out_dir
     finally:
         lock.release()
 
 
-def evaluate_and_report(evaluator, workdir: Path, state, record, *, make_figures=True, quiet=False):
-    """Evaluates one run's state, writes its report files and returns the result."""
+def evaluate_and_report(
+    evaluator, workdir: Path, state, record, *, make_figures=True, quiet=False, out_dir=None
+):
+    """Evaluates one run's state, writes its report files (in ``out_dir``, default the
+    workdir) and returns the result. A write the file system refuses (full, read-only)
+    is one line naming the file; what was written before stays."""
+    out_dir = Path(out_dir or workdir)
     started = time.perf_counter()
     seed = int(record["seed"])
     result = {"checkpoint": {"step": int(state.step), "epoch": int(record["epoch"])}}
     result.update(evaluator.evaluate(state.params, seed))
-    if make_figures:
-        result["figures"] = evaluator.figures(state.params, seed, workdir)
-    result["seconds"] = time.perf_counter() - started
-    result["timings_seconds"] = dict(evaluator.timings)
-    report_files.write_evaluation(workdir, result, quiet=quiet)
+    try:
+        if make_figures:
+            result["figures"] = evaluator.figures(state.params, seed, workdir, out_dir)
+        result["seconds"] = time.perf_counter() - started
+        result["timings_seconds"] = dict(evaluator.timings)
+        report_files.write_evaluation(
+            out_dir, result, quiet=quiet, rebuild=lambda: _training_summary(workdir, state)
+        )
+    except OSError as error:
+        if not files.user_fixable(error):
+            raise
+        raise files.unwritable(error) from None
     return result
+
+
+def _training_summary(workdir: Path, state) -> dict:
+    """The training part of ``report.json`` rebuilt from ``metrics.jsonl`` (when the file
+    was damaged): what training writes, but for its wall-clock times, which are lost."""
+    config = loading.load_config(workdir)
+    records = read_metrics(workdir)
+    report = final_report(
+        records,
+        seed=int(config.seed),
+        num_parameters=networks.num_parameters(state.params),
+        data_record=files.recorded_data_record(workdir),
+        train_seconds=None,
+        compile_seconds=None,
+    )
+    if report["epochs_completed"] != config.training.num_epochs:
+        report["status"] = "partial"
+    report["rebuilt"] = "from metrics.jsonl: report.json was damaged (kept beside it)"
+    return report
 
 
 def _layer_summaries(vae, active: np.ndarray, kl_per_dim: np.ndarray) -> list[dict] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from vae_jax.rundir import files
@@ -77,13 +78,21 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_evaluation(workdir: Path, result: dict, *, quiet: bool = False) -> None:
-    """Merges ``result`` into report.json, writes report.md, and prints the summary."""
+def write_evaluation(
+    workdir: Path, result: dict, *, quiet: bool = False, rebuild: Callable[[], dict] | None = None
+) -> None:
+    """Merges ``result`` into report.json, writes report.md, and prints the summary. A
+    damaged report.json is set aside and its training part rebuilt with ``rebuild()``."""
     report_path = workdir / files.REPORT_FILE
-    report = files.read_json(report_path) if report_path.exists() else {"status": "partial"}
+    if files.set_aside_if_damaged(report_path, "written anew with this evaluation"):
+        report = rebuild() if rebuild else {"status": "partial"}
+    elif report_path.exists():
+        report = files.read_json(report_path)
+    else:
+        report = {"status": "partial"}
     report["evaluation"] = result
     files.write_json(report_path, report)
-    (workdir / files.REPORT_MARKDOWN).write_text(markdown(result))
+    files.write_text(workdir / files.REPORT_MARKDOWN, markdown(result))
     if quiet:
         return
     width = max(len(name) for name, _ in summary_rows(result))

@@ -114,14 +114,10 @@ class Checkpointer:
             ) from error
         return dict(restored["record"])
 
-    def restore_latest(self, target, *, set_aside_damaged: bool = False):
-        """``(step, state, record)`` of the newest checkpoint that restores, or None if
-        there are no checkpoints. Raises ``CheckpointError`` if none restores.
-
-        With ``set_aside_damaged`` (when training resumes), checkpoints newer than the one
-        restored that failed are moved to ``<workdir>/damaged_checkpoints/`` (kept for
-        inspection, out of the way of the saves that will replace them).
-        """
+    def restore_newest(self, target):
+        """``(step, state, record, failed_steps)`` of the newest checkpoint that restores
+        (``failed_steps``: the newer ones that did not), or None if there are no
+        checkpoints. Raises ``CheckpointError`` if none restores. Only reads."""
         steps = self.steps()
         if not steps:
             return None
@@ -133,13 +129,27 @@ class Checkpointer:
                 logging.warning("%s; trying the previous checkpoint", error)
                 failures.append(step)
                 continue
-            if set_aside_damaged and failures:
-                self.set_aside(failures)
-            return step, state, record
+            return step, state, record, failures
         raise CheckpointError(
             f"none of the checkpoints in {self.directory} (steps {failures}) can be restored; "
             "delete them to start over, or use a new --workdir"
         )
+
+    def restore_latest(self, target, *, set_aside_damaged: bool = False):
+        """``(step, state, record)`` of the newest checkpoint that restores, or None if
+        there are no checkpoints. Raises ``CheckpointError`` if none restores.
+
+        With ``set_aside_damaged``, checkpoints newer than the one restored that failed
+        are moved to ``<workdir>/damaged_checkpoints/`` (kept for inspection, out of the
+        way of the saves that will replace them).
+        """
+        restored = self.restore_newest(target)
+        if restored is None:
+            return None
+        step, state, record, failures = restored
+        if set_aside_damaged and failures:
+            self.set_aside(failures)
+        return step, state, record
 
     def set_aside(self, steps: list[int], folder_name: str = DAMAGED_CHECKPOINT_DIR) -> None:
         """Moves the checkpoints of ``steps`` to ``<workdir>/<folder_name>/`` (kept for

@@ -53,8 +53,8 @@ class RunDirectory:
         self.label = label
         self._keep_checkpoints = keep_checkpoints
         self._checkpoints = None  # created on first use: nothing is written before the start
-        self.metrics = None  # opened by `restore`, at the restored epoch
-        self._resumed = False  # write_start appended to the manifest's resumes
+        self.metrics = None  # opened by `begin`, at the restored epoch
+        self._damaged_steps: list[int] = []  # newer checkpoints that failed to restore
 
     @property
     def checkpoints(self) -> Checkpointer:
@@ -78,63 +78,78 @@ class RunDirectory:
         if difference:
             raise DataError(f"cannot resume {self.path}: {difference}")
 
-    def write_start(self, config_json: dict, run_manifest: dict, segment: dict | None = None):
-        """``config.json`` and ``manifest.json`` of a new run; on a resume, the new config
-        and one more entry in the manifest's ``resumes`` (with ``segment``, the fields the
-        user chose to change from here on, and the config they hold)."""
-        if not self.primary:
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not files.run_started(self.path):  # config.json last: it marks a complete start
-            files.write_json(self.file(files.MANIFEST_FILE), run_manifest)
-            files.write_json(self.file(files.CONFIG_FILE), config_json)
-            return
-        recorded = files.read_json(self.file(files.MANIFEST_FILE))
-        entry = {
-            "time": manifest.now(),
-            "command": sys.argv,
-            "environment_differences": manifest.environment_differences(
-                recorded["environment"], manifest.environment()
-            )
-            + manifest.code_differences(recorded.get("git"), manifest.git_state()),
-        }
-        if segment:
-            entry.update(changed_by_opt_in=segment, config=config_json)
-        recorded.setdefault("resumes", []).append(entry)
-        files.write_json(self.file(files.MANIFEST_FILE), recorded)
-        files.write_json(self.file(files.CONFIG_FILE), config_json)
-        self._resumed = True
-
     def restore(self, initial_state, *, epoch: int | None = None, steps_per_epoch: int = 0):
         """``(state, epoch)``: the newest valid checkpoint (or the one of ``epoch``), else
-        ``(initial_state, 0)``. Opens the metrics log at the restored epoch (records after
-        it are dropped)."""
+        ``(initial_state, 0)``. Only reads: a run none of whose checkpoints restores is
+        refused here, before ``begin`` writes anything (a refused command changes nothing).
+        Checkpoints newer than the restored one that failed are set aside by ``begin``."""
         if epoch is None:
-            restored = self.checkpoints.restore_latest(initial_state, set_aside_damaged=True)
+            restored = self.checkpoints.restore_newest(initial_state)
             if restored is None:
-                state, start_epoch = initial_state, 0
+                state, start_epoch, self._damaged_steps = initial_state, 0, []
             else:
-                _, state, record = restored
+                _, state, record, self._damaged_steps = restored
                 start_epoch = self._check_record(record)
         elif epoch == 0:
             state, start_epoch = initial_state, 0
         else:
             state, record = self.checkpoints.restore(epoch * steps_per_epoch, initial_state)
             start_epoch = self._check_record(record)
-        if self._resumed:  # the epoch this resume (and a segment it starts) begins after
-            recorded = files.read_json(self.file(files.MANIFEST_FILE))
-            recorded["resumes"][-1]["from_epoch"] = start_epoch
-            files.write_json(self.file(files.MANIFEST_FILE), recorded)
-        if self.metrics is not None:  # restored again (a sweep stepping back to a common epoch)
+        return state, start_epoch
+
+    def begin(
+        self,
+        config_json: dict,
+        run_manifest: dict,
+        *,
+        start_epoch: int,
+        start_step: int,
+        segment: dict | None = None,
+    ) -> None:
+        """The writes of a (re)start, once everything that can refuse it has passed:
+        ``config.json`` and ``manifest.json`` of a new run (on a resume, the new config
+        and one more entry in the manifest's ``resumes``, with the epoch it starts after
+        and ``segment``, the fields the user chose to change from here on); damaged
+        checkpoints set aside; the metrics log opened at ``start_epoch`` (records and
+        TensorBoard events after it, written by a process that stopped, are dropped)."""
+        if self.primary:
+            self._write_start(config_json, run_manifest, start_epoch, segment)
+            if self._damaged_steps:
+                self.checkpoints.set_aside(self._damaged_steps)
+                self._damaged_steps = []
+        if self.metrics is not None:  # begun again
             self.metrics.close()
         self.metrics = (
-            MetricsWriter(self.path, resume_epoch=start_epoch, resume_step=int(state.step))
+            MetricsWriter(self.path, resume_epoch=start_epoch, resume_step=start_step)
             if self.primary
             else _NoMetrics()
         )
         if start_epoch:
             logging.info("%s: resuming after epoch %d", self.path, start_epoch)
-        return state, start_epoch
+
+    def _write_start(self, config_json, run_manifest, start_epoch, segment) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not files.run_started(self.path):  # config.json last: it marks a complete start
+            files.write_json(self.file(files.MANIFEST_FILE), run_manifest)
+            files.write_json(self.file(files.CONFIG_FILE), config_json)
+            return
+        recorded = files.read_json(self.file(files.MANIFEST_FILE))
+        git = manifest.git_state()
+        entry = {
+            "time": manifest.now(),
+            "command": sys.argv,
+            "git": git,  # the code this segment trains with (reproduce warns if dirty)
+            "environment_differences": manifest.environment_differences(
+                recorded["environment"], manifest.environment()
+            )
+            + manifest.code_differences(recorded.get("git"), git),
+            "from_epoch": start_epoch,  # the epoch this resume (and a segment) begins after
+        }
+        if segment:
+            entry.update(changed_by_opt_in=segment, config=config_json)
+        recorded.setdefault("resumes", []).append(entry)
+        files.write_json(self.file(files.MANIFEST_FILE), recorded)
+        files.write_json(self.file(files.CONFIG_FILE), config_json)
 
     def _check_record(self, record: dict) -> int:
         if record["seed"] != self.seed:
@@ -156,10 +171,12 @@ class RunDirectory:
 
     def write_report(self, report: dict) -> dict:
         """Writes ``report.json``, keeping an evaluation already merged into it (marked
-        ``stale`` if it describes an older checkpoint); returns what was written."""
+        ``stale`` in it and in ``report.md`` if it describes an older checkpoint); a
+        damaged ``report.json`` is set aside and written anew. Returns what was written."""
         if not self.primary:
             return report
         existing = self.file(files.REPORT_FILE)
+        files.set_aside_if_damaged(existing, "written anew from metrics.jsonl; evaluate again")
         if existing.exists() and "evaluation" in files.read_json(existing):
             evaluation = files.read_json(existing)["evaluation"]
             evaluated = evaluation.get("checkpoint", {}).get("step")
@@ -169,9 +186,19 @@ class RunDirectory:
                     "stale": f"evaluates the checkpoint of step {evaluated}; training has since "
                     f"reached step {report.get('steps')}: evaluate again",
                 }
+                files.mark_markdown_stale(self.file(files.REPORT_MARKDOWN), evaluation["stale"])
             report = {**report, "evaluation": evaluation}
         files.write_json(existing, report)
         return report
+
+    def write_failure(self, reason: str, *, epoch: int, step: int) -> None:
+        """Records in ``report.json`` that the run stopped on a non-finite value (a run of
+        a sweep: the others go on); a rerun of the sweep leaves it as it is unless asked."""
+        if self.primary:
+            files.write_json(
+                self.file(files.REPORT_FILE),
+                {"status": "failed", "reason": reason, "epochs_completed": epoch, "steps": step},
+            )
 
     def close(self) -> None:
         if self.metrics is not None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
-from vae_jax.errors import ConfigError
+from absl import logging
+
+from vae_jax.errors import USER_FIXABLE_ERRNOS, ConfigError, UserFacingError
 
 CONFIG_FILE = "config.json"  # the config, written at the start of every (re)start
 MANIFEST_FILE = "manifest.json"  # seed, key streams, environment, data record; resumes appended
@@ -19,6 +22,10 @@ CHECKPOINT_DIR = "checkpoints"
 DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # checkpoints that failed to restore
 SUPERSEDED_CHECKPOINT_DIR = "superseded_checkpoints"  # a sweep seed's, past a common epoch
 FIGURES_DIR = "figures"
+# Evaluations made while a trainer held the workdir: evaluations/step_<N>/ (report.json,
+# report.md, figures/), files the trainer never touches.
+EVALUATIONS_DIR = "evaluations"
+DAMAGED_SUFFIX = ".damaged"  # a damaged JSON file set aside: <name>.damaged-<time>
 LOCK_FILE = ".lock"  # held (flock) by the process that owns the workdir; pid, host, start
 # A sweep's own files, beside its seed_<s>/ run directories (a grid's: <cell>/seed_<s>/).
 SWEEP_FILE = "sweep.json"  # seeds, strategy, config; a grid: its cells, which every task checks
@@ -43,17 +50,123 @@ def run_started(workdir: str | Path) -> bool:
     return (Path(workdir) / CONFIG_FILE).exists() and (Path(workdir) / MANIFEST_FILE).exists()
 
 
-def write_json(path: str | Path, obj) -> None:
-    """Writes JSON atomically (a reader never sees half a file; writers in several
-    processes, e.g. a grid sweep's tasks, each write their own temporary file)."""
+class DamagedFileError(UserFacingError):
+    """A JSON file the project wrote cannot be read back (cut short, edited, overwritten)."""
+
+
+class UnwritableError(UserFacingError):
+    """A file could not be written (a full disk, a read-only file system, ...); what was
+    already written is intact."""
+
+
+def user_fixable(error: BaseException) -> bool:
+    """Whether ``error`` is an ``OSError`` the user fixes outside the program (space,
+    permissions, a read-only or failing file system)."""
+    return isinstance(error, OSError) and error.errno in USER_FIXABLE_ERRNOS
+
+
+def unwritable(error: OSError, path: str | Path | None = None) -> UnwritableError:
+    """The one-line error for a write that failed with ``error``."""
+    where = path or error.filename or "a file"
+    return UnwritableError(
+        f"could not write {where} ({error.strerror or error}); what was written before is "
+        "intact: free space or fix the directory, then run the same command again"
+    )
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Writes ``text`` atomically (a temporary file of this process, then a rename), so a
+    reader, a kill or a full disk never leaves half a file; a failed write raises
+    ``UnwritableError`` naming the file, and the previous version stays."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if user_fixable(error):
+            raise unwritable(error, path) from None
+        raise
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Writes JSON atomically (``write_text``; writers in several processes, e.g. a grid
+    sweep's tasks, each write their own temporary file)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _damage(path: Path) -> str | None:
+    """Why ``path`` is not readable JSON, or None if it is."""
+    try:
+        json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as error:
+        return f"not JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+    return None
+
+
+# What to do about a damaged file that cannot be rebuilt, by file name.
+_CANNOT_REBUILD = {
+    MANIFEST_FILE: "it records how the run started and cannot be rebuilt: restore it from a "
+    "copy (or move the run's directory aside and train in a new --workdir)",
+    CONFIG_FILE: "restore it from a copy: manifest.json holds the config the run started "
+    'with under "config" (and each resume\'s under "resumes")',
+    SWEEP_FILE: "run the sweep's command again: it sets the damaged file aside and writes "
+    "it anew (each run's own files are checked against the command)",
+}
 
 
 def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+    """The JSON in ``path``; a damaged file raises ``DamagedFileError`` in one line naming
+    it and what to do (a missing file raises ``FileNotFoundError`` as before)."""
+    path = Path(path)
+    text = path.read_bytes()
+    try:
+        return json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        advice = _CANNOT_REBUILD.get(
+            path.name, "move it aside (or delete it) and run the command again to rebuild it"
+        )
+        raise DamagedFileError(f"{path} is damaged ({_damage(path)}); {advice}") from None
+
+
+def damage_of(path: str | Path) -> str | None:
+    """Why the JSON file ``path`` cannot be read (damaged), or None (readable or absent)."""
+    path = Path(path)
+    return _damage(path) if path.exists() else None
+
+
+def set_aside_if_damaged(path: str | Path, rebuilt: str) -> bool:
+    """If ``path`` holds damaged JSON, moves it to ``<name>.damaged-<time>`` beside it and
+    warns in one line (``rebuilt`` says what replaces it); returns whether it did."""
+    path = Path(path)
+    why = damage_of(path)
+    if why is None:
+        return False
+    aside = path.with_name(f"{path.name}{DAMAGED_SUFFIX}-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, aside)
+    logging.warning("%s is damaged (%s): kept as %s; %s", path, why, aside.name, rebuilt)
+    return True
+
+
+STALE_MARK = "> **Stale:** "
+
+
+def mark_markdown_stale(path: str | Path, message: str) -> None:
+    """Puts ``> **Stale:** <message>`` under the title of the markdown report ``path`` (if
+    there is one), replacing an earlier mark, so the page says what ``report.json`` says."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    marks = [i for i, line in enumerate(lines) if line.startswith(STALE_MARK)]
+    for i in reversed(marks):  # an earlier mark and the blank line above it
+        del lines[i - 1 if i and not lines[i - 1] else i : i + 1]
+    at = 1 if lines and lines[0].startswith("#") else 0
+    lines[at:at] = ["", f"{STALE_MARK}{message}"]
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # Config fields added after runs were first recorded, with the value a run recorded before
@@ -68,6 +181,10 @@ ADDED_CONFIG_FIELDS = {
     "model.posterior": "gaussian",
     "model.flow_steps": 2,
     "model.flow_hidden_size": 64,
+    # Hierarchies (43c84ff): a run without these fields had one stochastic layer.
+    "model.upper_latent_dims": [],
+    "model.upper_hidden_sizes": [100, 100],  # unused with one layer; the field's default
+    "model.inference": "bottom_up",
 }
 
 

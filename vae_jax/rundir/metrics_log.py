@@ -5,8 +5,10 @@ floats are written exactly; a line that is not a record (damaged, or cut short b
 is skipped and reported, and the records after it are kept. TensorBoard events are
 written with tensorboardX (no TensorFlow). On resume from the checkpoint of epoch ``e``,
 records after ``e`` (written by the interrupted process after its last checkpoint) are
-dropped first, so the file ends up as if the run had never stopped; TensorBoard purges
-those steps too.
+dropped first, so the file ends up as if the run had never stopped; the TensorBoard event
+files are rewritten to hold the events of the kept records only (each once), and each
+(re)start writes its events to a file of its own, so the curves TensorBoard shows agree
+with ``metrics.jsonl`` after any kill.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import time
 from pathlib import Path
 
 from absl import logging
 
-from vae_jax.rundir.files import DAMAGED_METRICS_FILE, METRICS_FILE, TENSORBOARD_DIR
+from vae_jax.rundir.files import (
+    DAMAGED_METRICS_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    unwritable,
+    user_fixable,
+)
 
 TIMING_PREFIX = "time/"  # wall-clock metrics: excluded from reproducibility comparisons
 
@@ -64,6 +74,67 @@ def without_timing(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith(TIMING_PREFIX)}
 
 
+def _event_records(path: Path) -> list[bytes]:
+    """The framed records of a TensorBoard event file (TFRecord: length, its CRC, payload,
+    its CRC), whole; a record cut short by a kill ends the list."""
+    data = path.read_bytes()
+    records, offset = [], 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
+        end = offset + 12 + length + 4
+        if end > len(data):
+            break
+        records.append(data[offset:end])
+        offset = end
+    return records
+
+
+def trim_event_files(logdir: Path, steps: set[int]) -> set[tuple[str, int]]:
+    """Rewrites the event files in ``logdir`` so that their scalars are those at ``steps``
+    (the kept records' steps), each (tag, step) once, from the newest file that has it:
+    events past the restored checkpoint, of damaged records or of an earlier pass over
+    the same steps are dropped. A file left without scalars is removed. Returns the
+    (tag, step) pairs the files still hold."""
+    from tensorboardX.proto import event_pb2
+
+    paths = sorted(logdir.glob("events.out.tfevents.*")) if logdir.exists() else []
+    parsed = []  # (path, [(record bytes, event)])
+    for path in paths:
+        events = []
+        for record in _event_records(path):
+            event = event_pb2.Event()
+            try:
+                event.ParseFromString(record[12:-4])
+            except Exception:  # a damaged record: dropped like the rest
+                continue
+            events.append((record, event))
+        parsed.append((path, events))
+    newest = {}  # (tag, step) -> (file index, event index) of its last occurrence
+    for i, (_, events) in enumerate(parsed):
+        for j, (_, event) in enumerate(events):
+            for value in event.summary.value:
+                newest[(value.tag, event.step)] = (i, j)
+    for i, (path, events) in enumerate(parsed):
+        kept, scalars = [], 0
+        for j, (record, event) in enumerate(events):
+            if event.HasField("summary"):
+                if event.step not in steps or any(
+                    newest[(v.tag, event.step)] != (i, j) for v in event.summary.value
+                ):
+                    continue
+                scalars += 1
+            elif event.HasField("session_log"):  # an older purge marker: nothing to purge
+                continue
+            kept.append(record)
+        if not scalars:
+            path.unlink()
+        elif b"".join(kept) != path.read_bytes():  # events dropped, or a tail cut short
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(b"".join(kept))
+            os.replace(tmp, path)
+    return {pair for pair in newest if pair[1] in steps}
+
+
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -93,9 +164,18 @@ class MetricsWriter:
         _write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         from tensorboardX import SummaryWriter
 
+        del resume_step  # the kept records name their steps
+        held = trim_event_files(self.workdir / TENSORBOARD_DIR, {r["step"] for r in kept})
+        # A file of this (re)start's own: tensorboardX names it by the time to the second
+        # and the host and opens it with "wb"; the pid and nanoseconds keep a restart in
+        # the same second from overwriting an earlier file, and keep the names in order.
         self._tensorboard = SummaryWriter(
-            str(self.workdir / TENSORBOARD_DIR), purge_step=resume_step + 1 if kept else None
+            str(self.workdir / TENSORBOARD_DIR),
+            filename_suffix=f".{os.getpid()}.{time.time_ns()}",
         )
+        for record in kept:  # a kept record whose events a kill lost: written again
+            self._add_scalars(record, skip=held)
+        self._tensorboard.flush()
 
     def write(self, epoch: int, step: int, metrics: dict) -> dict:
         record = {
@@ -103,15 +183,27 @@ class MetricsWriter:
             "step": int(step),
             **{k: _plain(v) for k, v in metrics.items()},
         }
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        for key, value in record.items():
-            if key not in ("epoch", "step") and isinstance(value, float) and math.isfinite(value):
-                self._tensorboard.add_scalar(key, value, global_step=int(step))
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:  # a line cut short is set aside on resume
+            raise (unwritable(error, self.path) if user_fixable(error) else error) from None
+        self._add_scalars(record)
         self._tensorboard.flush()
         return record
+
+    def _add_scalars(self, record: dict, skip=frozenset()) -> None:
+        step = int(record["step"])
+        for key, value in record.items():
+            if (
+                key not in ("epoch", "step")
+                and isinstance(value, float)
+                and math.isfinite(value)
+                and (key, step) not in skip
+            ):
+                self._tensorboard.add_scalar(key, value, global_step=step)
 
     def close(self) -> None:
         self._tensorboard.close()

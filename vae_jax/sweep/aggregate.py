@@ -26,6 +26,25 @@ EVALUATION_METRICS = {
 }
 
 
+NOT_TRAINED = "not trained"
+
+
+def seed_status(seed_dir: Path) -> str | None:
+    """None if the run in ``seed_dir`` finished training, else why not: not trained,
+    failed (with the reason its report records) or a damaged ``report.json`` (the sweep's
+    command run again rebuilds it)."""
+    path = Path(seed_dir) / files.REPORT_FILE
+    if not path.exists():
+        return NOT_TRAINED
+    damage = files.damage_of(path)
+    if damage:
+        return f"report.json is damaged ({damage}); run the sweep's command again to rebuild it"
+    report = files.read_json(path)
+    if report.get("status") == "failed":
+        return f"failed: {report.get('reason')}"
+    return None if "final" in report else NOT_TRAINED
+
+
 def seed_metrics(seed_dir: Path) -> dict[str, float]:
     """The final training metrics and the evaluation of one seed's run."""
     report = files.read_json(Path(seed_dir) / files.REPORT_FILE)
@@ -55,14 +74,18 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 def build_table(workdir: Path, seeds: list[int]) -> dict:
-    per_seed = {seed: seed_metrics(seed_workdir(workdir, seed)) for seed in seeds}
+    """Every metric of the seeds that are done; the others listed under ``missing``
+    with why (``seed_status``)."""
+    status = {seed: seed_status(seed_workdir(workdir, seed)) for seed in seeds}
+    per_seed = {s: seed_metrics(seed_workdir(workdir, s)) for s in seeds if status[s] is None}
     names = sorted(set().union(*(m.keys() for m in per_seed.values())))
     return {
         "seeds": seeds,
+        "missing": [{"seed": s, "why": why} for s, why in status.items() if why],
         "metrics": {
             name: {
-                "per_seed": {str(s): per_seed[s].get(name) for s in seeds},
-                **summarize([per_seed[s][name] for s in seeds if name in per_seed[s]]),
+                "per_seed": {str(s): per_seed.get(s, {}).get(name) for s in seeds},
+                **summarize([m[name] for m in per_seed.values() if name in m]),
             }
             for name in names
         },
@@ -83,6 +106,10 @@ def markdown(table: dict) -> str:
             + f" | {_cell(row['mean'])} | {_cell(row['std'])} | {interval} |"
         )  # fmt: skip
     lines += ["", "std: sample standard deviation over seeds; 95% interval: Student's t.", ""]
+    if table.get("missing"):
+        lines += ["## Missing", ""]
+        lines += [f"- seed {m['seed']}: {m['why']}" for m in table["missing"]]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -95,7 +122,7 @@ def _cell(value) -> str:
 def write_table(workdir: Path, seeds: list[int]) -> dict:
     table = build_table(workdir, seeds)
     files.write_json(Path(workdir) / files.SWEEP_TABLE_JSON, table)
-    (Path(workdir) / files.SWEEP_TABLE_MARKDOWN).write_text(markdown(table))
+    files.write_text(Path(workdir) / files.SWEEP_TABLE_MARKDOWN, markdown(table))
     return table
 
 
@@ -106,6 +133,8 @@ def print_table(table: dict) -> None:
             interval = f"[{row['ci95_low']:.3f}, {row['ci95_high']:.3f}]"
             print(f"{name}: mean {row['mean']:.3f}, std {row['std']:.3f}, "
                   f"95% {interval} over {row['n']} seeds")  # fmt: skip
+    for missing in table.get("missing", []):
+        print(f"missing seed {missing['seed']}: {missing['why']}")
 
 
 def curves_figure(workdir: Path, seeds: list[int]) -> Path:
@@ -115,7 +144,7 @@ def curves_figure(workdir: Path, seeds: list[int]) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(seeds)))
     for seed, colour in zip(seeds, colours, strict=True):
-        records = read_metrics(seed_workdir(workdir, seed))
+        records = read_metrics(seed_workdir(workdir, seed))  # a failed seed: up to its stop
         for ax, name in zip(axes, ("elbo", "log_likelihood", "kl"), strict=True):
             for split, style in (("train", "-"), ("validation", "--")):
                 key = f"{split}/{name}"

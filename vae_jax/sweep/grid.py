@@ -8,13 +8,18 @@ colons (``--grid=model.hidden_sizes=512:256,256:128``). Any config field but ``s
 (that is ``--seeds``) may be swept; an unknown field, a value of the wrong type or one the
 config checks refuse fails in one line, naming the flag, before any work.
 
-A cell is one point of the grid; ``<workdir>/<cell name>/seed_<s>/`` is a single run with
-the cell's config and seed ``s``.
+A cell is one point of the grid; ``<workdir>/<cell folder>/seed_<s>/`` is a single run
+with the cell's config and seed ``s``. The folder is the cell's name with every character
+that is not safe in a file name on every common file system (``/``, ``\\``, ``:``,
+``*``, ...) percent-encoded, as in URLs (``data.data_dir=%2Fdata%2Fmnist``), so it still
+says which values it holds; a name longer than a file name may be is cut and given a hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import string
 from pathlib import Path
 from typing import NamedTuple
 
@@ -135,6 +140,34 @@ def cell_config(config, cell: Cell, seed: int | None = None):
     return copy
 
 
+# Characters kept as they are in a cell's folder; every other one is percent-encoded.
+SAFE_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._,=+-")
+MAX_FOLDER_NAME = 200  # bytes; file systems allow 255
+
+
+def cell_folder(name: str) -> str:
+    """A cell's folder name: its name, percent-encoding (UTF-8) every character outside
+    ``SAFE_CHARACTERS`` and a leading or trailing dot; past ``MAX_FOLDER_NAME`` bytes, cut
+    and ended with ``~`` and 16 hex digits of the name's sha256."""
+    folder = "".join(
+        c if c in SAFE_CHARACTERS else "".join(f"%{b:02X}" for b in c.encode()) for c in name
+    )
+    if folder.startswith("."):
+        folder = "%2E" + folder[1:]
+    if folder.endswith("."):
+        folder = folder[:-1] + "%2E"
+    if len(folder) > MAX_FOLDER_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        folder = f"{folder[: MAX_FOLDER_NAME - 17]}~{digest}"
+    return folder
+
+
 def cell_workdir(workdir: str | Path, cell_name: str, seed: int) -> Path:
-    """The run directory of one seed of one cell: ``<workdir>/<cell name>/seed_<seed>``."""
-    return Path(workdir) / cell_name / f"seed_{seed}"
+    """The run directory of one seed of one cell: ``<workdir>/<cell folder>/seed_<seed>``.
+    A grid started before cell folders were encoded keeps its folders (named as the cell,
+    e.g. with ``:`` in a tuple's value) when they exist."""
+    folder = Path(workdir) / cell_folder(cell_name)
+    legacy = Path(workdir) / cell_name
+    if legacy != folder and "/" not in cell_name and legacy.is_dir():
+        return legacy / f"seed_{seed}"
+    return folder / f"seed_{seed}"

@@ -12,7 +12,9 @@ index and a count): task ``i`` of ``n`` takes the ``i``-th of ``n`` contiguous s
 the cells in group order, locks and writes only their directories, and resumes them when
 started again. ``sweep.json`` holds the grid; every task checks it is the same sweep.
 ``aggregate_sweep`` (``--aggregate``) builds the table from the cells that are done and
-lists the missing ones; a sweep run as one task does this at its end.
+lists the missing ones (with why: not trained, not evaluated, failed, a damaged report);
+a sweep run as one task does this at its end. A run stopped by a non-finite value is
+recorded as failed and the others go on; a rerun leaves it unless ``retry_failed``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from vae_jax import config_checks, hyperparameters, runtime
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
-from vae_jax.rundir import files, loading
+from vae_jax.rundir import files
 from vae_jax.rundir.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, grid, grid_table, runner
@@ -91,6 +93,7 @@ def sweep_definition(config, seeds, grid_specs, zip_specs, cells, groups, *, str
 def _check_or_write_definition(workdir: Path, definition: dict) -> None:
     path = workdir / files.SWEEP_FILE
     as_json = json.loads(json.dumps(definition))  # tuples as lists, as read back
+    files.set_aside_if_damaged(path, "written anew from this command's grid")
     if path.exists():
         recorded = files.read_json(path)
         if recorded != as_json:
@@ -129,6 +132,7 @@ def run_grid_sweep(
     num_importance_samples: int | None = None,
     task_index: int | None = None,
     num_tasks: int | None = None,
+    retry_failed: bool = False,
 ) -> dict:
     """Trains (or resumes) this task's cells, group by group, and evaluates each run; a
     sweep of one task then writes the table. Every check runs before any work."""
@@ -144,7 +148,7 @@ def run_grid_sweep(
     for group in share:
         members = _members(config, group, seeds, workdir)
         config_checks.check_all(members[0].config)
-        left = [m for m in members if not _trained(m)]
+        left = [m for m in members if not runner.trained(m, set_aside=False)]
         runner.check_strategy(members[0].config, strategy, len(left) or len(members))
         for member in members:
             resume.check_workdir(member.workdir, member.config)
@@ -163,6 +167,7 @@ def run_grid_sweep(
         status = _train_and_evaluate_group(
             group_config, members, datasets, strategy, evaluate, num_importance_samples,
             description=f"program {number}/{len(planned)}: {len(members)} runs",
+            retry_failed=retry_failed,
         )  # fmt: skip
         if status != "complete":
             return {"status": status}
@@ -182,49 +187,19 @@ def _dataset_for(config, datasets: dict):
     return datasets[key]
 
 
-def _trained(member: runner.Member) -> bool:
-    """Whether the run's report says it trained every epoch of its config."""
-    path = member.workdir / files.REPORT_FILE
-    epochs = member.config.training.num_epochs
-    return path.exists() and files.read_json(path).get("epochs_completed") == epochs
-
-
-def _evaluated(member: runner.Member, k: int) -> bool:
-    """Whether the run's report holds the test bounds of its final step at this K."""
-    path = member.workdir / files.REPORT_FILE
-    report = files.read_json(path) if path.exists() else {}
-    done = report.get("evaluation", {})
-    same_step = done.get("checkpoint", {}).get("step") == report.get("steps")
-    return same_step and done.get("num_importance_samples") == k
-
-
 def _train_and_evaluate_group(
-    config, members, datasets, strategy, evaluate, num_importance_samples, *, description
-) -> str:
-    """Trains the group's runs that are not done and evaluates those not evaluated: a
-    restarted task does only what is left (its other runs are read, not rewritten)."""
+    config, members, datasets, strategy, evaluate, num_importance_samples, *, description,
+    retry_failed,
+) -> str:  # fmt: skip
+    """``runner.train_and_evaluate_group`` with the group's run directories locked."""
     dataset = _dataset_for(config, datasets)
     with contextlib.ExitStack() as owned, key_reuse_checking(config):
         for member in members:
             owned.enter_context(WorkdirLock(member.workdir, f"grid sweep, {member.label}"))
-        to_train = [m for m in members if not _trained(m)]
-        if to_train:
-            chosen, _ = runner.resolve_strategy(strategy, len(to_train))
-            trained = runner.train_group(config, dataset, to_train, chosen, description)
-            if trained.status != "complete":
-                return trained.status
-        if evaluate:
-            k, _, _ = evaluation.resolve_options(
-                config.evaluation, num_importance_samples, None, None
-            )
-            pending = [m for m in members if not _evaluated(m, k)]
-            if not pending:
-                return "complete"
-            states = [loading.load_state(m.workdir)[1] for m in pending]
-            runner.evaluate_runs(
-                config, dataset, list(zip(pending, states, strict=True)), num_importance_samples
-            )
-    return "complete"
+        return runner.train_and_evaluate_group(
+            config, dataset, members, strategy, evaluate, num_importance_samples,
+            description=description, retry_failed=retry_failed,
+        )  # fmt: skip
 
 
 def aggregate_sweep(workdir: str | Path) -> dict:
@@ -236,9 +211,8 @@ def aggregate_sweep(workdir: str | Path) -> dict:
         raise ConfigError(f"--workdir={workdir}: no {files.SWEEP_FILE}; is it a sweep's workdir?")
     definition = files.read_json(path)
     if definition.get("kind") != "grid":  # a sweep over seeds only
-        seeds = [s for s in definition["seeds"]
-                 if (seed_workdir(workdir, s) / files.REPORT_FILE).exists()]  # fmt: skip
-        if not seeds:
+        seeds = definition["seeds"]
+        if all(aggregate.seed_status(seed_workdir(workdir, s)) for s in seeds):
             raise ConfigError(f"--workdir={workdir}: no seed has finished yet")
         table = aggregate.write_table(workdir, seeds)
         aggregate.print_table(table)

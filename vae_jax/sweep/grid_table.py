@@ -17,7 +17,7 @@ import numpy as np
 from vae_jax.evaluation import figures
 from vae_jax.rundir import files
 from vae_jax.rundir.metrics_log import read_metrics
-from vae_jax.sweep.aggregate import seed_metrics, summarize
+from vae_jax.sweep.aggregate import seed_metrics, seed_status, summarize
 from vae_jax.sweep.grid import cell_workdir
 
 # Substrings of a metric's name that say which way is better; "lower" is checked first.
@@ -33,7 +33,6 @@ HEADLINE_METRICS = (
     "test/active_units",
 )
 
-NOT_TRAINED = "not trained"
 NOT_EVALUATED = "not evaluated"
 
 
@@ -47,11 +46,12 @@ def direction(metric: str) -> str | None:
 
 
 def _run_status(run_dir: Path, require_evaluation: bool) -> str | None:
-    """None if the run is done, else why not (``NOT_TRAINED`` or ``NOT_EVALUATED``)."""
-    report_path = run_dir / files.REPORT_FILE
-    if not report_path.exists():
-        return NOT_TRAINED
-    if require_evaluation and "evaluation" not in files.read_json(report_path):
+    """None if the run is done, else why not: not trained, failed (with its reason),
+    a damaged report (``aggregate.seed_status``) or ``NOT_EVALUATED``."""
+    why = seed_status(run_dir)
+    if why is not None:
+        return why
+    if require_evaluation and "evaluation" not in files.read_json(run_dir / files.REPORT_FILE):
         return NOT_EVALUATED
     return None
 
@@ -424,7 +424,7 @@ def write_grid_table(
     workdir = Path(workdir)
     table = build_grid_table(workdir, fields, cells, seeds, require_evaluation=require_evaluation)
     files.write_json(workdir / files.SWEEP_TABLE_JSON, table)
-    (workdir / files.SWEEP_TABLE_MARKDOWN).write_text(markdown(table))
+    files.write_text(workdir / files.SWEEP_TABLE_MARKDOWN, markdown(table))
     field_figures(workdir, table)
     curves_figure(workdir, table)
     return table

@@ -6,6 +6,12 @@ tool that reads a run (evaluate, reproduce, ``load_run``) reads a sweep's seed t
 sweep itself writes ``sweep.json`` (settings, strategy and why), ``sweep_table.json`` and
 ``sweep_table.md`` (every metric per seed with mean, standard deviation and a 95%
 interval) and ``figures/sweep_curves.png``.
+
+A sweep run again does only what is left: runs whose report says they trained every
+epoch are not trained again, runs evaluated at their final step with this K are not
+evaluated again (their figures stay as they are), and runs recorded as failed (a
+non-finite value stopped them while the others went on) are left as they are unless
+``retry_failed`` asks to resume them from their last good checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+from absl import logging
 
 from vae_jax import adapter, config_checks, hyperparameters, manifest, runtime
 from vae_jax.core import rng
@@ -22,13 +29,13 @@ from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
 from vae_jax.evaluation.validation import make_validation
-from vae_jax.rundir import files
+from vae_jax.rundir import files, loading
 from vae_jax.rundir.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.seeds import seed_config, seed_workdir
 from vae_jax.train_state import create_train_state
-from vae_jax.training import fit, resume
+from vae_jax.training import fit, resume, warmups
 from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
 
 
@@ -47,6 +54,48 @@ class TrainedGroup(NamedTuple):
     epochs_completed: int
     states: Any  # final train states, stacked over runs
     train_seconds: float
+    failed: dict  # label -> why (a non-finite value stopped it; the others went on)
+
+
+def report_of(member: Member, *, set_aside: bool = True) -> dict | None:
+    """The run's ``report.json`` (None if it has none); a damaged one counts as none and,
+    with ``set_aside`` (the run's lock held), is set aside: the run is then resumed from
+    its checkpoints and its report written anew."""
+    path = member.workdir / files.REPORT_FILE
+    if set_aside:
+        files.set_aside_if_damaged(path, "the run is resumed from its checkpoints to rebuild it")
+    elif files.damage_of(path):
+        return None
+    return files.read_json(path) if path.exists() else None
+
+
+def failed(member: Member) -> bool:
+    """Whether the run is recorded as stopped by a non-finite value."""
+    return (report_of(member) or {}).get("status") == "failed"
+
+
+def trained(member: Member, *, set_aside: bool = True) -> bool:
+    """Whether the run's report says it trained every epoch of its config."""
+    report = report_of(member, set_aside=set_aside) or {}
+    return report.get("epochs_completed") == member.config.training.num_epochs and (
+        report.get("status") != "failed"
+    )
+
+
+def evaluated(member: Member, k: int) -> bool:
+    """Whether the run's report holds the test bounds of its final step at this K."""
+    report = report_of(member) or {}
+    done = report.get("evaluation", {})
+    same_step = done.get("checkpoint", {}).get("step") == report.get("steps")
+    return same_step and done.get("num_importance_samples") == k and "stale" not in done
+
+
+def retry(member: Member) -> None:
+    """Sets a failed run's report aside, so that it resumes from its last good checkpoint."""
+    path = member.workdir / files.REPORT_FILE
+    aside = path.with_name(f"{files.REPORT_FILE}.failed")
+    path.replace(aside)
+    print(f"{member.label}: retrying (its failure is kept in {aside})")
 
 
 def check_strategy(config, strategy: str, num_runs: int) -> None:
@@ -84,8 +133,10 @@ def run_sweep(
     strategy: str = "auto",
     evaluate: bool = True,
     num_importance_samples: int | None = None,
+    retry_failed: bool = False,
 ) -> dict:
-    """Trains (or resumes) every seed, evaluates each, and writes the aggregate table."""
+    """Trains (or resumes) every seed that is not done, evaluates each that is not
+    evaluated, and writes the aggregate table (failed seeds listed, not counted)."""
     workdir = files.workdir_path(workdir)
     runtime.apply_runtime_config(config)
     check_before_start(config, workdir, seeds, strategy)
@@ -101,23 +152,55 @@ def run_sweep(
         with key_reuse_checking(config):
             chosen, reason = resolve_strategy(strategy, len(seeds))
             _write_sweep_file(workdir, config, seeds, strategy, chosen, reason)
-            trained = train_group(config, dataset, members, chosen, f"sweep of {len(seeds)} seeds")
-        if trained.status != "complete":
-            return {"status": trained.status, "epochs_completed": trained.epochs_completed}
-        if evaluate:
-            states = [strategies.take(trained.states, i) for i in range(len(members))]
-            evaluate_runs(
-                config, dataset, list(zip(members, states, strict=True)), num_importance_samples
-            )
+            status = train_and_evaluate_group(
+                config, dataset, members, strategy, evaluate, num_importance_samples,
+                description=f"sweep of {len(seeds)} seeds", retry_failed=retry_failed,
+            )  # fmt: skip
+        if status != "complete":
+            return {"status": status}
         table = aggregate.write_table(workdir, seeds)
         aggregate.curves_figure(workdir, seeds)
         aggregate.print_table(table)
-    return {
-        "status": "complete",
-        "strategy": chosen,
-        "train_seconds": trained.train_seconds,
-        "table": table,
-    }
+    return {"status": "complete", "strategy": chosen, "table": table}
+
+
+def train_and_evaluate_group(
+    config,
+    dataset: Dataset,
+    members: list[Member],
+    strategy: str,
+    evaluate: bool,
+    num_importance_samples: int | None,
+    *,
+    description: str,
+    retry_failed: bool = False,
+) -> str:
+    """Trains the runs of one program that are not done and evaluates those not
+    evaluated: a sweep started again does only what is left (its other runs are read,
+    not rewritten). Runs recorded as failed are left alone unless ``retry_failed``.
+    Returns "complete", or "stopped" (SIGTERM)."""
+    if retry_failed:
+        for member in members:
+            if failed(member):
+                retry(member)
+    to_train = [m for m in members if not trained(m) and not failed(m)]
+    if to_train:
+        chosen, _ = resolve_strategy(strategy, len(to_train))
+        result = train_group(config, dataset, to_train, chosen, description)
+        if result.status != "complete":
+            return result.status
+    for member in members:
+        if failed(member):
+            print(f"{member.label}: failed: {report_of(member)['reason']}")
+    if evaluate:
+        k, _, _ = evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
+        pending = [m for m in members if not failed(m) and not evaluated(m, k)]
+        if pending:
+            states = [loading.load_state(m.workdir)[1] for m in pending]
+            evaluate_runs(
+                config, dataset, list(zip(pending, states, strict=True)), num_importance_samples
+            )
+    return "complete"
 
 
 def resolve_strategy(strategy: str, num_runs: int) -> tuple[str, str]:
@@ -129,7 +212,8 @@ def resolve_strategy(strategy: str, num_runs: int) -> tuple[str, str]:
 
 
 def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
-    """Every run restored at the newest epoch all of them have a checkpoint of."""
+    """Every run restored at the newest epoch all of them have a checkpoint of (reading
+    only: every run's checkpoint restores before any run's files are written)."""
     initial = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
     restored = [run.restore(state) for run, state in zip(runs, initial, strict=True)]
     common = min(epoch for _, epoch in restored)
@@ -137,11 +221,21 @@ def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
     for run, state0, (state, epoch) in zip(runs, initial, restored, strict=True):
         if epoch != common:  # a kill between the runs' saves: step back to the common epoch
             state, _ = run.restore(state0, epoch=common, steps_per_epoch=trainer.steps_per_epoch)
-            # Its newer checkpoints will be written again, bit for bit: out of their way.
-            newer = [s for s in run.checkpoints.steps() if s > int(state.step)]
-            run.checkpoints.set_aside(newer, files.SUPERSEDED_CHECKPOINT_DIR)
         states.append(state)
     return states, common
+
+
+def _start_runs(runs, members, states, start_epoch: int, data_record: dict) -> None:
+    """The start files and metrics logs of every run, once all restored; checkpoints
+    newer than the common epoch (a kill between the runs' saves) are set aside: they will
+    be written again, bit for bit."""
+    for run, member, state in zip(runs, members, states, strict=True):
+        resume.start_run(
+            run, member.config, data_record, start_epoch=start_epoch, start_step=int(state.step)
+        )
+        newer = [s for s in run.checkpoints.steps() if s > int(state.step)]
+        if newer:
+            run.checkpoints.set_aside(newer, files.SUPERSEDED_CHECKPOINT_DIR)
 
 
 def train_group(
@@ -166,6 +260,10 @@ def train_group(
     ]  # fmt: skip
     try:
         states, start_epoch = _restore_common_epoch(runs, trainer, streams)
+        _start_runs(runs, members, states, start_epoch, dataset.record)
+        for member in members:
+            for line in warmups.warmup_warnings(member.config, dataset.train.num_examples):
+                logging.warning("%s: %s", member.label, line)
         traced = [hyperparameters.traced_values(m.config) for m in members]
         stacked, stacked_streams, stacked_traced = strategies.place(
             (strategies.stack(states), strategies.stack(streams), strategies.stack(traced)),
@@ -192,16 +290,21 @@ def train_group(
             checkpoint_every_epochs=config.training.checkpoint_every_epochs,
             run_view=strategies.take,
             description=description,
+            isolate_failures=True,  # a diverging run stops alone; the others go on
         )
         if result.status == "complete":
-            for run in runs:
-                fit.write_final_report(
-                    run, trainer.vae, dataset.record, result.train_seconds, compile_seconds
-                )
+            for i, run in enumerate(runs):
+                if i not in result.failed:
+                    fit.write_final_report(
+                        run, trainer.vae, dataset.record, result.train_seconds, compile_seconds
+                    )
     finally:
         for run in runs:
             run.close()
-    return TrainedGroup(result.status, result.epochs_completed, result.state, result.train_seconds)
+    failures = {members[i].label: why for i, why in result.failed.items()}
+    return TrainedGroup(
+        result.status, result.epochs_completed, result.state, result.train_seconds, failures
+    )
 
 
 def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, reason) -> None:

@@ -5,7 +5,9 @@ each run in the program the non-finite check, validation, one metrics record and
 checkpoint decision, then the stop on SIGTERM; ``report.json`` at the end of a complete
 run (``write_final_report``). A single run passes one ``RunDirectory``
 and its own state; a sweep passes one directory per seed and states stacked over seeds
-(``run_view`` picks run ``i``'s part of a stacked tree).
+(``run_view`` picks run ``i``'s part of a stacked tree). A non-finite value stops a single
+run; in a sweep's program it stops only that run, recorded as failed in its
+``report.json``, and the others go on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from vae_jax.errors import NonFiniteError
 from vae_jax.progress import Progress
 from vae_jax.rundir.directory import RunDirectory
 from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.rundir.reports import final_report
 from vae_jax.train_state import param_norm
 from vae_jax.training import summaries
 from vae_jax.training.preemption import TerminationRequest
@@ -37,6 +40,7 @@ class FitResult:
     status: str  # "complete", or "stopped" (SIGTERM, or stop_after_epoch before the end)
     epochs_completed: int
     train_seconds: float  # wall time of the loop in this process
+    failed: dict = dataclasses.field(default_factory=dict)  # run index -> why it stopped
 
 
 def compile_epoch(epoch_fn, state, streams, images, traced):
@@ -125,6 +129,8 @@ def fit(
     stop_after_epoch: int | None = None,
     run_view: Callable[[Any, int], Any] = single_run_view,
     description: str = "train",
+    announce: bool = True,
+    isolate_failures: bool = False,
 ) -> FitResult:
     """Trains from ``start_epoch`` to ``num_epochs`` (or ``stop_after_epoch``).
 
@@ -140,10 +146,14 @@ def fit(
       stop_after_epoch: stop early, with a checkpoint, as if interrupted there.
       run_view: ``run_view(tree, i)``: run ``i``'s part of a state or of metrics.
       description: shown with the progress.
+      announce: print where the run stopped and how to resume it.
+      isolate_failures: a run with a non-finite value stops alone, recorded as failed in
+        its ``report.json`` (``FitResult.failed``), and the others go on (a sweep);
+        otherwise ``NonFiniteError`` stops the loop (a single run).
     """
     last_epoch = min(num_epochs, stop_after_epoch or num_epochs)
     progress = Progress(num_epochs, unit="epoch", description=description, initial=start_epoch)
-    epoch, stop_requested = start_epoch, False
+    epoch, stop_requested, failed = start_epoch, False, {}
     started = time.perf_counter()
     try:
         with TerminationRequest() as termination:
@@ -160,72 +170,63 @@ def fit(
                 )
                 losses, validation_elbos = [], []
                 for i, run in enumerate(runs):
+                    if i in failed:  # stopped earlier on a non-finite value: nothing more
+                        continue
                     run_state, run_metrics = run_view(state, i), run_view(step_metrics, i)
-                    steps_this_epoch = len(np.asarray(run_metrics["loss"]))
-                    stop_if_not_finite(
-                        run_metrics,
-                        epoch=epoch,
-                        first_step=int(run_state.step) - steps_this_epoch,
-                        run=run,
-                    )
-                    record = epoch_record(
-                        run_metrics,
-                        run_state.params,
-                        validate(run_state.params, i),
-                        seconds,
-                        runs_in_program=len(runs),
-                    )
-                    stop_if_record_not_finite(
-                        record, epoch=epoch, step=int(run_state.step), run=run
-                    )
+                    try:
+                        record = _checked_record(
+                            run, run_state, run_metrics, epoch, validate(run_state.params, i),
+                            seconds, len(runs),
+                        )  # fmt: skip
+                    except NonFiniteError as error:
+                        if not isolate_failures:
+                            raise
+                        failed[i] = str(error)
+                        logging.warning("%s; the other runs go on", error)
+                        run.write_failure(str(error), epoch=epoch - 1, step=_last_step(run))
+                        continue
                     run.metrics.write(epoch, int(run_state.step), record)
                     if save:
                         run.save_checkpoint(epoch, run_state)
                     losses.append(record["train/loss"])
                     validation_elbos.append(record.get("validation/elbo", float("nan")))
+                if len(failed) == len(runs):
+                    break
                 if len(runs) == 1:
                     progress.update(epoch, loss=losses[0], val_elbo=validation_elbos[0])
                 else:
-                    progress.update(epoch, mean_loss=sum(losses) / len(losses))
+                    progress.update(epoch, mean_loss=sum(losses) / max(len(losses), 1))
                 if stop_requested:
                     logging.warning("stopped by a signal after epoch %d; checkpoint saved", epoch)
                     break
     finally:
         progress.close()
     train_seconds = time.perf_counter() - started
-    if stop_requested or last_epoch < num_epochs:
+    if stop_requested or (last_epoch < num_epochs and len(failed) < len(runs)):
         reason = "stopped by a signal" if stop_requested else "stopped as asked"
-        print(f"{reason} after epoch {epoch}; resume with the same command")
-        return FitResult(state, "stopped", epoch, train_seconds)
-    return FitResult(state, "complete", epoch, train_seconds)
+        if announce:
+            print(f"{reason} after epoch {epoch}; resume with the same command")
+        return FitResult(state, "stopped", epoch, train_seconds, failed)
+    return FitResult(state, "complete", epoch, train_seconds, failed)
 
 
-def final_report(
-    records: list[dict],
-    *,
-    seed: int,
-    num_parameters: int,
-    data_record: dict,
-    train_seconds: float,
-    compile_seconds: float,
-) -> dict:
-    """The report of a completed run from its metrics records."""
-    final = records[-1] if records else {}
-    with_validation = [r for r in records if "validation/elbo" in r]
-    best = max(with_validation, key=lambda r: r["validation/elbo"]) if with_validation else None
-    return {
-        "status": "complete",
-        "seed": int(seed),
-        "epochs_completed": final.get("epoch", 0),
-        "steps": final.get("step", 0),
-        "final": final,
-        "best_validation": (
-            {"epoch": best["epoch"], "validation/elbo": best["validation/elbo"]} if best else None
-        ),
-        "num_parameters": num_parameters,
-        "data": data_record,
-        "time": {"train_seconds_this_process": train_seconds, "compile_seconds": compile_seconds},
-    }
+def _checked_record(run, run_state, run_metrics, epoch, validation, seconds, runs_in_program):
+    """The epoch's record of one run, after its non-finite checks (``NonFiniteError``)."""
+    steps_this_epoch = len(np.asarray(run_metrics["loss"]))
+    stop_if_not_finite(
+        run_metrics, epoch=epoch, first_step=int(run_state.step) - steps_this_epoch, run=run
+    )
+    record = epoch_record(
+        run_metrics, run_state.params, validation, seconds, runs_in_program=runs_in_program
+    )
+    stop_if_record_not_finite(record, epoch=epoch, step=int(run_state.step), run=run)
+    return record
+
+
+def _last_step(run: RunDirectory) -> int:
+    """The global step of the run's last good checkpoint (0 if it has none)."""
+    saved = run.checkpoints.steps()
+    return saved[-1] if saved else 0
 
 
 def write_final_report(

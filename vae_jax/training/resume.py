@@ -3,8 +3,9 @@
 A workdir can be resumed with a config when only fields that leave the model, the data and
 the optimization unchanged differ (the number of epochs only while the learning-rate
 schedule does not span it). ``check_workdir`` runs before anything is written;
-``open_run`` checks the data against a run being resumed and writes ``config.json`` and
-``manifest.json``.
+``open_run`` checks the data against a run being resumed (reading only), and
+``start_run`` writes ``config.json`` and ``manifest.json`` once the run's checkpoint has
+restored: a command refused at any point before changes nothing.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def check_workdir(workdir: Path, config, allow_change=()) -> None:
             )
         logging.info("%s: a start was cut short; starting afresh", workdir)
     if files.run_started(workdir):
+        files.read_json(workdir / files.MANIFEST_FILE)  # damaged: refused now, in one line
         changed = check_resumable(files.read_config(workdir), config, allow_change)
         if changed:
             logging.info("resuming %s with changed fields: %s", workdir, ", ".join(changed))
@@ -162,9 +164,9 @@ def open_run(
     *,
     primary: bool = True,
     label: str = "",
-    allow_change=(),
 ) -> RunDirectory:
-    """The run directory of ``config`` in ``workdir``, with its start files written."""
+    """The run directory of ``config`` in ``workdir``, checked against the data of a run
+    it holds; nothing is written yet (``start_run``)."""
     run = RunDirectory(
         workdir,
         seed=config.seed,
@@ -173,9 +175,24 @@ def open_run(
         label=label,
     )
     run.check_same_data(data_record)
-    run.write_start(
+    return run
+
+
+def start_run(
+    run: RunDirectory,
+    config,
+    data_record: dict,
+    *,
+    start_epoch: int,
+    start_step: int,
+    allow_change=(),
+) -> None:
+    """The start files of ``run`` (restored at ``start_epoch``, global step ``start_step``)
+    and its metrics log, opened there."""
+    run.begin(
         config_as_json(config),
         manifest.make_manifest(config, data_record),
-        segment=opted_in_changes(workdir, config, allow_change),
+        start_epoch=start_epoch,
+        start_step=start_step,
+        segment=opted_in_changes(run.path, config, allow_change),
     )
-    return run
