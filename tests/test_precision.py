@@ -1,6 +1,6 @@
 """Mixed precision (``model.compute_dtype``) and the float32 matmul precision setting.
 
-The promise (vae_jax/precision.py): with ``bfloat16`` every matrix product of the networks
+The promise (vae_jax/core/precision.py): with ``bfloat16`` every matrix product of the networks
 takes bfloat16 operands and accumulates in float32; parameters, activations between layers,
 log-probabilities, KLs and reductions stay float32. With ``float32`` nothing changes.
 """
