@@ -523,7 +523,7 @@ ACCELERATOR_PRESETS = {
         rerun_without_flag=True,
         rerun_timeout_seconds=240,
     ),
-    # This CPU in about a minute, every code path of the gpu preset.
+    # This CPU: every code path of the gpu preset, at sizes that take about 70 s of CPU time.
     "tiny": AcceleratorPreset(
         matmul_size=2048,
         num_train=2048,
@@ -550,7 +550,7 @@ def expand_sections(names: list[str]) -> list[str]:
 
 def matmul_rates_at(size: int, repeats: int) -> dict[str, float]:
     """GFLOP/s of a ``size``-cubed product with float32 and with bfloat16 operands, each the
-    best of ``repeats`` interleaved measurements (at least 3): the best this backend does,
+    best of ``repeats`` interleaved measurements (at least 5): the best this backend does,
     so that load from other processes lowers the fractions rather than raising them. float32
     runs at the current matmul precision (runs set ``runtime.matmul_precision``)."""
     products = {}
@@ -561,7 +561,7 @@ def matmul_rates_at(size: int, repeats: int) -> dict[str, float]:
         products[dtype] = (product.lower(a, b).compile(), a, b)
         jax.block_until_ready(products[dtype][0](a, b))  # warm-up
     rates = {dtype: [] for dtype in products}
-    for _ in range(max(repeats, 3)):
+    for _ in range(max(repeats, 5)):
         for dtype, (product, a, b) in products.items():
             started = time.perf_counter()
             jax.block_until_ready(product(a, b))
@@ -872,14 +872,15 @@ def accelerator_evaluation(preset: AcceleratorPreset, rates: dict) -> dict:
     return {"runs": runs, "bfloat16_over_float32": speedups}
 
 
-def deterministic_rerun(preset: AcceleratorPreset, data_dir: str) -> dict:
-    flag_values = (True, False) if preset.rerun_without_flag else (True,)
-    return {
-        ("with_flag" if value else "without_flag"): rerun_compared_bit_for_bit(
-            preset, data_dir, value
-        )
-        for value in flag_values
-    }
+def deterministic_rerun(preset: AcceleratorPreset, data_dir: str, reruns: dict, save) -> dict:
+    """The rerun with the flag, then (gpu preset) without it, each put in ``reruns`` and
+    saved (``save()``) as soon as it is known: a check stopped during the second keeps the
+    first."""
+    for deterministic in (True, False) if preset.rerun_without_flag else (True,):
+        name = "with_flag" if deterministic else "without_flag"
+        reruns[name] = rerun_compared_bit_for_bit(preset, data_dir, deterministic)
+        save()
+    return reruns
 
 
 def _speedup_lines(r: dict) -> list[str]:
@@ -964,6 +965,14 @@ def _write_atomically(path: str, text: str) -> None:
     partial.replace(path)
 
 
+def save_accelerator_results(results: dict) -> None:
+    """Writes the JSON (--json) and the summary (--summary) as they stand."""
+    if _JSON.value:
+        _write_atomically(_JSON.value, json.dumps(results, indent=2) + "\n")
+    if _SUMMARY.value:
+        _write_atomically(_SUMMARY.value, accelerator_summary(results))
+
+
 def run_accelerator_sections(sections: list[str], results: dict) -> list[str]:
     """Runs the requested accelerator sections into ``results``, after the reference
     product at the preset's size. A section that fails is recorded with its error and the
@@ -998,7 +1007,12 @@ def run_accelerator_sections(sections: list[str], results: dict) -> list[str]:
             rates["float32"],
             preset.repeats,
         ),
-        "deterministic_rerun": lambda: deterministic_rerun(preset, _DATA_DIR.value),
+        "deterministic_rerun": lambda: deterministic_rerun(
+            preset,
+            _DATA_DIR.value,
+            results["sections"].setdefault("deterministic_rerun", {}),
+            lambda: save_accelerator_results(results),
+        ),
     }
     print(accelerator_summary(results), end="", flush=True)
     for name in ACCELERATOR_SECTIONS:
@@ -1015,10 +1029,7 @@ def run_accelerator_sections(sections: list[str], results: dict) -> list[str]:
             for line in accelerator_section_lines(name, results["sections"][name]):
                 print(line, flush=True)
         results["accelerator"].setdefault("seconds", {})[name] = time.perf_counter() - started
-        if _JSON.value:
-            _write_atomically(_JSON.value, json.dumps(results, indent=2) + "\n")
-        if _SUMMARY.value:
-            _write_atomically(_SUMMARY.value, accelerator_summary(results))
+        save_accelerator_results(results)
     return list(results["accelerator"]["errors"])
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import email.parser
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.metadata
 import json
 import re
@@ -382,20 +383,22 @@ def build(
 
 
 def top_level_modules(distribution: importlib.metadata.Distribution) -> list[str]:
-    """The importable top-level modules of an installed distribution."""
-    listed = distribution.read_text("top_level.txt")
-    if listed:
-        return sorted({line.strip() for line in listed.splitlines() if line.strip()})
+    """The top-level modules an installed distribution's RECORD holds: ``name.py``, an
+    extension module, or a folder of Python files (a package, or a namespace package such as
+    ``google``). Its ``top_level.txt`` is not used: it can name modules the wheel no longer
+    ships (dm-tree 0.1.10 lists ``_tree``)."""
     modules = set()
     for path in distribution.files or ():
         first = path.parts[0]
-        if first.endswith((".dist-info", ".data")) or first in ("..", "bin", "__pycache__"):
-            continue
-        if len(path.parts) == 1 and first.endswith(".py"):
-            modules.add(first[: -len(".py")])
-        elif len(path.parts) > 1 and path.name == "__init__.py":
+        if len(path.parts) == 1:
+            stem = first.split(".", 1)[0]
+            if first.endswith(".py") or first.endswith(
+                tuple(importlib.machinery.EXTENSION_SUFFIXES)
+            ):
+                modules.add(stem)
+        elif path.suffix == ".py":
             modules.add(first)
-    return sorted(modules)
+    return sorted(m for m in modules if m.isidentifier() and m != "__pycache__")
 
 
 def verify(bundle: Path) -> list[str]:
