@@ -41,16 +41,21 @@ def bundle_lib():
         sys.path.remove(str(REPO / "scripts"))
 
 
-def make_wheel(folder: Path, name: str, version: str, requires=()) -> Path:
-    """A pure-Python wheel of one module ``name`` (``VERSION = version``), as pip installs it."""
+def make_wheel(
+    folder: Path, name: str, version: str, requires=(), *, extra_files=None, top_level=None
+) -> Path:
+    """A pure-Python wheel of one package ``name`` (``VERSION = version``) and
+    ``extra_files`` ({path: text}), as pip installs it; its top_level.txt names ``top_level``
+    (default: ``name``)."""
     dist_info = f"{name}-{version}.dist-info"
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        **(extra_files or {}),
         f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
         + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",
-        f"{dist_info}/top_level.txt": f"{name}\n",
+        f"{dist_info}/top_level.txt": "".join(f"{m}\n" for m in top_level or [name]),
     }
     record = []
     for path, text in files.items():
@@ -307,3 +312,32 @@ def test_verify_finds_each_carried_version_and_the_data_as_built(bundle_lib, tmp
     (bundle / record["data"]["files"][0]["file"]).write_bytes(b"changed")
     with pytest.raises(bundle_lib.BundleError, match="sha256 differs"):
         bundle_lib.verify(bundle)
+
+
+def test_verify_imports_the_modules_a_wheel_ships_not_those_top_level_txt_names(
+    bundle_lib, tmp_path, monkeypatch
+):
+    """dm-tree 0.1.10's top_level.txt names ``_tree``, which its wheel no longer ships; a
+    namespace package (no __init__.py, as googleapis-common-protos' ``google``) and a
+    single-file module are modules too."""
+    write_idx_folder(tmp_path / "idx", 20, 10)
+    wheel = make_wheel(
+        tmp_path / "wheels",
+        "probe_pkg",
+        "1.0",
+        extra_files={"probe_namespace/inner/mod.py": "X = 1\n", "probe_single.py": "Y = 2\n"},
+        top_level=["probe_pkg", "_probe_gone"],
+    )
+    _build(bundle_lib, tmp_path, "wheels")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert bundle_lib.top_level_modules(importlib.metadata.distribution("probe-pkg")) == [
+        "probe_namespace",
+        "probe_pkg",
+        "probe_single",
+    ]
+    assert (
+        "carried probe-pkg 1.0: imports probe_namespace, probe_pkg, probe_single"
+        in bundle_lib.verify(tmp_path / "bundle")
+    )
