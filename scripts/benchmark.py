@@ -29,15 +29,36 @@ Sections:
   grid              a 4x2 grid (KL weight x learning rate) with 2 seeds as one sweep
                     command against its 16 train commands one after another (target
                     <= 0.5), and its compiled epoch against 16 single-run epochs.
+
+Sections sized for an accelerator (--sections=accelerator runs them all; --preset=gpu|tiny
+sizes them; scripts/accelerator_check.sh runs them on a lent GPU):
+  accelerator_training    the compiled epoch of the default model, float32 and bfloat16, at
+                          batch 128 and a large batch: examples/s and their fraction of the
+                          preset-sized matrix product.
+  accelerator_evaluation  the K=5000 bound at the config's batch and chunk and at a larger
+                          setting: examples/s, fraction of the product, bfloat16 / float32.
+  epoch_vs_loop           the compiled epoch (one lax.scan) against a Python loop calling the
+                          same step jitted (the Flax examples' way), and their parameters.
+  seed_sweep              one epoch of 8 seeds in one program (map, vmap, shard) against 8
+                          single-seed epochs, and seed 0 against its single run.
+  deterministic_rerun     (needs fashion_mnist prepared in --data_dir) a run trained with
+                          runtime.deterministic_gpu_ops=true in a fresh process, re-run by
+                          experiments.reproduce and compared bit for bit (the gpu preset also
+                          does it without the flag).
 """
 
 import itertools
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +67,9 @@ from absl import app, flags
 from sweep_benchmark import NUM_TRAIN, synthetic_images  # scripts/, this file's directory
 
 from experiments.configs import fashion_mlp
-from vae_jax import adapter, hyperparameters, manifest
+from vae_jax import adapter, hyperparameters, manifest, runtime
 from vae_jax.core import rng
-from vae_jax.data import load_dataset
+from vae_jax.data import batching, load_dataset
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example
 from vae_jax.rundir import loading
@@ -322,17 +343,19 @@ def _verdict(value: float, name: str) -> str:
 
 def main(argv):
     del argv
-    sections, repeats = _SECTIONS.value, _REPEATS.value
+    sections, repeats = expand_sections(_SECTIONS.value), _REPEATS.value
+    check_accelerator_inputs(sections)
     if {"evaluation_bias", "evaluate_command"} & set(sections) and not _WORKDIR.value:
         raise app.UsageError("--sections=evaluation_bias/evaluate_command need --workdir")
     results = {"environment": manifest.environment(), "targets": TARGETS, "sections": {}}
-    rates = matmul_rates(repeats)
-    results["matmul_gflops"] = rates
-    print(
-        f"reference: 4096x4096 matrix product, float32 {rates['float32']:.1f} GFLOP/s, "
-        f"bfloat16 operands {rates['bfloat16']:.1f} GFLOP/s "
-        f"({rates['bfloat16'] / rates['float32']:.2f}x)"
-    )
+    if set(sections) - set(ACCELERATOR_SECTIONS):  # those measure their own reference
+        rates = matmul_rates(repeats)
+        results["matmul_gflops"] = rates
+        print(
+            f"reference: 4096x4096 matrix product, float32 {rates['float32']:.1f} GFLOP/s, "
+            f"bfloat16 operands {rates['bfloat16']:.1f} GFLOP/s "
+            f"({rates['bfloat16'] / rates['float32']:.2f}x)"
+        )
     if "training" in sections:
         results["sections"]["training"] = training = {}
         for batch_size, dtype in itertools.product(map(int, _BATCH_SIZES.value),
@@ -431,10 +454,599 @@ def main(argv):
               f"{_verdict(ratio, 'grid_over_single_commands')}")  # fmt: skip
         print(f"  compiled epoch of the 16 runs (map): {r['compiled_epoch']['ratio']:.2f} of "
               "16 single-run epochs")  # fmt: skip
+    failed = []
+    if set(ACCELERATOR_SECTIONS) & set(sections):
+        failed = run_accelerator_sections(sections, results)
     if _JSON.value:
         Path(_JSON.value).parent.mkdir(parents=True, exist_ok=True)
         Path(_JSON.value).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {_JSON.value}")
+    if failed:
+        raise SystemExit(f"accelerator sections failed: {', '.join(failed)}")
+
+
+# --- Sections sized for an accelerator (scripts/accelerator_check.sh runs them) ---------
+#
+# The measurements the design's claims about accelerators rest on, at the sizes a GPU needs
+# (--preset=gpu) or at sizes this CPU runs in seconds (--preset=tiny: the same code paths,
+# tested by tests/test_accelerator_check.py). The model is always the default one
+# (fashion_mlp); every rate is a fraction of the matrix-product rate that the same process
+# measures at the preset's size, with the matmul precision runs use.
+
+_PRESET = flags.DEFINE_enum(
+    "preset", "gpu", ["gpu", "tiny"], "Sizes of the accelerator sections (ACCELERATOR_PRESETS)."
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", "", "TFDS data dir with fashion_mnist prepared, for deterministic_rerun "
+    "('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)."
+)  # fmt: skip
+_SUMMARY = flags.DEFINE_string(
+    "summary", None, "Also write a short text summary of the accelerator sections here."
+)
+
+ACCELERATOR_SECTIONS = (
+    "accelerator_training",
+    "accelerator_evaluation",
+    "epoch_vs_loop",
+    "seed_sweep",
+    "deterministic_rerun",
+)
+NUM_IMPORTANCE_SAMPLES = 5000  # the K of the standard test NLL
+IMAGE_SHAPE = (28, 28, 1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+class AcceleratorPreset(NamedTuple):
+    """Sizes of the accelerator sections."""
+
+    matmul_size: int  # the reference product is matmul_size^3 (float32 and bfloat16 operands)
+    num_train: int  # synthetic examples in each timed training epoch
+    batch_sizes: tuple[int, ...]  # training batches: the default 128 and a large one
+    bound_settings: tuple[tuple[int, int], ...]  # (examples per batch, importance chunk size)
+    num_seeds: int  # seeds of the sweep
+    repeats: int  # timed repetitions after one warm-up (the median is reported)
+    rerun_config: str  # config trained for one epoch by deterministic_rerun
+    rerun_without_flag: bool  # also rerun without deterministic_gpu_ops: what the flag changes
+    rerun_timeout_seconds: int  # per process (train, then reproduce)
+
+
+ACCELERATOR_PRESETS = {
+    # One H200: the config's batch and 32x it; the config's bound setting (batch 50, chunk
+    # 50) and one that gives the device 500 000 draws at a time.
+    "gpu": AcceleratorPreset(
+        matmul_size=8192,
+        num_train=54000,
+        batch_sizes=(128, 4096),
+        bound_settings=((50, 50), (500, 1000)),
+        num_seeds=8,
+        repeats=5,
+        rerun_config="experiments/configs/fashion_mlp.py",
+        rerun_without_flag=True,
+        rerun_timeout_seconds=240,
+    ),
+    # This CPU: every code path of the gpu preset, at sizes that take about 70 s of CPU time.
+    "tiny": AcceleratorPreset(
+        matmul_size=2048,
+        num_train=2048,
+        batch_sizes=(128, 512),
+        bound_settings=((2, 100),),
+        num_seeds=8,
+        repeats=1,
+        rerun_config="experiments/configs/tiny.py",
+        rerun_without_flag=False,
+        rerun_timeout_seconds=180,
+    ),
+}
+
+
+def expand_sections(names: list[str]) -> list[str]:
+    """The section names with ``accelerator`` standing for every accelerator section."""
+    expanded = []
+    for name in names:
+        for section in ACCELERATOR_SECTIONS if name == "accelerator" else (name,):
+            if section not in expanded:
+                expanded.append(section)
+    return expanded
+
+
+def matmul_rates_at(size: int, repeats: int) -> dict[str, float]:
+    """GFLOP/s of a ``size``-cubed product with float32 and with bfloat16 operands, each the
+    best of ``repeats`` interleaved measurements (at least 5): the best this backend does,
+    so that load from other processes lowers the fractions rather than raising them. float32
+    runs at the current matmul precision (runs set ``runtime.matmul_precision``)."""
+    products = {}
+    for dtype in ("float32", "bfloat16"):
+        a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+        b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+        product = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+        products[dtype] = (product.lower(a, b).compile(), a, b)
+        jax.block_until_ready(products[dtype][0](a, b))  # warm-up
+    rates = {dtype: [] for dtype in products}
+    for _ in range(max(repeats, 5)):
+        for dtype, (product, a, b) in products.items():
+            started = time.perf_counter()
+            jax.block_until_ready(product(a, b))
+            rates[dtype].append(2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return {dtype: max(values) for dtype, values in rates.items()}
+
+
+_COMPILED_EPOCHS = {}  # (config as JSON, num_train) -> (program, args): each compiled once
+
+
+def compiled_epoch(config, num_train: int):
+    """The epoch a run of ``config`` compiles (hyperparameters as inputs) over ``num_train``
+    synthetic images, compiled, and its arguments (seed 0, epoch 0). The program is not
+    donating, so sections that time the same config share one compilation."""
+    key = (config.to_json_best_effort(sort_keys=True), num_train)
+    if key not in _COMPILED_EPOCHS:
+        _COMPILED_EPOCHS[key] = _compile_epoch(config, num_train)
+    return _COMPILED_EPOCHS[key]
+
+
+def _compile_epoch(config, num_train: int):
+    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
+    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    streams = rng.make_streams(0)
+    state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+    epoch_fn = epoch_with_traced_hyperparameters(config, IMAGE_SHAPE, preprocessing, num_train)
+    traced = hyperparameters.traced_values(config)
+    args = (state, streams, synthetic_images(num_train), jnp.int32(0), traced)
+    return jax.jit(epoch_fn).lower(*args).compile(), args
+
+
+def training_rates(config, num_examples: int, seconds: float, rate: float) -> dict:
+    """Examples/s of ``num_examples`` trained in ``seconds``, the matrix-product GFLOP/s
+    they amount to and their fraction of ``rate`` (GFLOP/s)."""
+    examples_per_second = num_examples / seconds
+    achieved = matmul_flops(config)["train_step"] * examples_per_second / 1e9
+    return {
+        "seconds": seconds,
+        "examples_per_second": examples_per_second,
+        "achieved_gflops": achieved,
+        "fraction_of_matmul": achieved / rate,
+    }
+
+
+def bench_epoch_throughput(config, num_train: int, rate: float, repeats: int) -> dict:
+    """Examples/s of the compiled epoch at ``config``'s batch size and compute dtype."""
+    program, args = compiled_epoch(config, num_train)
+    seconds = timed(program, *args, repeats=repeats)
+    batch_size = config.training.batch_size
+    return {
+        "compute_dtype": config.model.compute_dtype,
+        "batch_size": batch_size,
+        "num_train": num_train,
+        "steps": batching.num_batches(num_train, batch_size),
+        "matmul_gflop_per_example": matmul_flops(config)["train_step"] / 1e9,
+        **training_rates(config, num_train, seconds, rate),
+    }
+
+
+def python_loop_epoch(config, num_train: int):
+    """``train_epoch(state, streams, images, epoch, traced)`` the way the Flax examples
+    train: a Python loop that calls one jitted step per batch (the state donated), the
+    epoch's batch indices read to the host once. The step is the compiled epoch's scan body
+    (``vae_jax/training/step.py``): the same gather, binarization key, latent key and
+    update, so both give the same parameters up to XLA's choice of fusions."""
+    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
+    batch_size = config.training.batch_size
+
+    def one_step(state, streams, images, indices, mask, traced):
+        trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train, None, traced)
+        x = preprocessing.train_input(images[indices], rng.step_key(streams.binarize, state.step))
+        latent_key = rng.step_key(streams.latent, state.step)
+        return trainer.train_step(state, step_lib.Batch(x, mask), latent_key)
+
+    step = jax.jit(one_step, donate_argnums=0)
+    order = jax.jit(
+        lambda data_stream, epoch: batching.epoch_batches(
+            rng.step_key(data_stream, epoch), num_train, batch_size
+        )
+    )
+
+    def train_epoch(state, streams, images, epoch, traced):
+        indices, mask = jax.device_get(order(streams.data, epoch))
+        metrics = []
+        for batch_indices, batch_mask in zip(indices, mask, strict=True):
+            state, step_metrics = step(state, streams, images, batch_indices, batch_mask, traced)
+            metrics.append(step_metrics)
+        return state, metrics
+
+    return train_epoch
+
+
+def timed_from_fresh_state(train_epoch, state, args: tuple, repeats: int):
+    """Median seconds of ``train_epoch(state, *args)`` after one warm-up call, each call on
+    a copy of ``state`` made before its timing starts (the loop donates it); and the result
+    of the last call."""
+    times, result = [], None
+    for _ in range(repeats + 1):
+        fresh = jax.block_until_ready(jax.tree.map(jnp.copy, state))
+        started = time.perf_counter()
+        result = jax.block_until_ready(train_epoch(fresh, *args))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:]), result
+
+
+def max_relative_difference(reference, other) -> float:
+    """The largest ``|reference - other|`` of any leaf over the largest ``|reference|`` of
+    that leaf."""
+    worst = 0.0
+    for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(other), strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        scale = max(float(np.abs(a).max()), float(np.finfo(np.float32).tiny))
+        worst = max(worst, float(np.abs(a - b).max()) / scale)
+    return worst
+
+
+def bit_identical(reference, other) -> bool:
+    """Whether every leaf has the same dtype, shape and bits."""
+    return all(
+        np.asarray(a).dtype == np.asarray(b).dtype and np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(other), strict=True)
+    )
+
+
+def bench_epoch_against_loop(config, num_train: int, rate: float, repeats: int) -> dict:
+    """The compiled epoch (one ``lax.scan``) against a Python loop of the same jitted step,
+    both from the same state with the same keys: seconds, rates, the loop's cost per step
+    beyond the scan's, and how far their parameters are apart afterwards."""
+    program, args = compiled_epoch(config, num_train)
+    state = args[0]
+    scan_seconds = timed(program, *args, repeats=repeats)
+    scan_state, _ = program(*args)
+    loop = python_loop_epoch(config, num_train)
+    loop_seconds, (loop_state, _) = timed_from_fresh_state(loop, state, args[1:], repeats)
+    steps = batching.num_batches(num_train, config.training.batch_size)
+    return {
+        "batch_size": config.training.batch_size,
+        "num_train": num_train,
+        "steps": steps,
+        "compiled_epoch": training_rates(config, num_train, scan_seconds, rate),
+        "python_loop": training_rates(config, num_train, loop_seconds, rate),
+        "loop_over_compiled_epoch": loop_seconds / scan_seconds,
+        "loop_overhead_per_step_ms": (loop_seconds - scan_seconds) / steps * 1e3,
+        "parameters_bit_identical": bit_identical(scan_state.params, loop_state.params),
+        "parameters_max_relative_difference": max_relative_difference(
+            scan_state.params, loop_state.params
+        ),
+    }
+
+
+def bench_seed_sweep_epochs(config, num_train: int, num_seeds: int, rate: float, repeats: int):
+    """One epoch of ``num_seeds`` seeds in one compiled program, per strategy (map, vmap,
+    and shard when the seeds divide over several devices), against ``num_seeds`` times one
+    single-seed epoch timed next to it (ratio: median over repeats, so drifts in load
+    cancel); and how far each strategy's seed 0 is from the single run of seed 0."""
+    from vae_jax.sweep import strategies
+
+    single_program, single_args = compiled_epoch(config, num_train)  # seed 0
+    _, _, images, epoch, traced = single_args
+    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
+    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    streams = [rng.make_streams(seed) for seed in range(num_seeds)]
+    states = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
+    train_epoch = epoch_with_traced_hyperparameters(config, IMAGE_SHAPE, preprocessing, num_train)
+    compiled = {"single": (single_program, single_args)}
+    stacked = tuple(strategies.stack(trees) for trees in (states, streams, [traced] * num_seeds))
+    names = ["map", "vmap"]
+    if jax.device_count() > 1 and num_seeds % jax.device_count() == 0:
+        names.append("shard")
+    for strategy in names:
+        placed_states, placed_streams, placed_traced = strategies.place(
+            stacked, strategy, num_seeds
+        )
+        sweep_args = (placed_states, placed_streams, images, epoch, placed_traced)
+        sweep_epoch = jax.jit(strategies.multi_run_epoch(train_epoch, strategy))
+        compiled[strategy] = (sweep_epoch.lower(*sweep_args).compile(), sweep_args)
+    seconds = {name: [] for name in compiled}
+    outputs = {}
+    for round_index in range(repeats + 1):  # round 0 warms up
+        for name, (program, args) in compiled.items():
+            started = time.perf_counter()
+            outputs[name] = jax.block_until_ready(program(*args))
+            if round_index:
+                seconds[name].append(time.perf_counter() - started)
+    single = seconds.pop("single")
+    single_params = outputs["single"][0].params
+    result = {
+        "num_seeds": num_seeds,
+        "num_train": num_train,
+        "batch_size": config.training.batch_size,
+        "single_seed_epoch": training_rates(config, num_train, statistics.median(single), rate),
+        "strategies": {},
+    }
+    for name, times in seconds.items():
+        seed_zero = strategies.take(outputs[name][0], 0).params
+        result["strategies"][name] = {
+            **training_rates(config, num_seeds * num_train, statistics.median(times), rate),
+            "over_single_seed_epochs": statistics.median(
+                t / (num_seeds * s) for t, s in zip(times, single, strict=True)
+            ),
+            "seed_0_bit_identical_to_single": bit_identical(single_params, seed_zero),
+            "seed_0_max_relative_difference": max_relative_difference(single_params, seed_zero),
+        }
+    return result
+
+
+def _entry_point(module: str, args: list[str], timeout: int):
+    """``python -m module args`` from the repository root in a fresh process; it allocates
+    device memory as it needs it (this process already holds most of it)."""
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def rerun_compared_bit_for_bit(preset: AcceleratorPreset, data_dir: str, deterministic: bool):
+    """Trains ``preset.rerun_config`` for one epoch in a fresh process with
+    ``runtime.deterministic_gpu_ops=deterministic``, then ``experiments.reproduce`` re-runs
+    it in another and compares parameters, optimizer state and every metric bit for bit."""
+    from vae_jax.rundir import files
+
+    with tempfile.TemporaryDirectory(prefix="vae_jax_rerun_") as scratch:
+        workdir = Path(scratch) / "run"
+        started = time.perf_counter()
+        train = _entry_point(
+            "experiments.train",
+            [
+                f"--config={preset.rerun_config}",
+                f"--workdir={workdir}",
+                "--config.training.num_epochs=1",
+                f"--config.runtime.deterministic_gpu_ops={str(deterministic).lower()}",
+                f"--config.data.data_dir={data_dir}",
+            ],
+            preset.rerun_timeout_seconds,
+        )
+        train_seconds = time.perf_counter() - started
+        if train.returncode != 0:
+            raise RuntimeError(
+                f"experiments.train exited {train.returncode}: {_last_line(train.stderr)}"
+            )
+        recorded = json.loads((workdir / files.MANIFEST_FILE).read_text())
+        started = time.perf_counter()
+        reproduce = _entry_point(
+            "experiments.reproduce", [f"--workdir={workdir}"], preset.rerun_timeout_seconds
+        )
+        reproduce_seconds = time.perf_counter() - started
+    says = _last_line(reproduce.stdout)
+    if reproduce.returncode not in (0, 1) or not says.startswith(("reproduced", "not reproduced")):
+        raise RuntimeError(
+            f"experiments.reproduce exited {reproduce.returncode}: {_last_line(reproduce.stderr)}"
+        )
+    return {
+        "deterministic_gpu_ops": deterministic,
+        "xla_flags_recorded": recorded["environment"]["xla_flags"],
+        "bit_identical": reproduce.returncode == 0 and says.startswith("reproduced"),
+        "reproduce_says": says,
+        "environment_warnings": [
+            line for line in reproduce.stdout.splitlines() if line.startswith("warning:")
+        ],
+        "train_seconds": train_seconds,
+        "reproduce_seconds": reproduce_seconds,
+    }
+
+
+def accelerator_training(preset: AcceleratorPreset, rates: dict) -> dict:
+    runs = {}
+    for batch_size, dtype in itertools.product(preset.batch_sizes, ("float32", "bfloat16")):
+        config = fashion_mlp.get_config()
+        config.training.batch_size, config.model.compute_dtype = batch_size, dtype
+        runs[f"batch_{batch_size}_{dtype}"] = bench_epoch_throughput(
+            config, preset.num_train, rates[dtype], preset.repeats
+        )
+    speedups = {
+        f"batch_{b}": runs[f"batch_{b}_bfloat16"]["examples_per_second"]
+        / runs[f"batch_{b}_float32"]["examples_per_second"]
+        for b in preset.batch_sizes
+    }
+    return {"runs": runs, "bfloat16_over_float32": speedups}
+
+
+def accelerator_evaluation(preset: AcceleratorPreset, rates: dict) -> dict:
+    runs, speedups = {}, {}
+    for batch_size, chunk in preset.bound_settings:
+        setting = f"batch_{batch_size}_chunk_{chunk}"
+        for dtype in ("float32", "bfloat16"):
+            config = fashion_mlp.get_config()
+            config.evaluation.batch_size = batch_size
+            config.evaluation.importance_chunk_size = chunk
+            config.evaluation.compute_dtype = dtype
+            runs[f"{setting}_{dtype}"] = bench_evaluation(
+                config, rates[dtype], preset.repeats, k=NUM_IMPORTANCE_SAMPLES
+            )
+        speedups[setting] = (
+            runs[f"{setting}_bfloat16"]["examples_per_second"]
+            / runs[f"{setting}_float32"]["examples_per_second"]
+        )
+    return {"runs": runs, "bfloat16_over_float32": speedups}
+
+
+def deterministic_rerun(preset: AcceleratorPreset, data_dir: str, reruns: dict, save) -> dict:
+    """The rerun with the flag, then (gpu preset) without it, each put in ``reruns`` and
+    saved (``save()``) as soon as it is known: a check stopped during the second keeps the
+    first."""
+    for deterministic in (True, False) if preset.rerun_without_flag else (True,):
+        name = "with_flag" if deterministic else "without_flag"
+        reruns[name] = rerun_compared_bit_for_bit(preset, data_dir, deterministic)
+        save()
+    return reruns
+
+
+def _speedup_lines(r: dict) -> list[str]:
+    return [f"  bfloat16/float32 {k}: {v:.2f}" for k, v in r["bfloat16_over_float32"].items()]
+
+
+def accelerator_section_lines(name: str, r: dict) -> list[str]:
+    """What a person reads first of one accelerator section's result ``r``."""
+    if name == "accelerator_training":
+        lines = [
+            f"training {key}: {run['examples_per_second']:.0f} examples/s, "
+            f"{run['fraction_of_matmul']:.3f} of the {run['compute_dtype']} product"
+            for key, run in r["runs"].items()
+        ]
+        return lines + _speedup_lines(r)
+    if name == "accelerator_evaluation":
+        lines = [
+            f"K={run['num_importance_samples']} bound {key}: {run['examples_per_second']:.1f} "
+            f"examples/s ({run['seconds_for_10000_test_examples']:.1f} s for 10000), "
+            f"{run['fraction_of_matmul']:.3f} of the {run['compute_dtype']} product"
+            for key, run in r["runs"].items()
+        ]
+        return lines + _speedup_lines(r)
+    if name == "epoch_vs_loop":
+        return [
+            f"compiled epoch against a Python loop of jitted steps (batch {r['batch_size']}, "
+            f"{r['steps']} steps): loop/scan {r['loop_over_compiled_epoch']:.2f}, "
+            f"{r['loop_overhead_per_step_ms']:.3f} ms more per step; fractions "
+            f"{r['compiled_epoch']['fraction_of_matmul']:.3f} (scan), "
+            f"{r['python_loop']['fraction_of_matmul']:.3f} (loop); parameters "
+            + ("bit-identical" if r["parameters_bit_identical"]
+               else f"max relative difference {r['parameters_max_relative_difference']:.2g}")
+        ]  # fmt: skip
+    if name == "seed_sweep":
+        return [
+            f"{r['num_seeds']}-seed sweep, {strategy}: {s['over_single_seed_epochs']:.3f} of "
+            f"{r['num_seeds']} single-seed epochs, {s['fraction_of_matmul']:.3f} of the "
+            "float32 product; seed 0 "
+            + ("bit-identical to its single run" if s["seed_0_bit_identical_to_single"]
+               else f"within {s['seed_0_max_relative_difference']:.2g} of its single run")
+            for strategy, s in r["strategies"].items()
+        ]  # fmt: skip
+    if name == "deterministic_rerun":
+        return [
+            f"rerun {key.replace('_', ' ')} (deterministic_gpu_ops="
+            f"{str(run['deterministic_gpu_ops']).lower()}): "
+            + ("bit-identical" if run["bit_identical"] else "DIFFERS")
+            + f" ({run['reproduce_says']})"
+            for key, run in r.items()
+        ]
+    return []
+
+
+def accelerator_summary(results: dict) -> str:
+    """A short text of the accelerator sections: machine, versions, date, then each
+    section's lines and the errors of those that failed."""
+    environment, run = results["environment"], results["accelerator"]
+    packages = environment["packages"]
+    reference = results["sections"]["accelerator_reference"]
+    lines = [
+        f"accelerator check, preset {run['preset']}, started {run['started']}",
+        f"machine: {environment['backend']} {environment['device_kind']} "
+        f"({len(environment['devices'])} device(s)), {environment['platform']}",
+        f"versions: python {environment['python']}, "
+        + ", ".join(f"{name} {packages[name]}" for name in ("jax", "jaxlib", "flax", "optax")),
+        f"reference {reference['size']}^3 product: float32 ({reference['matmul_precision']}) "
+        f"{reference['gflops']['float32']:.0f} GFLOP/s, bfloat16 operands "
+        f"{reference['gflops']['bfloat16']:.0f} GFLOP/s",
+    ]
+    for name in ACCELERATOR_SECTIONS:
+        if name in results["sections"]:
+            lines += accelerator_section_lines(name, results["sections"][name])
+    lines += [f"FAILED {name}: {error}" for name, error in run["errors"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomically(path: str, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def save_accelerator_results(results: dict) -> None:
+    """Writes the JSON (--json) and the summary (--summary) as they stand."""
+    if _JSON.value:
+        _write_atomically(_JSON.value, json.dumps(results, indent=2) + "\n")
+    if _SUMMARY.value:
+        _write_atomically(_SUMMARY.value, accelerator_summary(results))
+
+
+def run_accelerator_sections(sections: list[str], results: dict) -> list[str]:
+    """Runs the requested accelerator sections into ``results``, after the reference
+    product at the preset's size. A section that fails is recorded with its error and the
+    others still run (a lease is short); the JSON and the summary are rewritten after each
+    section, so what is done survives a kill. Returns the names of the failed sections."""
+    preset = ACCELERATOR_PRESETS[_PRESET.value]
+    runtime.apply_runtime_config(fashion_mlp.get_config())  # the matmul precision runs use
+    results["accelerator"] = {
+        "preset": _PRESET.value,
+        "sizes": preset._asdict(),
+        "started": manifest.now(),
+        "errors": {},
+    }
+    results["environment"] = manifest.environment()  # with the matmul precision just set
+    rates = matmul_rates_at(preset.matmul_size, preset.repeats)
+    results["sections"]["accelerator_reference"] = {
+        "size": preset.matmul_size,
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "gflops": rates,
+        "bfloat16_over_float32": rates["bfloat16"] / rates["float32"],
+    }
+    measure = {
+        "accelerator_training": lambda: accelerator_training(preset, rates),
+        "accelerator_evaluation": lambda: accelerator_evaluation(preset, rates),
+        "epoch_vs_loop": lambda: bench_epoch_against_loop(
+            fashion_mlp.get_config(), preset.num_train, rates["float32"], preset.repeats
+        ),
+        "seed_sweep": lambda: bench_seed_sweep_epochs(
+            fashion_mlp.get_config(),
+            preset.num_train,
+            preset.num_seeds,
+            rates["float32"],
+            preset.repeats,
+        ),
+        "deterministic_rerun": lambda: deterministic_rerun(
+            preset,
+            _DATA_DIR.value,
+            results["sections"].setdefault("deterministic_rerun", {}),
+            lambda: save_accelerator_results(results),
+        ),
+    }
+    print(accelerator_summary(results), end="", flush=True)
+    for name in ACCELERATOR_SECTIONS:
+        if name not in sections:
+            continue
+        started = time.perf_counter()
+        try:
+            results["sections"][name] = measure[name]()
+        except Exception as error:  # recorded, so one failure costs only its own numbers
+            traceback.print_exc()
+            results["accelerator"]["errors"][name] = f"{type(error).__name__}: {error}"
+            print(f"FAILED {name}: {results['accelerator']['errors'][name]}", flush=True)
+        else:
+            for line in accelerator_section_lines(name, results["sections"][name]):
+                print(line, flush=True)
+        results["accelerator"].setdefault("seconds", {})[name] = time.perf_counter() - started
+        save_accelerator_results(results)
+    return list(results["accelerator"]["errors"])
+
+
+def check_accelerator_inputs(sections: list[str]) -> None:
+    """Refuses, before any measurement, a deterministic_rerun without prepared data."""
+    if "deterministic_rerun" not in sections:
+        return
+    from vae_jax.data import catalog
+
+    if catalog.prepared_spec(_DATA_DIR.value or None, "fashion_mnist") is None:
+        where = catalog.local_dataset_dir(_DATA_DIR.value or None, "fashion_mnist")
+        raise app.UsageError(
+            f"--sections=deterministic_rerun: fashion_mnist is not prepared in {where} "
+            f"(--data_dir={_DATA_DIR.value!r}); run scripts/prepare_data.py "
+            "--dataset=fashion_mnist --data_dir=DIR first"
+        )
 
 
 if __name__ == "__main__":
