@@ -1,8 +1,7 @@
-"""Parts that compose: every combination the compatibility table allows, checked at the same
-key (the IWAE bound with K=1 is the ELBO with kl=mc, the IWAE bound of K draws is not below
-the ELBO of the same draws, every objective and its gradient finite), every refusal of the
-table also refused by the core, and the new combinations (a hierarchy with a learned prior on
-its top layer, a flow for z_1 of a hierarchy) against a brute-force log p(x)."""
+"""Parts that compose: the compatibility table allows the papers' best models and refuses only
+the undefined, every refusal of the table is the core's, and the new combinations (a
+hierarchy with a learned prior on its top layer, a flow for z_1 of a hierarchy) bound a
+brute-force log p(x). Every allowed combination runs in test_composition_matrix."""
 
 import functools
 import re
@@ -21,10 +20,6 @@ X = jnp.array(
     [[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 1, 1], [1, 1, 1, 1]], jnp.float32
 ).reshape(5, *IMAGE)
 MASK = jnp.array([True, True, True, True, False])  # the last example is padding
-NUM_SAMPLES = 8
-# Tiny programs, run once: XLA's quick compile (the same arithmetic, less LLVM work; half
-# the compile time of a model's whole matrix here).
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def _vae(prior, posterior, num_layers, inference, architecture):
@@ -93,54 +88,6 @@ def test_the_table_allows_the_papers_best_models_and_refuses_only_the_undefined(
     assert refused_models == {("vampprior", "iaf", 1, "bottom_up", a) for a in ("mlp", "conv")}
 
 
-def _random_params(params, seed: int, scale: float):
-    """Every parameter drawn ``N(0, scale^2)`` by numpy (only the shapes of ``params`` are
-    read: ``jax.eval_shape`` of init gives them uncompiled)."""
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda leaf: jnp.asarray(scale * rng.normal(size=leaf.shape), leaf.dtype),
-                        params)  # fmt: skip
-
-
-@functools.cache
-def _built(parts):
-    vae = _vae(*parts)
-    return vae, _random_params(jax.eval_shape(vae.init, jax.random.key(7)), 7, 0.3)
-
-
-@pytest.mark.parametrize("parts", MODELS, ids=lambda p: "-".join(map(str, p)))
-def test_every_allowed_combination_bounds_and_trains(parts):
-    """At one key: IWAE(K=1) = ELBO(kl=mc); IWAE(K=8) >= the ELBO of the same 8 draws (the
-    log of a mean against the mean of the logs); each allowed objective and gradient
-    estimator gives a finite loss and finite gradients; the closed form, where the table
-    allows it, is the Monte Carlo KL's expectation (same bound at K=1 up to the KL's noise
-    is not checked here: test_objectives does)."""
-    vae, params = _built(parts)
-    combos = [c for c in ALLOWED if _model_parts(c) == parts]
-    key = jax.random.key(3)
-
-    def run(params):
-        out = {
-            "elbo_1": vae.elbo(params, key, X, 1, kl="mc").elbo,
-            "iwae_1": vae.iwae_bound(params, key, X, 1),
-            "elbo_k": vae.elbo(params, key, X, NUM_SAMPLES, kl="mc").elbo,
-            "iwae_k": vae.iwae_bound(params, key, X, NUM_SAMPLES),
-        }
-        for i, c in enumerate(combos):
-            grad_fn = jax.value_and_grad(_objective(vae, c), has_aux=True)
-            (loss, _), grads = grad_fn(params, key, X, MASK, jnp.int32(4))
-            out[f"loss_{i}"] = loss
-            out[f"grad_{i}"] = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-        return out
-
-    compiled = jax.jit(run).lower(params).compile(compiler_options=QUICK_COMPILE)
-    out = jax.tree.map(np.asarray, compiled(params))
-    np.testing.assert_allclose(out["iwae_1"], out["elbo_1"], rtol=2e-6, atol=2e-6)
-    assert np.all(out["iwae_k"] >= out["elbo_k"] - 1e-5), (out["iwae_k"], out["elbo_k"])
-    for i, c in enumerate(combos):
-        assert np.isfinite(out[f"loss_{i}"]), c
-        assert out[f"grad_{i}"].all(), c
-
-
 def test_every_refusal_of_the_table_is_a_refusal_of_the_core():
     """The core (make_vae, make_objective) refuses what the table refuses, with the table's
     reason in one line: the table is the one place the rules are written."""
@@ -154,8 +101,17 @@ def test_every_refusal_of_the_table_is_a_refusal_of_the_core():
         assert "\n" not in str(error.value)
 
 
+def _random_params(params, seed: int, scale: float):
+    """Every parameter drawn ``N(0, scale^2)`` by numpy (only the shapes of ``params`` are
+    read: ``jax.eval_shape`` of init gives them uncompiled)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda leaf: jnp.asarray(scale * rng.normal(size=leaf.shape), leaf.dtype), params
+    )
+
+
 # Brute force: one unit per layer on the four pixels, log p(x) by quadrature over (z1, z2).
-GRID = np.linspace(-9.0, 9.0, 541)
+GRID = np.linspace(-9.0, 9.0, 401)
 STEP = GRID[1] - GRID[0]
 
 
@@ -253,7 +209,7 @@ def test_the_new_combinations_bound_the_brute_force_log_likelihood(prior, poster
     np.testing.assert_allclose(special.logsumexp(log_px), 0.0, atol=2e-3)  # sum_x p(x) = 1
     log_px = log_px[[6, 3, 8, 13]]  # the images of X[:4], pixels as bits
     if vae.density_everywhere:
-        wide = np.linspace(-30.0, 30.0, 1201)  # q(z1|x) of random parameters is broad
+        wide = np.linspace(-30.0, 30.0, 801)  # q(z1|x) of random parameters is broad
         z1, z2 = np.meshgrid(wide, wide, indexing="ij")
         z = jnp.asarray(np.stack([z1, z2], -1).reshape(-1, 2), jnp.float32)
         log_q = np.asarray(_posterior_density_on_grid(vae, params, z), np.float64)
