@@ -273,7 +273,8 @@ def test_each_documented_key_stream_is_what_is_drawn():
     T = 2, chain c's one transition uses the momentum normal(fold_in(fold_in(fold_in(k, 1),
     1), c)) and the accept test uniform(fold_in(fold_in(fold_in(k, 2), 1), c)): an HMC step
     written out in numpy with those draws gives its final state and weight; the same with
-    transition id 0 or the next chain's keys gives other states."""
+    transition id 0 or the next chain's keys gives other states. Run in groups of 2 chains,
+    every chain draws the same."""
     vae = linear_gaussian_vae()
     params = posterior_params(vae, exact_posterior=False)
     x = data(num=1)[0][0]
@@ -308,6 +309,11 @@ def test_each_documented_key_stream_is_what_is_drawn():
         for neighbour in (transition(0, c)[0], transition(1, c + 1)[0]):
             assert not np.allclose(neighbour, z1) or np.allclose(z1, z0)
     assert moved >= 3  # the transitions were accepted, so the keys were tested
+    # Chains in groups of 2 (the last one padded): the same keys per chain, so the same
+    # chains (the step size is fixed here; adapted, it is each group's own).
+    grouped = _one_example(vae, params, key, x, options._replace(chain_chunk_size=2))
+    np.testing.assert_allclose(grouped.log_weights, found.log_weights, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grouped.final_z, found.final_z, rtol=1e-6, atol=1e-6)
 
 
 def test_evaluate_with_ais_and_bdmc_reports_both_from_the_documented_keys(tiny_run, tmp_path):
