@@ -5,6 +5,8 @@ figures. Results go to <workdir>/report.json, report.md and figures/.
     python -m experiments.evaluate --workdir=runs/fashion_mlp --num_importance_samples=1000 \\
         --step=4220
     python -m experiments.evaluate --workdir=runs/fashion_mlp --compute_dtype=bfloat16
+    python -m experiments.evaluate --workdir=runs/fashion_mlp --estimator=ais \\
+        --ais_num_steps=1000 --ais_num_chains=16 --ais_num_examples=1000 --bdmc
 
 While a training holds the workdir, --step=N evaluates that checkpoint into
 <workdir>/evaluations/step_<N>/ (files the training never touches); without --step the
@@ -15,6 +17,7 @@ from absl import flags
 
 from vae_jax import cli
 from vae_jax.core import precision
+from vae_jax.evaluation import ais, ais_evaluation, vae_ais
 from vae_jax.evaluation.evaluate_run import evaluate_run, resolved_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.")
@@ -38,6 +41,31 @@ _PRINT_CONFIG = cli.define_print_config(
     "the run's config as this evaluation uses it (recorded fields, --data_dir and "
     "--compute_dtype applied)"
 )
+# Annealed importance sampling (vae_jax/evaluation/ais_evaluation.py; docs/likelihoods.md).
+# Each AIS flag defaults to the run's config.evaluation.<flag name>.
+_ESTIMATOR = flags.DEFINE_enum(
+    "estimator", "iwae", ais_evaluation.ESTIMATORS,
+    "iwae: the importance-weighted bound only; ais: also log p(x) by AIS beside it.",
+)  # fmt: skip
+_BDMC = flags.DEFINE_bool(
+    "bdmc", False, "Also bracket log p(x) on data simulated from the model (forward and "
+    "reverse AIS, bdmc_num_examples examples).",
+)  # fmt: skip
+_AIS_INTEGERS = {
+    "ais_num_steps": "Intermediate distributions of AIS.",
+    "ais_num_chains": "Independent AIS chains per example.",
+    "ais_leapfrog_steps": "Leapfrog steps per HMC transition.",
+    "ais_num_examples": "AIS on the first N test images (0: all).",
+    "ais_chain_chunk_size": "Chains run together (each group adapts its step size).",
+    "bdmc_num_examples": "Simulated examples of --bdmc.",
+}
+_AIS_FLAGS = [flags.DEFINE_integer(name, None, text) for name, text in _AIS_INTEGERS.items()]
+_AIS_FLAGS += [
+    flags.DEFINE_enum("ais_schedule", None, ais.SCHEDULES, "Annealing schedule."),
+    flags.DEFINE_enum(
+        "ais_initial", None, vae_ais.INITIAL_DISTRIBUTIONS, "Anneal from q(z|x) or the prior."
+    ),
+]
 flags.mark_flag_as_required("workdir")
 
 
@@ -58,6 +86,9 @@ def main(argv):
         data_dir=_DATA_DIR.value,
         make_figures=_FIGURES.value,
         compute_dtype=_COMPUTE_DTYPE.value,
+        estimator=_ESTIMATOR.value,
+        bdmc=_BDMC.value,
+        ais_overrides={flag.name: flag.value for flag in _AIS_FLAGS},
     )
 
 

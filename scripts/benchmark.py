@@ -8,6 +8,7 @@ for sweeps, the same work done seed by seed.
     python scripts/benchmark.py                      # training, evaluation, sweep
     python scripts/benchmark.py --sections=training --json=benchmarks/training.json
     python scripts/benchmark.py --sections=evaluation_bias,evaluate_command --workdir=runs/x
+    python scripts/benchmark.py --sections=ais --compute_dtypes=float32
 
 Sections:
   training          default MLP config, batch 128, per model.compute_dtype: examples/s as a
@@ -24,6 +25,11 @@ Sections:
   evaluate_command  (needs --workdir) the whole evaluation of that run (every test image,
                     its config's K) and how its time splits: the bound against the rest
                     (compile, test ELBO, diagnostics, I(x;z), figures; target <= 10%).
+  ais               AIS log p(x) (T=20 steps, 16 chains, 10 leapfrog steps) per
+                    evaluation.compute_dtype: examples/s and the fraction of the
+                    matrix-product rate, beside the K=5000 bound's (target: as close as the
+                    bound's, about 0.85 in float32). Each leapfrog step is one decoder pass
+                    and its gradient with respect to z.
   sweep             wall time of an 8-seed sweep divided by 8 single-seed runs of the same
                     length, per strategy (target <= 1.0 on this CPU).
   grid              a 4x2 grid (KL weight x learning rate) with 2 seeds as one sweep
@@ -71,7 +77,8 @@ from vae_jax import adapter, hyperparameters, manifest, runtime
 from vae_jax.core import rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.data.preprocess import make_preprocessing
-from vae_jax.evaluation import per_example
+from vae_jax.evaluation import per_example, vae_ais
+from vae_jax.evaluation.ais import HMCSettings
 from vae_jax.rundir import loading
 from vae_jax.train_state import create_train_state
 from vae_jax.training import step as step_lib
@@ -267,6 +274,52 @@ def bench_evaluation(config, rate: float, repeats: int, k: int = 5000) -> dict:
     }
 
 
+def ais_matmul_flops(config, options) -> float:
+    """Matrix-product FLOPs of one example's AIS: the encoder once, then per chain the
+    decoder at the initial state and, per leapfrog step, the decoder and its gradient with
+    respect to z (an input gradient costs the forward's products: no weight gradients)."""
+    flops = matmul_flops(config)
+    transitions = options.num_steps - 1
+    per_chain = flops["decoder_forward"] * (1 + 2 * transitions * options.hmc.num_leapfrog_steps)
+    return flops["encoder_forward"] + options.num_chains * per_chain
+
+
+def bench_ais(config, rate: float, repeats: int, num_steps: int = 20) -> dict:
+    """Examples/s of AIS (``num_steps`` steps, 16 chains, 10 leapfrog steps) on one
+    evaluation batch in ``config.evaluation.compute_dtype``, as a fraction of ``rate``."""
+    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
+    vae = adapter.evaluation_vae_from_config(config, (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    batch_size = config.evaluation.batch_size
+    images = jnp.asarray(
+        np.random.default_rng(1).integers(0, 2, (batch_size, 28, 28, 1)), jnp.uint8
+    )
+    options = vae_ais.AISOptions(
+        num_steps=num_steps, num_chains=16, chain_chunk_size=16,
+        hmc=HMCSettings(num_leapfrog_steps=10),
+    )  # fmt: skip
+    evaluate_batch = per_example.make_batch_evaluator(
+        lambda p, key, x: vae_ais.log_likelihood(vae, p, key, x, options).log_normalizer,
+        preprocessing,
+    )
+    indices = np.arange(batch_size)
+    seconds = timed(evaluate_batch, params, jax.random.key(2), images, indices, repeats=repeats)
+    examples_per_second = batch_size / seconds
+    per_example_flops = ais_matmul_flops(config, options)
+    achieved = per_example_flops * examples_per_second / 1e9
+    return {
+        "compute_dtype": config.evaluation.compute_dtype,
+        "num_steps": num_steps,
+        "num_chains": options.num_chains,
+        "num_leapfrog_steps": options.hmc.num_leapfrog_steps,
+        "batch_size": batch_size,
+        "examples_per_second": examples_per_second,
+        "matmul_gflop_per_example": per_example_flops / 1e9,
+        "achieved_gflops": achieved,
+        "fraction_of_matmul": achieved / rate,
+    }
+
+
 def bench_evaluation_bias(workdir: str, num_examples: int) -> dict:
     """The bfloat16 bound minus the float32 bound of a trained run, per test image with the
     same keys (the run's test_iwae keys), at its config's K and chunk size."""
@@ -332,6 +385,29 @@ def bench_sweep(config, repeats: int) -> dict:
     import sweep_benchmark
 
     return sweep_benchmark.sweep_over_sequential(config, num_seeds=8, repeats=repeats)
+
+
+def report_ais(measured: dict, rates: dict, repeats: int) -> dict:
+    """The ``ais`` section: AIS beside the K=5000 bound (measured here unless the
+    ``evaluation`` section already did), per compute dtype, printed as it goes."""
+    found = {}
+    for dtype in _COMPUTE_DTYPES.value:
+        config = fashion_mlp.get_config()
+        config.evaluation.compute_dtype = dtype
+        r = bench_ais(config, rates[dtype], repeats)
+        bound = measured.get("evaluation", {}).get(dtype) or bench_evaluation(
+            config, rates[dtype], repeats
+        )
+        r["iwae_fraction_of_matmul"] = bound["fraction_of_matmul"]
+        found[dtype] = r
+        print(
+            f"AIS ({dtype}, T={r['num_steps']}, {r['num_chains']} chains, "
+            f"{r['num_leapfrog_steps']} leapfrog steps): {r['examples_per_second']:.2f} "
+            f"examples/s, {r['achieved_gflops']:.1f} GFLOP/s = {r['fraction_of_matmul']:.2f} "
+            f"of the {dtype} matrix product; the K=5000 bound: "
+            f"{bound['fraction_of_matmul']:.2f}"
+        )
+    return found
 
 
 def _verdict(value: float, name: str) -> str:
@@ -412,6 +488,8 @@ def main(argv):
                 f"  bfloat16 / float32 evaluation examples/s: {ratio:.2f} "
                 f"{_verdict(ratio, 'bfloat16_evaluation_speedup')}"
             )
+    if "ais" in sections:
+        results["sections"]["ais"] = report_ais(results["sections"], rates, repeats)
     if "evaluation_bias" in sections:
         r = bench_evaluation_bias(_WORKDIR.value, _BIAS_EXAMPLES.value)
         results["sections"]["evaluation_bias"] = r

@@ -617,6 +617,23 @@ RANGE_ROWS = [
         for row in _int_at_least(f"evaluation.{field}", 1)
     ),
     *_int_at_least("runtime.num_devices", 0),
+    *(
+        row
+        for field in (
+            "ais_num_steps",
+            "ais_num_chains",
+            "ais_leapfrog_steps",
+            "ais_chain_chunk_size",
+            "bdmc_num_examples",
+        )
+        for row in _int_at_least(f"evaluation.{field}", 1)
+    ),
+    *_int_at_least("evaluation.ais_num_examples", 0),
+    # an open interval: (0, 1)
+    ("evaluation.ais_target_acceptance", "evaluation.ais_target_acceptance", 0.0, False),
+    ("evaluation.ais_target_acceptance", "evaluation.ais_target_acceptance", 0.01, True),
+    ("evaluation.ais_target_acceptance", "evaluation.ais_target_acceptance", 0.99, True),
+    ("evaluation.ais_target_acceptance", "evaluation.ais_target_acceptance", 1.0, False),
 ]
 # Seeds of keys the data draws from: 32 bits, like the run's seed.
 # Every documented choice (experiments/configs/base.py) of the string fields check_config checks.
@@ -639,6 +656,8 @@ CHOICES = {
     "model.prior": ("standard_normal", "mixture", "vampprior"),
     "model.posterior": ("gaussian", "iaf"),
     "model.inference": ("bottom_up", "top_down"),
+    "evaluation.ais_schedule": ("sigmoidal", "linear"),
+    "evaluation.ais_initial": ("posterior", "prior"),
 }
 # Choices that apply only beside other fields: (field, value) -> the context they need.
 CHOICE_CONTEXT = {
@@ -796,6 +815,15 @@ MAY_CHANGE_ON_RESUME = {
     "evaluation.num_elbo_samples",
     "evaluation.num_figure_examples",
     "evaluation.compute_dtype",
+    "evaluation.ais_num_steps",
+    "evaluation.ais_num_chains",
+    "evaluation.ais_leapfrog_steps",
+    "evaluation.ais_num_examples",
+    "evaluation.ais_chain_chunk_size",
+    "evaluation.ais_schedule",
+    "evaluation.ais_initial",
+    "evaluation.ais_target_acceptance",
+    "evaluation.bdmc_num_examples",
     "runtime.debug_key_reuse",
     "runtime.deterministic_gpu_ops",
     "runtime.num_devices",

@@ -149,6 +149,25 @@ def _check_evaluation(e):
     _at_least(e.num_elbo_samples, 1, "evaluation.num_elbo_samples")
     _at_least(e.num_figure_examples, 1, "evaluation.num_figure_examples")
     _one_of(e.compute_dtype, precision.COMPUTE_DTYPES, "evaluation.compute_dtype")
+    _check_ais(e)
+
+
+def _check_ais(e):
+    """The AIS fields (absent from runs written before them: their defaults apply)."""
+    for field in ("ais_num_steps", "ais_num_chains", "ais_leapfrog_steps",
+                  "ais_chain_chunk_size", "bdmc_num_examples"):  # fmt: skip
+        if field in e:
+            _at_least(e[field], 1, f"evaluation.{field}")
+    if "ais_num_examples" in e:
+        _at_least(e.ais_num_examples, 0, "evaluation.ais_num_examples")
+    if "ais_schedule" in e:
+        _one_of(e.ais_schedule, ("sigmoidal", "linear"), "evaluation.ais_schedule")
+    if "ais_initial" in e:
+        _one_of(e.ais_initial, ("posterior", "prior"), "evaluation.ais_initial")
+    if "ais_target_acceptance" in e and not 0 < e.ais_target_acceptance < 1:
+        raise ConfigError(
+            f"evaluation.ais_target_acceptance={e.ais_target_acceptance!r} must be in (0, 1)"
+        )
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -110,6 +110,17 @@ def get_config() -> ml_collections.ConfigDict:
     # float32 | bfloat16: model.compute_dtype for the test bounds, whatever training used;
     # bfloat16 is ~2x faster on hardware with bfloat16 matrix units (its bias: docs/benchmarks.md)
     evaluation.compute_dtype = "float32"
+    # Annealed importance sampling, run by `experiments.evaluate --estimator=ais` and `--bdmc`
+    # only (docs/likelihoods.md): log p(x) from q(z|x) to p(x, z) with HMC (Wu et al., 2017)
+    evaluation.ais_num_steps = 1000  # intermediate distributions T (each one HMC transition)
+    evaluation.ais_num_chains = 16  # independent chains per example (log mean exp of weights)
+    evaluation.ais_leapfrog_steps = 10  # per HMC transition: one decoder pass + gradient each
+    evaluation.ais_num_examples = 0  # AIS on the first N test images (0 = all)
+    evaluation.ais_chain_chunk_size = 16  # chains run together; each group adapts its step size
+    evaluation.ais_schedule = "sigmoidal"  # sigmoidal (Wu et al.) | linear
+    evaluation.ais_initial = "posterior"  # posterior: anneal from q(z|x) | prior: from p(z)
+    evaluation.ais_target_acceptance = 0.65  # HMC step sizes adapt toward this acceptance rate
+    evaluation.bdmc_num_examples = 100  # --bdmc: examples simulated from the model
 
     config.runtime = runtime = ml_collections.ConfigDict()
     runtime.debug_key_reuse = False  # run under jax.debug_key_reuse (slower; finds key reuse)

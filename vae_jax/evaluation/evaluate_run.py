@@ -23,7 +23,14 @@ from vae_jax import adapter, model
 from vae_jax.core import networks, rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.errors import ConfigError, DataError
-from vae_jax.evaluation import bounds, diagnostics, figures, per_example, report_files
+from vae_jax.evaluation import (
+    ais_evaluation,
+    bounds,
+    diagnostics,
+    figures,
+    per_example,
+    report_files,
+)
 from vae_jax.model import hierarchy
 from vae_jax.progress import Progress
 from vae_jax.rundir import files, loading
@@ -241,10 +248,20 @@ def evaluate_run(
     data_dir: str | None = None,
     make_figures: bool = True,
     compute_dtype: str | None = None,
+    estimator: str = "iwae",
+    bdmc: bool = False,
+    ais_overrides: dict | None = None,
 ) -> dict:
     """Evaluates checkpoint ``step`` (default: newest valid) of the run in ``workdir``;
-    ``compute_dtype`` overrides the run's ``evaluation.compute_dtype``."""
+    ``compute_dtype`` overrides the run's ``evaluation.compute_dtype``. ``estimator="ais"``
+    and ``bdmc`` add the sections of ``ais_evaluation`` (``ais_overrides``: its flags)."""
     workdir = files.workdir_path(workdir)
+    ais_plan = ais_evaluation.plan(
+        loading.load_config(workdir).evaluation,
+        estimator=estimator,
+        bdmc=bdmc,
+        overrides=ais_overrides,
+    )
     k, chunk, batch = resolve_options(
         loading.load_config(workdir).evaluation,
         num_importance_samples,
@@ -265,7 +282,13 @@ def evaluate_run(
             batch_size=batch,
         )
         return evaluate_and_report(
-            evaluator, workdir, state, record, make_figures=make_figures, out_dir=out_dir
+            evaluator,
+            workdir,
+            state,
+            record,
+            make_figures=make_figures,
+            out_dir=out_dir,
+            sections=ais_evaluation.sections(ais_plan, evaluator),
         )
 
 
@@ -296,16 +319,27 @@ def _owning_unless_step_given(workdir: Path, step: int | None):
 
 
 def evaluate_and_report(
-    evaluator, workdir: Path, state, record, *, make_figures=True, quiet=False, out_dir=None
+    evaluator,
+    workdir: Path,
+    state,
+    record,
+    *,
+    make_figures=True,
+    quiet=False,
+    out_dir=None,
+    sections=None,
 ):
     """Evaluates one run's state, writes its report files (in ``out_dir``, default the
-    workdir) and returns the result. A write the file system refuses (full, read-only)
-    is one line naming the file; what was written before stays."""
+    workdir) and returns the result; ``sections`` (name -> ``(params, seed) -> dict``) adds
+    more (AIS, BDMC). A write the file system refuses (full, read-only) is one line naming
+    the file; what was written before stays."""
     out_dir = Path(out_dir or workdir)
     started = time.perf_counter()
     seed = int(record["seed"])
     result = {"checkpoint": {"step": int(state.step), "epoch": int(record["epoch"])}}
     result.update(evaluator.evaluate(state.params, seed))
+    for name, evaluate_section in (sections or {}).items():
+        result[name] = evaluate_section(state.params, seed)
     try:
         if make_figures:
             result["figures"] = evaluator.figures(state.params, seed, workdir, out_dir)

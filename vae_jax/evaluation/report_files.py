@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from vae_jax.evaluation import ais_evaluation
 from vae_jax.rundir import files
 
 
@@ -34,6 +35,7 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
     ]  # fmt: skip
     if "bits_per_dim" in nll:
         rows.append(("test NLL (bits/dim)", _format(nll["bits_per_dim"], 4)))
+    rows += ais_evaluation.summary_rows(result)  # AIS and BDMC, when evaluated
     rows += [
         ("test ELBO (nats)", f"{_format(elbo['elbo'])} ± {_format(elbo['standard_error'])}"),
         ("  E_q log p(x|z)", _format(elbo["log_likelihood"])),
