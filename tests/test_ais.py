@@ -364,3 +364,19 @@ def test_evaluate_with_ais_and_bdmc_reports_both_from_the_documented_keys(tiny_r
     assert "| test NLL, AIS T=3, 2 chains (nats) |" in markdown
     assert "BDMC, 3 simulated examples" in markdown
     assert result["ais"] == found
+
+
+def test_ais_from_a_flow_posterior_is_refused_in_one_line_and_runs_from_the_prior():
+    """A flow's density is known at its own draws only (the contract's density_everywhere):
+    annealing from q(z|x) is refused before any work; from the prior it runs."""
+    vae = vae_jax.make_vae(image_shape=(2, 2, 1), latent_dim=2, hidden_sizes=(4,), posterior="iaf")
+    params = jax.eval_shape(vae.init, jax.random.key(0))  # shapes only: nothing compiles
+    x = jnp.ones((2, 2, 1))
+
+    def from_(initial, params, key):
+        sample, log_prob = vae_ais.initial_distribution(vae, params, x, initial)
+        return log_prob(sample(key))
+
+    with pytest.raises(ValueError, match=r"needs its density at any z.*--ais_initial=prior"):
+        jax.eval_shape(functools.partial(from_, "posterior"), params, jax.random.key(1))
+    assert jax.eval_shape(functools.partial(from_, "prior"), params, jax.random.key(1)).shape == ()
