@@ -58,6 +58,11 @@ def test_every_field_added_since_the_first_release_has_the_value_the_old_code_us
     assert old["objective.gradient_estimator"] == "reparameterization"
     assert old["model.compute_dtype"] == old["evaluation.compute_dtype"] == "float32"
     assert old["runtime.matmul_precision"] == "default"
+    # AIS (never run by an old run): the defaults a new run gets.
+    config = base.get_config()
+    for field, value in old.items():
+        if field.startswith(("evaluation.ais_", "evaluation.bdmc_")):
+            assert config.evaluation[field.partition(".")[2]] == value, field
 
 
 def test_an_old_run_loads(old_run):

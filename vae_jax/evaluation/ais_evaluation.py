@@ -26,21 +26,17 @@ from vae_jax.data import batching
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import ais, bounds, per_example, vae_ais
 from vae_jax.progress import Progress
+from vae_jax.rundir import files
 
 ESTIMATORS = ("iwae", "ais")
 # Sub-streams of ``eval`` (fixed ids, after rng.EVAL_PURPOSE_IDS's 0-5).
 PURPOSE_IDS: dict[str, int] = {"test_ais": 6, "bdmc": 7}
-# config.evaluation's AIS fields and the values a run written before them gets.
+# config.evaluation's AIS fields and the values a run written before them gets (one list:
+# the run directory's added fields).
 CONFIG_DEFAULTS: dict[str, object] = {
-    "ais_num_steps": 1000,
-    "ais_num_chains": 16,
-    "ais_leapfrog_steps": 10,
-    "ais_num_examples": 0,
-    "ais_chain_chunk_size": 16,
-    "ais_schedule": "sigmoidal",
-    "ais_initial": "posterior",
-    "ais_target_acceptance": 0.65,
-    "bdmc_num_examples": 100,
+    field.partition(".")[2]: value
+    for field, value in files.ADDED_CONFIG_FIELDS.items()
+    if field.startswith(("evaluation.ais_", "evaluation.bdmc_"))
 }
 DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
 

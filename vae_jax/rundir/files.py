@@ -185,6 +185,17 @@ ADDED_CONFIG_FIELDS = {
     "model.upper_latent_dims": [],
     "model.upper_hidden_sizes": [100, 100],  # unused with one layer; the field's default
     "model.inference": "bottom_up",
+    # AIS and BDMC (issue 29): read only by `evaluate --estimator=ais` and `--bdmc`, which a
+    # run recorded before them never asked for; the defaults of experiments/configs/base.py.
+    "evaluation.ais_num_steps": 1000,
+    "evaluation.ais_num_chains": 16,
+    "evaluation.ais_leapfrog_steps": 10,
+    "evaluation.ais_num_examples": 0,
+    "evaluation.ais_chain_chunk_size": 16,
+    "evaluation.ais_schedule": "sigmoidal",
+    "evaluation.ais_initial": "posterior",
+    "evaluation.ais_target_acceptance": 0.65,
+    "evaluation.bdmc_num_examples": 100,
 }
 
 
