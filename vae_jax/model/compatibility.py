@@ -105,10 +105,10 @@ def kl_per_dimension(q: Capabilities, p: Capabilities) -> bool:
     return q.per_dimension and p.per_dimension
 
 
-def _lacking(c: Combination, q: Capabilities) -> tuple[str, object]:
+def _lacking(c: Combination, q: Capabilities, upper_latent_dims: tuple) -> tuple[str, object]:
     """The part that takes a closed form (or a KL per dimension) away, as a field."""
     if c.num_layers > 1:
-        return ("model.upper_latent_dims", "layers")
+        return ("model.upper_latent_dims", tuple(upper_latent_dims) or (1,) * (c.num_layers - 1))
     if q.diagonal_gaussian:
         return ("model.prior", c.prior)
     return ("model.posterior", c.posterior)
@@ -144,15 +144,14 @@ def estimator_refusals(objective: str, kl: str, gradient_estimator: str) -> list
 def refusals(c: Combination, *, upper_latent_dims: tuple[int, ...] = ()) -> list[Refusal]:
     """Every reason ``c`` is undefined, most basic first; empty when it works.
 
-    ``upper_latent_dims`` only words the messages of a hierarchy.
+    ``upper_latent_dims`` only words the messages of a hierarchy (its layers' sizes; one
+    unit each when not given).
     """
     found = model_refusals(c.prior, c.posterior, c.num_layers)
     found += estimator_refusals(c.objective, c.kl, c.gradient_estimator)
     q = posterior_capabilities(c.posterior, c.num_layers)
     p = prior_capabilities(c.prior, c.num_layers)
-    lacking = _lacking(c, q)
-    if lacking[0] == "model.upper_latent_dims":
-        lacking = (lacking[0], tuple(upper_latent_dims) or lacking[1])
+    lacking = _lacking(c, q, upper_latent_dims)
     which = "{" + lacking[0] + "}"
     if c.objective == "elbo" and c.kl == "analytic" and not closed_form_kl(q, p):
         found.append(
