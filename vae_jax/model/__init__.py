@@ -7,18 +7,15 @@
 * ``vae``: the ``VAE`` and its builder ``make_vae(**kwargs)``.
 """
 
-from vae_jax.model.vae import (
+from vae_jax.model.bounds import (
     KL_ESTIMATORS,
     OBSERVATIONS,
-    VAE,
     ElboOutput,
     Generation,
-    evaluation_kl,
-    has_closed_form_kl,
-    make_vae,
     reparameterize,
     sample_keys,
 )
+from vae_jax.model.vae import VAE, evaluation_kl, has_closed_form_kl, make_vae
 
 __all__ = [
     "KL_ESTIMATORS",

@@ -43,6 +43,7 @@ import numpy as np
 from flax import struct
 
 from vae_jax.core import distributions, networks, precision
+from vae_jax.core.distributions.latent import DrawsThenDensity
 
 INFERENCE = ("bottom_up", "top_down")
 
@@ -152,7 +153,7 @@ def _stack_blocks(per_layer: list[jax.Array]) -> jax.Array:
 
 
 @struct.dataclass
-class HierarchicalPrior:
+class HierarchicalPrior(DrawsThenDensity):
     """``p(z) = p(z_L) prod_l p(z_l | z_{l+1})`` over the concatenated ``z``;
     ``conditional(params, l, z_above)`` is ``p(z_l | z_{l+1})`` (``l`` from 0 = bottom) and
     ``top`` is ``p(z_L)`` (standard normal, a mixture or the VampPrior)."""
@@ -198,14 +199,6 @@ class HierarchicalPrior:
         for i in reversed(range(top)):
             layers[i] = self.layer(i, layers).sample(keys[i])
         return jnp.concatenate(layers, axis=-1)
-
-    def sample_and_log_prob(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):
-        z = self.sample(key, sample_shape)
-        return z, self.log_prob(z)
-
-    def sample_and_block_log_probs(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):
-        z = self.sample(key, sample_shape)
-        return z, self.block_log_probs(z)
 
 
 @struct.dataclass

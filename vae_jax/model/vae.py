@@ -37,8 +37,6 @@ import jax.numpy as jnp
 from vae_jax.core import likelihoods, networks, precision
 from vae_jax.model import bounds, compatibility, hierarchy, posteriors, priors
 from vae_jax.model.bounds import (
-    KL_ESTIMATORS,
-    OBSERVATIONS,
     ElboOutput,
     Generation,
     ModelFunctions,
@@ -47,18 +45,6 @@ from vae_jax.model.bounds import (
 )
 
 Params = Any
-__all__ = [
-    "KL_ESTIMATORS",
-    "OBSERVATIONS",
-    "VAE",
-    "ElboOutput",
-    "Generation",
-    "evaluation_kl",
-    "has_closed_form_kl",
-    "make_vae",
-    "reparameterize",
-    "sample_keys",
-]
 # What the latent diagnostics describe of a hierarchy's posterior.
 HIERARCHY_DESCRIBED = "each layer's Gaussian with the layers it depends on at their means"
 

@@ -10,13 +10,14 @@ import jax.numpy as jnp
 from flax import struct
 
 from vae_jax.core import draws
+from vae_jax.core.distributions.latent import DrawsThenDensity
 from vae_jax.core.distributions.numerics import flatten_event, sum_event
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @struct.dataclass
-class DiagGaussian:
+class DiagGaussian(DrawsThenDensity):
     """Gaussian with diagonal covariance, parameterized by ``loc`` and ``log_scale``.
 
     The latent posterior ``q(z|x)`` and prior ``p(z)`` (``event_ndims=1``), and with
@@ -56,13 +57,6 @@ class DiagGaussian:
         eps = draws.normal(key, tuple(sample_shape) + self.shape, jnp.result_type(self.loc))
         return self.loc + self.scale * eps
 
-    def sample_and_log_prob(
-        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
-    ) -> tuple[jax.Array, jax.Array]:
-        """A draw (as ``sample``) and its log density."""
-        z = self.sample(key, sample_shape)
-        return z, self.log_prob(z)
-
     @property
     def blocks(self) -> tuple[int, ...]:
         """Over vectors: one block per dimension (the density factorizes)."""
@@ -71,12 +65,6 @@ class DiagGaussian:
     def block_log_probs(self, z: jax.Array) -> jax.Array:
         """Over vectors: the log density of each coordinate, ``(..., D)``."""
         return self.log_prob_elementwise(z)
-
-    def sample_and_block_log_probs(
-        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
-    ) -> tuple[jax.Array, jax.Array]:
-        z = self.sample(key, sample_shape)
-        return z, self.block_log_probs(z)
 
     def summary_gaussian(self) -> DiagGaussian:
         """The Gaussian that latent diagnostics describe: itself."""

@@ -8,10 +8,11 @@ from flax import struct
 
 from vae_jax.core import draws
 from vae_jax.core.distributions.gaussian import DiagGaussian
+from vae_jax.core.distributions.latent import DrawsThenDensity
 
 
 @struct.dataclass
-class MixtureOfDiagGaussians:
+class MixtureOfDiagGaussians(DrawsThenDensity):
     """``p(z) = sum_c softmax(logits)_c N(z; loc_c, diag(exp(log_scale_c))^2)`` over vectors.
 
     A learned prior (a mixture of Gaussians, or the VampPrior's mixture of posteriors;
@@ -50,13 +51,6 @@ class MixtureOfDiagGaussians:
         eps = draws.normal(normal_key, sample_shape + self.shape, jnp.result_type(self.loc))
         return self.loc[component] + jnp.exp(self.log_scale[component]) * eps
 
-    def sample_and_log_prob(
-        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
-    ) -> tuple[jax.Array, jax.Array]:
-        """A draw (as ``sample``) and its log density."""
-        z = self.sample(key, sample_shape)
-        return z, self.log_prob(z)
-
     @property
     def blocks(self) -> tuple[int, ...]:
         """One block: a mixture does not factorize over dimensions."""
@@ -64,12 +58,6 @@ class MixtureOfDiagGaussians:
 
     def block_log_probs(self, z: jax.Array) -> jax.Array:
         return self.log_prob(z)[..., None]
-
-    def sample_and_block_log_probs(
-        self, key: jax.Array, sample_shape: tuple[int, ...] = ()
-    ) -> tuple[jax.Array, jax.Array]:
-        z = self.sample(key, sample_shape)
-        return z, self.block_log_probs(z)
 
     def mean(self) -> jax.Array:
         return jnp.sum(jnp.exp(self.log_weights())[:, None] * self.loc, axis=0)
