@@ -11,7 +11,8 @@ Shapes: parameters have shape ``batch_shape + event_shape``; ``sample(key, s)`` 
 
 One family per file: ``gaussian`` (``DiagGaussian``, ``Gaussian``), ``bernoulli``,
 ``continuous_bernoulli``, ``discretized_logistic``, ``mixture``; ``numerics`` holds the
-stable softplus and the event sums they share.
+stable softplus and the event sums they share, ``latent`` the draws-with-density of the
+latent contract.
 """
 
 from vae_jax.core.distributions.bernoulli import Bernoulli
