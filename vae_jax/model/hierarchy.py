@@ -152,8 +152,28 @@ def _stack_blocks(per_layer: list[jax.Array]) -> jax.Array:
     return jnp.stack(per_layer, axis=-1)
 
 
+class _ByLayer:
+    """The densities of a distribution over the concatenated layers, from its ``layer(i,
+    layers)``: one block per layer (a mixin of the prior and the posterior; no fields)."""
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """One block per layer."""
+        return self.latent_dims
+
+    def layer_log_probs(self, z: jax.Array) -> jax.Array:
+        """Each layer's log-density given the others at ``z``, shape ``(L, ...)``."""
+        return jnp.stack(_per_layer_log_probs(self, z))
+
+    def block_log_probs(self, z: jax.Array) -> jax.Array:
+        return _stack_blocks(_per_layer_log_probs(self, z))
+
+    def log_prob(self, z: jax.Array) -> jax.Array:
+        return jnp.sum(self.layer_log_probs(z), axis=0)
+
+
 @struct.dataclass
-class HierarchicalPrior(DrawsThenDensity):
+class HierarchicalPrior(_ByLayer, DrawsThenDensity):
     """``p(z) = p(z_L) prod_l p(z_l | z_{l+1})`` over the concatenated ``z``;
     ``conditional(params, l, z_above)`` is ``p(z_l | z_{l+1})`` (``l`` from 0 = bottom) and
     ``top`` is ``p(z_L)`` (standard normal, a mixture or the VampPrior)."""
@@ -169,26 +189,11 @@ class HierarchicalPrior(DrawsThenDensity):
     def shape(self) -> tuple[int, ...]:
         return (sum(self.latent_dims),)
 
-    @property
-    def blocks(self) -> tuple[int, ...]:
-        """One block per layer."""
-        return self.latent_dims
-
     def layer(self, index: int, layers: Sequence[jax.Array]):
         """``p(z_l | z_{l+1})`` given the layers' values (``top`` at the top)."""
         if index == len(self.latent_dims) - 1:
             return self.top
         return self.conditional(self.params, index, layers[index + 1])
-
-    def layer_log_probs(self, z: jax.Array) -> jax.Array:
-        """``log p(z_l | z_{l+1})`` of every layer, shape ``(L, ...)``."""
-        return jnp.stack(_per_layer_log_probs(self, z))
-
-    def block_log_probs(self, z: jax.Array) -> jax.Array:
-        return _stack_blocks(_per_layer_log_probs(self, z))
-
-    def log_prob(self, z: jax.Array) -> jax.Array:
-        return jnp.sum(self.layer_log_probs(z), axis=0)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Ancestral draws from the top; layer ``l`` uses ``split(key, L)[l - 1]``."""
@@ -202,7 +207,7 @@ class HierarchicalPrior(DrawsThenDensity):
 
 
 @struct.dataclass
-class HierarchicalPosterior:
+class HierarchicalPosterior(_ByLayer):
     """``q(z|x)`` over the concatenated ``z``.
 
     ``gaussians`` are what the encoder computed from ``x``: ``(q(z_1|x),)`` for
@@ -228,11 +233,6 @@ class HierarchicalPosterior:
     @property
     def shape(self) -> tuple[int, ...]:
         return (*self.gaussians[0].shape[:-1], sum(self.latent_dims))
-
-    @property
-    def blocks(self) -> tuple[int, ...]:
-        """One block per layer."""
-        return self.latent_dims
 
     def _order(self) -> range:
         """Layers in sampling order: from the bottom (bottom_up) or the top (top_down)."""
@@ -278,16 +278,6 @@ class HierarchicalPosterior:
             layers[i], log_probs[i] = self.layer(i, layers).sample_and_log_prob(keys[i], shape)
             shape = ()
         return jnp.concatenate(layers, axis=-1), log_probs
-
-    def layer_log_probs(self, z: jax.Array) -> jax.Array:
-        """``log q(z_l | .)`` of every layer at ``z``, shape ``(L, ...)``."""
-        return jnp.stack(_per_layer_log_probs(self, z))
-
-    def block_log_probs(self, z: jax.Array) -> jax.Array:
-        return _stack_blocks(_per_layer_log_probs(self, z))
-
-    def log_prob(self, z: jax.Array) -> jax.Array:
-        return jnp.sum(self.layer_log_probs(z), axis=0)
 
     def sample_and_log_prob(
         self, key: jax.Array, sample_shape: tuple[int, ...] = ()
