@@ -31,11 +31,15 @@ def evaluation_vae_from_config(config, image_shape: tuple[int, int, int]) -> mod
     return model.make_vae(image_shape=image_shape, **fields)
 
 
-def objective_from_config(vae: model.VAE, config, traced: dict | None = None):
+def objective_from_config(
+    vae: model.VAE, config, traced: dict | None = None, num_train_examples: int = 0
+):
     """``make_objective(vae, **config.objective)``, the fields in ``traced`` (traced
-    scalars by field name, ``vae_jax.hyperparameters``) taken from there."""
+    scalars by field name, ``vae_jax.hyperparameters``) taken from there; an epoch's
+    steps from ``num_train_examples`` (for a KL warm-up counted in epochs)."""
     fields = {**config.objective, **hyperparameters.group_fields(traced or {}, "objective")}
-    return objectives.make_objective(vae, **fields)
+    steps_per_epoch = batching.num_batches(num_train_examples, config.training.batch_size)
+    return objectives.make_objective(vae, steps_per_epoch=steps_per_epoch, **fields)
 
 
 def total_steps(config, num_train_examples: int) -> int:

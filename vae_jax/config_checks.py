@@ -12,12 +12,14 @@ import math
 import numpy as np
 
 from vae_jax.core import likelihoods, networks, precision
-from vae_jax.data import catalog, preprocess, source
+from vae_jax import optimizers
+from vae_jax.data import catalog, pipeline, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.model import compatibility, hierarchy, posteriors, priors
+from vae_jax.model import vae as vae_module
 
 OBJECTIVES = compatibility.OBJECTIVES
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = optimizers.OPTIMIZERS
 SCHEDULES = ("constant", "warmup_cosine")
 
 
@@ -51,6 +53,7 @@ def _check_data(data):
     _one_of(data.binarization, preprocess.BINARIZATIONS, "data.binarization")
     _one_of(data.static_binarization, preprocess.STATIC_METHODS, "data.static_binarization")
     _in_unit_interval(data.validation_fraction, "data.validation_fraction")
+    _one_of(data.validation_order, pipeline.VALIDATION_ORDERS, "data.validation_order")
     _at_least(data.limit_train, 0, "data.limit_train")
     _at_least(data.limit_test, 0, "data.limit_test")
     _check_seed(data.binarization_seed, "data.binarization_seed")
@@ -67,7 +70,18 @@ def _check_model(m):
             raise ConfigError("model.conv_channels is empty; the conv architecture needs >= 1")
         for i, channels in enumerate(m.conv_channels):
             _at_least(channels, 1, f"model.conv_channels[{i}]")
-    _one_of(m.activation, networks.ACTIVATIONS, "model.activation")
+    _one_of(m.activation, [*networks.ACTIVATIONS, networks.GATED], "model.activation")
+    _one_of(m.kernel_init, networks.KERNEL_INITS, "model.kernel_init")
+    if m.log_variance_range and not (
+        len(m.log_variance_range) == 2 and m.log_variance_range[0] < m.log_variance_range[1]
+    ):
+        raise ConfigError(
+            f"model.log_variance_range={tuple(m.log_variance_range)} must be () or (low, high) "
+            "with low < high"
+        )
+    _in_unit_interval(m.bernoulli_clip, "model.bernoulli_clip")
+    if m.bernoulli_clip >= 0.5:
+        raise ConfigError(f"model.bernoulli_clip={m.bernoulli_clip} must be below 0.5")
     _one_of(m.likelihood, likelihoods.LIKELIHOODS, "model.likelihood")
     _one_of(m.gaussian_scale, likelihoods.GAUSSIAN_SCALES, "model.gaussian_scale")
     _at_least(m.observation_scale, 0, "model.observation_scale", strict=True)
@@ -97,6 +111,11 @@ def _check_hierarchy(m):
     for i, size in enumerate(m.upper_hidden_sizes):
         _at_least(size, 1, f"model.upper_hidden_sizes[{i}]")
     _one_of(m.inference, hierarchy.INFERENCE, "model.inference")
+    _one_of(m.decoder_reads, vae_module.DECODER_READS, "model.decoder_reads")
+    if m.decoder_reads == "all_layers" and not m.upper_latent_dims:
+        raise ConfigError(
+            "model.decoder_reads='all_layers' needs a hierarchy: set model.upper_latent_dims"
+        )
 
 
 def _check_objective(o):
@@ -105,10 +124,19 @@ def _check_objective(o):
     _one_of(o.kl, compatibility.KL_ESTIMATORS, "objective.kl")
     _at_least(o.beta, 0.0, "objective.beta")
     _at_least(o.kl_warmup_steps, 0, "objective.kl_warmup_steps")
+    _at_least(o.kl_warmup_epochs, 0, "objective.kl_warmup_epochs")
+    if o.kl_warmup_steps and o.kl_warmup_epochs:
+        raise ConfigError(
+            f"objective.kl_warmup_steps={o.kl_warmup_steps} and objective.kl_warmup_epochs="
+            f"{o.kl_warmup_epochs}: set one warm-up, the other to 0"
+        )
     _at_least(o.free_bits, 0.0, "objective.free_bits")
     _one_of(o.gradient_estimator, compatibility.GRADIENT_ESTIMATORS, "objective.gradient_estimator")
     if o.name == "iwae":
-        for field, neutral in (("beta", 1.0), ("kl_warmup_steps", 0), ("free_bits", 0.0)):
+        neutral_values = (
+            ("beta", 1.0), ("kl_warmup_steps", 0), ("kl_warmup_epochs", 0), ("free_bits", 0.0)
+        )  # fmt: skip
+        for field, neutral in neutral_values:
             if o[field] != neutral:
                 raise ConfigError(
                     f"objective.{field}={o[field]!r} applies to the elbo objective only "
@@ -141,6 +169,7 @@ def _check_training(t):
         "validation_num_samples",
     ):
         _at_least(t[field], 1, f"training.{field}")
+    _at_least(t.early_stopping_patience, 0, "training.early_stopping_patience")
 
 
 def _check_evaluation(e):
@@ -224,6 +253,13 @@ def check_config(config) -> None:
     _check_combination(config.model, config.objective)
     _check_optimizer(config.optimizer)
     _check_training(config.training)
+    if config.training.early_stopping_patience and not (
+        config.data.validation_fraction > 0 or config.data.validation_split
+    ):
+        raise ConfigError(
+            f"training.early_stopping_patience={config.training.early_stopping_patience} needs "
+            "a validation split: set data.validation_fraction > 0 or data.validation_split"
+        )
     _check_evaluation(config.evaluation)
     _at_least(config.runtime.num_devices, 0, "runtime.num_devices")
     _one_of(

@@ -27,14 +27,30 @@ import jax.numpy as jnp
 from vae_jax.model import VAE, compatibility
 
 
-def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
+def kl_weight(
+    step: jax.Array,
+    *,
+    beta: float,
+    warmup_steps: int,
+    warmup_epochs: int = 0,
+    steps_per_epoch: int = 0,
+) -> jax.Array:
     """The KL weight at ``step`` (from 0): ``beta * min(1, (step + 1) / warmup_steps)``.
 
     A linear warm-up (Bowman et al., 2016) that starts at ``beta / warmup_steps`` at step 0
     (not at 0: the first step already sees some KL) and reaches ``beta`` at step
     ``warmup_steps - 1``; ``beta`` throughout when ``warmup_steps`` is 0.
+
+    Counted in epochs instead (``warmup_epochs > 0``), the weight is constant within an
+    epoch: ``beta * min(1, (e + 1) / warmup_epochs)`` in epoch ``e = step //
+    steps_per_epoch`` (from 0), as the VampPrior code's ``beta = epoch / warmup`` with its
+    epochs counted from 1.
     """
     beta = jnp.asarray(beta, jnp.float32)
+    if warmup_epochs:
+        epoch = step // int(steps_per_epoch)
+        warmup = jnp.float32(warmup_epochs)
+        return beta * jnp.minimum(1.0, (epoch.astype(jnp.float32) + 1.0) / warmup)
     if not _switched_on(warmup_steps):
         return beta
     warmup = jnp.asarray(warmup_steps, jnp.float32)
@@ -101,6 +117,8 @@ def make_objective(
     kl_warmup_steps: int = 0,
     free_bits: float = 0.0,
     gradient_estimator: str = "reparameterization",
+    kl_warmup_epochs: int = 0,
+    steps_per_epoch: int = 0,
 ):
     """The loss to minimize, ``objective(params, key, x, mask, step) -> (loss, metrics)``.
 
@@ -116,6 +134,9 @@ def make_objective(
       beta: elbo: weight of the KL term (Higgins et al., 2017).
       kl_warmup_steps: elbo: the KL weight rises linearly from ``beta / kl_warmup_steps``
         at step 0 to ``beta`` at step ``kl_warmup_steps - 1`` (0 = off; see ``kl_weight``).
+      kl_warmup_epochs: elbo: the same warm-up counted in epochs, constant within one
+        (0 = off; not with ``kl_warmup_steps``); needs ``steps_per_epoch``.
+      steps_per_epoch: optimizer steps per epoch (only read by ``kl_warmup_epochs``).
       free_bits: elbo: nats per latent dimension below which the KL is not penalized
         (Kingma et al., 2016; 0 = off).
       gradient_estimator: ``"reparameterization"``, ``"stl"`` (elbo with ``kl="mc"``) or
@@ -123,6 +144,12 @@ def make_objective(
     """
     num_samples = int(num_samples)
     kl_estimator = kl
+    kl_warmup_epochs = int(kl_warmup_epochs)
+    if kl_warmup_epochs and (_switched_on(kl_warmup_steps) or int(steps_per_epoch) < 1):
+        raise ValueError(
+            "kl_warmup_epochs needs steps_per_epoch >= 1 and excludes kl_warmup_steps, got "
+            f"kl_warmup_steps={kl_warmup_steps}, steps_per_epoch={steps_per_epoch}"
+        )
     free_bits = free_bits if isinstance(free_bits, jax.Array) else float(free_bits)
     check_gradient_estimator(gradient_estimator, name=name, kl=kl)
     combination = compatibility.Combination(
@@ -152,7 +179,13 @@ def make_objective(
             beta=1.0,
             stick_the_landing=stick_the_landing,
         )
-        weight = kl_weight(step, beta=beta, warmup_steps=kl_warmup_steps)
+        weight = kl_weight(
+            step,
+            beta=beta,
+            warmup_steps=kl_warmup_steps,
+            warmup_epochs=kl_warmup_epochs,
+            steps_per_epoch=steps_per_epoch,
+        )
         if _switched_on(free_bits):
             # Free bits (Kingma et al., 2016): each latent dimension's KL, averaged over the
             # batch, is only penalized above `free_bits` nats.

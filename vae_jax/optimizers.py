@@ -7,6 +7,7 @@ them as inputs of one compiled program. A traced ``grad_clip_norm`` counts as on
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -50,6 +51,25 @@ def learning_rate_schedule(
     raise ValueError(f"optimizer.schedule={schedule!r}")
 
 
+OPTIMIZERS = ("adam", "adamw", "adam_normgrad")
+NORMGRAD_EPSILON = 1e-7  # the VampPrior code's AdamNormGrad: grad / (||grad||_2 + 1e-7)
+
+
+def normalize_each_gradient(epsilon: float = NORMGRAD_EPSILON) -> optax.GradientTransformation:
+    """Divides each parameter array's gradient by its own L2 norm (plus ``epsilon``): the
+    first line of ``AdamNormGrad`` in Tomczak & Welling's VampPrior code
+    (``utils/optimizer.py``), applied per tensor as PyTorch iterates ``p.grad``."""
+
+    def update(updates, state, params=None):
+        del params
+        normalized = jax.tree.map(
+            lambda g: g / (jnp.sqrt(jnp.sum(jnp.square(g))) + epsilon), updates
+        )
+        return normalized, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(
     learning_rate: float | optax.Schedule,
     *,
@@ -60,12 +80,13 @@ def make_optimizer(
     weight_decay: float = 1e-4,
     grad_clip_norm: float = 0.0,
 ) -> optax.GradientTransformation:
-    """Adam (Kingma & Ba, 2015) or AdamW (Loshchilov & Hutter, 2019), after optional
-    global-norm gradient clipping.
+    """Adam (Kingma & Ba, 2015), AdamW (Loshchilov & Hutter, 2019) or ``adam_normgrad``
+    (Adam on each parameter array's gradient divided by its norm, the VampPrior code's
+    ``AdamNormGrad``), after optional global-norm gradient clipping.
 
     Args:
       learning_rate: a constant or a schedule (``learning_rate_schedule``).
-      name: ``"adam"`` or ``"adamw"``.
+      name: one of ``OPTIMIZERS``.
       b1: decay of the first-moment average.
       b2: decay of the second-moment average.
       eps: added to the root of the second moment.
@@ -77,6 +98,8 @@ def make_optimizer(
         optimizer = optax.adam(learning_rate, **common)
     elif name == "adamw":
         optimizer = optax.adamw(learning_rate, weight_decay=weight_decay, **common)
+    elif name == "adam_normgrad":
+        optimizer = optax.chain(normalize_each_gradient(), optax.adam(learning_rate, **common))
     else:
         raise ValueError(f"optimizer.name={name!r}")
     if isinstance(grad_clip_norm, jax.Array) or grad_clip_norm > 0:

@@ -25,7 +25,9 @@ from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files
 from vae_jax.rundir.lock import ownership
 from vae_jax.train_state import create_train_state
+from vae_jax.rundir.metrics_log import read_metrics
 from vae_jax.training import fit, resume, warmups
+from vae_jax.training.early_stopping import EarlyStopping
 from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
 
 
@@ -117,6 +119,7 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change,
             hyperparameters.traced_values(config),
         )
         logging.info("compiled the training epoch in %.1f s", compile_seconds)
+        stopping = early_stopping_of(run, config, start_epoch)
         result = fit.fit(
             epoch_program,
             state,
@@ -129,17 +132,28 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change,
             checkpoint_every_epochs=config.training.checkpoint_every_epochs,
             stop_after_epoch=stop_after_epoch,
             announce=announce,
+            early_stopping=[stopping],
         )
         if result.status != "complete":
             return {"status": result.status, "epochs_completed": result.epochs_completed}
         final = fit.write_final_report(
-            run, trainer.vae, dataset.record, result.train_seconds, compile_seconds
+            run, trainer.vae, dataset.record, result.train_seconds, compile_seconds, stopping
         )
     finally:
         run.close()
     if announce:
         _print_summary(workdir, final)
     return final
+
+
+def early_stopping_of(run, config, start_epoch: int) -> EarlyStopping:
+    """The run's early-stopping count, replayed from its records up to ``start_epoch``."""
+    records = [r for r in read_metrics(run.path) if r.get("epoch", 0) <= start_epoch]
+    return EarlyStopping.replay(
+        records,
+        patience=config.training.early_stopping_patience,
+        kl_warmup_epochs=config.objective.kl_warmup_epochs,
+    )
 
 
 def _print_summary(workdir: Path, final: dict) -> None:

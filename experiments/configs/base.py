@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
     data.static_binarization = "sample"  # for static: sample (keyed Bernoulli) | threshold (> 0.5)
     data.binarization_seed = 0  # key of static binarization and of eval sets under dynamic
     data.validation_fraction = 0.1  # carved from train: the last fraction after a keyed permutation
+    # permuted: carve the validation images after the keyed permutation below | last: the
+    # last ones of the train split in file order (the VampPrior and Exemplar-VAE code)
+    data.validation_order = "permuted"
     data.validation_split = ""  # use this dataset split as validation instead of carving
     data.split_seed = 0  # key of the permutation that carves validation (same for every run seed)
     data.limit_train = 0  # use only the first N source train examples (0 = all)
@@ -33,7 +36,16 @@ def get_config() -> ml_collections.ConfigDict:
     model.latent_dim = 20  # dimension of z
     model.hidden_sizes = (512, 256)  # encoder dense widths; the decoder mirrors them
     model.conv_channels = (32, 64)  # conv: channels of the strided 3x3 convolutions
-    model.activation = "relu"  # relu | gelu | elu | silu | tanh | softplus | leaky_relu
+    # relu | gelu | elu | silu | tanh | softplus | leaky_relu | gated: every dense layer is
+    # W h * sigmoid(V h) with no other nonlinearity (Dauphin et al. 2017; GatedDense of the
+    # VampPrior code; mlp only)
+    model.activation = "relu"
+    model.kernel_init = "lecun_normal"  # mlp dense kernels: lecun_normal (Flax) | he_normal
+    # (low, high): Gaussian heads of q and of p(z_l | z_{l+1}) predict a log-variance
+    # clipped to it, mean and log-variance from separate layers (the VampPrior code: (-6, 2));
+    # () = the default heads (a free log-scale; softplus scales above z_1)
+    model.log_variance_range = ()
+    model.bernoulli_clip = 0.0  # bernoulli: clamp probabilities to [c, 1 - c] (0 = off)
     model.likelihood = (
         "bernoulli"  # bernoulli | continuous_bernoulli | gaussian | discretized_logistic
     )
@@ -64,8 +76,12 @@ def get_config() -> ml_collections.ConfigDict:
     model.upper_hidden_sizes = (100, 100)  # dense widths of each network between two layers
     # How q(z|x) runs through the layers: bottom_up, q(z_1|x) q(z_2|z_1) ... (Burda et al.
     # 2015) | top_down: the ladder VAE (Sønderby et al. 2016), a deterministic upward pass
-    # merged, precision-weighted, with p(z_l | z_{l+1}) on the way down
+    # merged, precision-weighted, with p(z_l | z_{l+1}) on the way down | top_down_skip:
+    # q(z_L|x) prod q(z_l | x, z_{l+1}), Tomczak & Welling's two-level HVAE
     model.inference = "bottom_up"
+    # hierarchies: z1 (p(x|z_1)) | all_layers (p(x|z_1..z_L), a dense branch per layer: the
+    # VampPrior code's HVAE decoder; mlp only)
+    model.decoder_reads = "z1"
 
     config.objective = objective = ml_collections.ConfigDict()
     objective.name = "elbo"  # elbo | iwae (importance-weighted bound, Burda et al. 2015)
@@ -75,6 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
     # the KL weight rises linearly from beta / kl_warmup_steps at step 0 to beta at step
     # kl_warmup_steps - 1 (0 = off)
     objective.kl_warmup_steps = 0
+    # the same, counted in epochs: beta * min(1, (e + 1) / kl_warmup_epochs) in epoch e
+    # (from 0), constant within an epoch (the VampPrior code's warm-up; 0 = off)
+    objective.kl_warmup_epochs = 0
     objective.free_bits = 0.0  # nats per latent dim below which KL is not penalized (0 = off)
     # How the bound's gradient is estimated (its value is the same): reparameterization
     # (Kingma & Welling 2014) | stl: "sticking the landing", elbo with kl=mc (Roeder et al.
@@ -82,7 +101,9 @@ def get_config() -> ml_collections.ConfigDict:
     objective.gradient_estimator = "reparameterization"
 
     config.optimizer = optimizer = ml_collections.ConfigDict()
-    optimizer.name = "adam"  # adam | adamw
+    # adam | adamw | adam_normgrad: Adam on each parameter array's gradient divided by its
+    # L2 norm (+1e-7), the VampPrior code's AdamNormGrad
+    optimizer.name = "adam"
     optimizer.learning_rate = 1e-3  # peak learning rate
     optimizer.schedule = "constant"  # constant | warmup_cosine
     optimizer.warmup_steps = 0  # warmup_cosine: linear warm-up steps
@@ -100,6 +121,11 @@ def get_config() -> ml_collections.ConfigDict:
     training.keep_checkpoints = 3  # newest checkpoints kept
     training.eval_batch_size = 1000  # validation ELBO batch size
     training.validation_num_samples = 1  # latent draws per example for the validation ELBO
+    # Early stopping (0 = off): stop when the validation ELBO has not improved for more than
+    # this many epochs (epochs of the KL warm-up do not count: the VampPrior code's rule).
+    # The best epoch's checkpoint is kept in best_checkpoint/ and evaluated; num_epochs is
+    # then the most epochs a run may take.
+    training.early_stopping_patience = 0
 
     config.evaluation = evaluation = ml_collections.ConfigDict()
     evaluation.num_importance_samples = 5000  # K of the test NLL bound

@@ -86,6 +86,9 @@ class ObservationHead(nn.Module):
       min_scale: lower bound of every learned or predicted scale (keeps the density finite
         on pixels that never vary, e.g. image borders).
       num_bins: number of values for ``discretized_logistic``.
+      bernoulli_clip: for ``bernoulli``: probabilities clamped to ``[c, 1 - c]`` (0 =
+        off), as the VampPrior code's ``log_bernoulli`` does with ``c = 1e-5``; done on the
+        logits, ``clip(l, -logit(1 - c), logit(1 - c))``, the same map.
     """
 
     likelihood: str
@@ -94,6 +97,7 @@ class ObservationHead(nn.Module):
     observation_scale: float = 0.1
     min_scale: float = 1e-3
     num_bins: int = 256
+    bernoulli_clip: float = 0.0
 
     def _bounded_log_scale(self, raw: jax.Array) -> jax.Array:
         """log(min_scale + softplus(raw)), with raw = 0 mapping to ``observation_scale``."""
@@ -104,6 +108,9 @@ class ObservationHead(nn.Module):
     def __call__(self, features: jax.Array):
         channels = self.image_shape[-1]
         if self.likelihood == "bernoulli":
+            if self.bernoulli_clip:
+                bound = math.log1p(-self.bernoulli_clip) - math.log(self.bernoulli_clip)
+                features = jnp.clip(features, -bound, bound)
             return distributions.Bernoulli(features)
         if self.likelihood == "continuous_bernoulli":
             return distributions.ContinuousBernoulli(features)

@@ -11,6 +11,7 @@ by keyword.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -33,11 +34,87 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 ARCHITECTURES = ("mlp", "conv")
 
+# ``activation="gated"``: every dense layer (and convolution) is a gated linear unit,
+# ``W x * sigmoid(V x)`` with no other nonlinearity (Dauphin et al., 2017), the
+# ``GatedDense`` and ``GatedConv2d`` of Tomczak & Welling's VampPrior code.
+GATED = "gated"
+
+# Kernel initializers of the dense layers by name: Flax's default, or He et al.'s normal
+# (std sqrt(2 / fan_in), untruncated), which the VampPrior code applies to every Linear.
+KERNEL_INITS = {
+    "lecun_normal": nn.initializers.lecun_normal(),
+    "he_normal": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+}
+
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The elementwise activation ``name`` (identity for ``gated``: its layers gate)."""
+    if name == GATED:
+        return lambda h: h
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS) + [GATED]}"
+        )
     return ACTIVATIONS[name]
+
+
+def get_kernel_init(name: str):
+    if name not in KERNEL_INITS:
+        raise ValueError(f"unknown kernel_init {name!r}; choose one of {sorted(KERNEL_INITS)}")
+    return KERNEL_INITS[name]
+
+
+class GatedDense(nn.Module):
+    """``Dense_value(h) * sigmoid(Dense_gate(h))``: a gated linear unit (Dauphin et al.,
+    2017), as ``GatedDense`` in the VampPrior code (``utils/nn.py``).
+
+    The two layers keep their own parameters (``value`` and ``gate``, each a kernel and a
+    bias, as PyTorch's two ``Linear``: per-tensor optimizers see them apart) and run as one
+    matrix product of their concatenated kernels, which XLA's CPU backend computes faster
+    than two.
+    """
+
+    features: int
+    compute_dtype: str = "float32"
+    kernel_init: str = "lecun_normal"
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        init = get_kernel_init(self.kernel_init)
+        shape = (h.shape[-1], self.features)
+        value_kernel = self.param("value_kernel", init, shape, jnp.float32)
+        gate_kernel = self.param("gate_kernel", init, shape, jnp.float32)
+        value_bias = self.param("value_bias", nn.initializers.zeros, (self.features,))
+        gate_bias = self.param("gate_bias", nn.initializers.zeros, (self.features,))
+        kernel = jnp.concatenate([value_kernel, gate_kernel], axis=1)
+        bias = jnp.concatenate([value_bias, gate_bias])
+        if self.compute_dtype == "float32":
+            out = jnp.matmul(h, kernel)
+        else:
+            out = precision.mixed_matmul(self.compute_dtype)(h, kernel)
+        value, gate = jnp.split(out + bias, 2, axis=-1)
+        return value * jax.nn.sigmoid(gate)
+
+
+class GatedConv(nn.Module):
+    """``Conv_value(h) * sigmoid(Conv_gate(h))``, as ``GatedConv2d`` in the VampPrior code
+    (its convolutions keep their framework's default initializer there, and here)."""
+
+    features: int
+    kernel_size: int
+    strides: int = 1
+    compute_dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        conv = precision.layer_options(self.compute_dtype)["conv"]
+        options = dict(
+            kernel_size=(self.kernel_size,) * 2, strides=(self.strides,) * 2, padding="SAME",
+            kernel_init=conv_kernel_init, **conv,
+        )  # fmt: skip
+        value = nn.Conv(self.features, name="value", **options)(h)
+        gate = nn.Conv(self.features, name="gate", **options)(h)
+        return value * jax.nn.sigmoid(gate)
 
 
 def conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
@@ -66,38 +143,67 @@ class Encoded(NamedTuple):
     context: jax.Array | None = None
 
 
+def clipped_log_variance_gaussian(
+    h: jax.Array, latent_dim: int, log_variance_range, dense: dict, init
+) -> distributions.DiagGaussian:
+    """The VampPrior code's Gaussian head, called inside a compact module: ``loc =
+    Linear(h)`` and ``log sigma^2 = hardtanh(Linear(h), low, high)``, two layers."""
+    low, high = (float(v) for v in log_variance_range)
+    loc = nn.Dense(latent_dim, name="loc", kernel_init=init, **dense)(h)
+    raw = nn.Dense(latent_dim, name="log_variance", kernel_init=init, **dense)(h)
+    return distributions.DiagGaussian(loc, 0.5 * jnp.clip(raw, low, high))
+
+
 class GaussianLatentHead(nn.Module):
     """Features -> ``Encoded``: a DiagGaussian(loc, log_scale) over the latent space and,
-    with ``context_dim > 0``, a context vector computed beside it."""
+    with ``context_dim > 0``, a context vector computed beside it.
+
+    With ``log_variance_range = (low, high)`` the head is the VampPrior code's: separate
+    layers for the mean and the log-variance, the latter clipped to the range.
+    """
 
     latent_dim: int
     compute_dtype: str = "float32"
     context_dim: int = 0
+    kernel_init: str = "lecun_normal"
+    log_variance_range: tuple[float, ...] = ()
 
     @nn.compact
     def __call__(self, h: jax.Array):
         dense = precision.layer_options(self.compute_dtype)["dense"]
-        out = nn.Dense(2 * self.latent_dim, name="latent_params", **dense)(h)
-        loc, log_scale = jnp.split(out, 2, axis=-1)
-        q = distributions.DiagGaussian(loc, log_scale)
+        init = get_kernel_init(self.kernel_init)
+        if self.log_variance_range:
+            q = clipped_log_variance_gaussian(
+                h, self.latent_dim, self.log_variance_range, dense, init
+            )
+        else:
+            out = nn.Dense(2 * self.latent_dim, name="latent_params", kernel_init=init, **dense)(h)
+            loc, log_scale = jnp.split(out, 2, axis=-1)
+            q = distributions.DiagGaussian(loc, log_scale)
         if not self.context_dim:
             return Encoded(q)
-        return Encoded(q, nn.Dense(self.context_dim, name="context", **dense)(h))
+        return Encoded(q, nn.Dense(self.context_dim, name="context", kernel_init=init, **dense)(h))
 
 
 class MLP(nn.Module):
-    """Dense layers, each followed by the activation."""
+    """Dense layers, each followed by the activation (``gated``: gated dense layers)."""
 
     sizes: Sequence[int]
     activation: str = "relu"
     compute_dtype: str = "float32"
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
+        if self.activation == GATED:
+            for i, size in enumerate(self.sizes):
+                h = GatedDense(size, self.compute_dtype, self.kernel_init, name=f"gated_{i}")(h)
+            return h
         act = get_activation(self.activation)
         dense = precision.layer_options(self.compute_dtype)["dense"]
+        init = get_kernel_init(self.kernel_init)
         for i, size in enumerate(self.sizes):
-            h = act(nn.Dense(size, name=f"dense_{i}", **dense)(h))
+            h = act(nn.Dense(size, name=f"dense_{i}", kernel_init=init, **dense)(h))
         return h
 
 
@@ -109,34 +215,57 @@ class MLPEncoder(nn.Module):
     activation: str = "relu"
     compute_dtype: str = "float32"
     context_dim: int = 0  # > 0: also a context vector (a flow's input, a ladder's d_1)
+    kernel_init: str = "lecun_normal"
+    log_variance_range: tuple[float, ...] = ()  # (low, high): GaussianLatentHead's clip
 
     @nn.compact
     def __call__(self, x: jax.Array):
-        h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(
-            _flatten_image(x)
-        )
+        h = MLP(
+            self.hidden_sizes, self.activation, self.compute_dtype, self.kernel_init, name="mlp"
+        )(_flatten_image(x))
         return GaussianLatentHead(
-            self.latent_dim, self.compute_dtype, self.context_dim, name="head"
-        )(h)
+            self.latent_dim, self.compute_dtype, self.context_dim, self.kernel_init,
+            tuple(self.log_variance_range), name="head",
+        )(h)  # fmt: skip
 
 
 class MLPDecoder(nn.Module):
-    """z -> dense layers -> raw pixel parameters -> p(x|z)."""
+    """z -> dense layers -> raw pixel parameters -> p(x|z).
+
+    With ``input_sizes`` (the sizes of the layers ``z`` concatenates: a decoder reading
+    every stochastic layer, ``p(x | z_1, z_2)`` of the VampPrior code's HVAE), the first
+    dense layer is one branch per part of ``z``, their outputs concatenated.
+    """
 
     hidden_sizes: Sequence[int]
     head: likelihoods.ObservationHead
     activation: str = "relu"
     compute_dtype: str = "float32"
+    kernel_init: str = "lecun_normal"
+    input_sizes: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, z: jax.Array):
-        h = MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(z)
+        sizes = tuple(self.hidden_sizes)
+        if self.input_sizes:
+            parts = jnp.split(z, list(itertools.accumulate(self.input_sizes))[:-1], axis=-1)
+            z = jnp.concatenate(
+                [
+                    MLP(sizes[:1], self.activation, self.compute_dtype, self.kernel_init,
+                        name=f"branch_{i}")(part)  # fmt: skip
+                    for i, part in enumerate(parts)
+                ],
+                axis=-1,
+            )
+            sizes = sizes[1:]
+        h = MLP(sizes, self.activation, self.compute_dtype, self.kernel_init, name="mlp")(z)
         height, width, channels = self.head.image_shape
         out_channels = likelihoods.raw_channels(
             self.head.likelihood, self.head.gaussian_scale, channels
         )
         dense = precision.layer_options(self.compute_dtype)["dense"]
-        raw = nn.Dense(height * width * out_channels, name="pixels", **dense)(h)
+        init = get_kernel_init(self.kernel_init)
+        raw = nn.Dense(height * width * out_channels, name="pixels", kernel_init=init, **dense)(h)
         return self.head(raw.reshape((*raw.shape[:-1], height, width, out_channels)))
 
 
@@ -218,6 +347,9 @@ def make_networks(
     head: likelihoods.ObservationHead,
     compute_dtype: str,
     context_dim: int = 0,
+    kernel_init: str = "lecun_normal",
+    log_variance_range: Sequence[float] = (),
+    decoder_input_sizes: Sequence[int] = (),
 ) -> tuple[nn.Module, nn.Module]:
     """The encoder and the decoder of ``architecture``; the decoder mirrors the encoder.
 
@@ -230,12 +362,33 @@ def make_networks(
       head: the observation model's head (``vae_jax.core.likelihoods``).
       compute_dtype: precision of the products (``vae_jax.core.precision``).
       context_dim: width of the context the encoder computes beside q (0: none).
+      kernel_init: ``mlp``: initializer of the dense kernels, one of ``KERNEL_INITS``.
+      log_variance_range: ``mlp``: ``(low, high)``: q's head predicts a log-variance
+        clipped to it (the VampPrior code's); empty: a free log-scale.
+      decoder_input_sizes: ``mlp``: the parts of the decoder's input, one branch each
+        (``MLPDecoder``); empty: one input.
     """
     hidden = tuple(hidden_sizes)
+    get_kernel_init(kernel_init)
     if architecture == "mlp":
-        encoder = MLPEncoder(hidden, latent_dim, activation, compute_dtype, context_dim)
-        decoder = MLPDecoder(hidden[::-1], head, activation, compute_dtype)
+        encoder = MLPEncoder(
+            hidden, latent_dim, activation, compute_dtype, context_dim, kernel_init,
+            tuple(float(v) for v in log_variance_range),
+        )  # fmt: skip
+        decoder = MLPDecoder(
+            hidden[::-1], head, activation, compute_dtype, kernel_init,
+            tuple(int(d) for d in decoder_input_sizes),
+        )  # fmt: skip
     elif architecture == "conv":
+        unsupported = {
+            f"activation={GATED!r}": activation == GATED,
+            f"kernel_init={kernel_init!r}": kernel_init != "lecun_normal",
+            "a log_variance_range": bool(tuple(log_variance_range)),
+            "a decoder reading every layer": bool(tuple(decoder_input_sizes)),
+        }
+        named = [name for name, on in unsupported.items() if on]
+        if named:
+            raise ValueError(f"model.architecture='conv' does not take {named[0]} (mlp does)")
         channels = tuple(conv_channels)
         encoder = ConvEncoder(channels, hidden, latent_dim, activation, compute_dtype, context_dim)
         decoder = ConvDecoder(channels, hidden[::-1], head, activation, compute_dtype)

@@ -44,10 +44,21 @@ class Dataset:
     record: dict  # protocol, split rule and fingerprints (goes into every result)
 
 
+VALIDATION_ORDERS = ("permuted", "last")
+
+
 def validation_rule(data_config, num_train: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train and validation indices into the source train split, and the recorded rule."""
     fraction = float(data_config.validation_fraction)
     num_validation = round(fraction * num_train)
+    if data_config.get("validation_order", "permuted") == "last":
+        # The VampPrior and Exemplar-VAE code: the last images in file order (no shuffle).
+        rule = {
+            "validation": f"the last {fraction:g} of the train split in file order",
+            "num_train": num_train - num_validation,
+            "num_validation": num_validation,
+        }
+        return np.arange(num_train - num_validation), np.arange(num_train - num_validation, num_train), rule
     split_seed = int(data_config.split_seed)
     permutation = np.asarray(jax.random.permutation(rng.data_key(split_seed, "split"), num_train))
     train_indices = np.sort(permutation[: num_train - num_validation])

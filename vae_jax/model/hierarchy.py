@@ -16,6 +16,11 @@ The posterior ``q(z|x)`` is one of:
   top-down, ``q(z_L|x) = N(mu_hat_L, sigma_hat_L)`` and ``q(z_l | z_{l+1}, x)`` the
   precision-weighted merge of ``N(mu_hat_l, sigma_hat_l)`` with ``p(z_l | z_{l+1})``
   (``merge_gaussians``). q shares the generative path's networks.
+* ``top_down_skip``, the two-level HVAE of Tomczak & Welling (2018; ``HVAE_2level.py`` in
+  their code): ``q(z_L|x) prod_l q(z_l | x, z_{l+1})``. The encoder gives ``q(z_L|x)``;
+  each lower layer's network reads the data through its own branch and ``z_{l+1}``
+  through another, joined by dense layers (``SkipConditional``); sampled from the top.
+  With it the decoder usually reads every layer (``make_vae(decoder_reads="all_layers")``).
 
 ``z_1``'s posterior is any posterior family (``vae_jax.model.posteriors``): the Gaussian
 above, or an inverse autoregressive flow on top of it (Kingma et al., 2016, used IAF in
@@ -45,7 +50,7 @@ from flax import struct
 from vae_jax.core import distributions, networks, precision
 from vae_jax.core.distributions.latent import DrawsThenDensity
 
-INFERENCE = ("bottom_up", "top_down")
+INFERENCE = ("bottom_up", "top_down", "top_down_skip")
 
 
 def check_inference(inference: str) -> None:
@@ -110,6 +115,17 @@ class SoftplusGaussianHead(nn.Module):
         )
 
 
+def _head(module, h: jax.Array) -> distributions.DiagGaussian:
+    """``module``'s Gaussian head: the softplus head, or with ``log_variance_range`` the
+    VampPrior code's (``networks.GaussianLatentHead``)."""
+    if module.log_variance_range:
+        return networks.GaussianLatentHead(
+            module.latent_dim, module.compute_dtype, 0, module.kernel_init,
+            tuple(module.log_variance_range), name="head",
+        )(h).gaussian  # fmt: skip
+    return SoftplusGaussianHead(module.latent_dim, module.compute_dtype, name="head")(h)
+
+
 class GaussianLayer(nn.Module):
     """A vector -> dense layers -> ``DiagGaussian``: ``p(z_l | z_{l+1})``, or with
     ``bottom_up`` inference ``q(z_l | z_{l-1})``."""
@@ -118,11 +134,49 @@ class GaussianLayer(nn.Module):
     latent_dim: int
     activation: str = "relu"
     compute_dtype: str = "float32"
+    kernel_init: str = "lecun_normal"
+    log_variance_range: tuple[float, ...] = ()
 
     @nn.compact
     def __call__(self, h: jax.Array) -> distributions.DiagGaussian:
-        h = networks.MLP(self.hidden_sizes, self.activation, self.compute_dtype, name="mlp")(h)
-        return SoftplusGaussianHead(self.latent_dim, self.compute_dtype, name="head")(h)
+        h = networks.MLP(
+            self.hidden_sizes, self.activation, self.compute_dtype, self.kernel_init, name="mlp"
+        )(h)
+        return _head(self, h)
+
+
+class SkipConditional(nn.Module):
+    """``top_down_skip``'s ``q(z_l | x, z_{l+1})``: the data through one dense layer
+    (``read_data``, once per example), ``z_{l+1}`` through another, their outputs
+    concatenated and read by the remaining dense layers and a Gaussian head
+    (``q_z1_layers_x``, ``q_z1_layers_z2`` and ``q_z1_layers_joint`` of the VampPrior code)."""
+
+    hidden_sizes: Sequence[int]
+    latent_dim: int
+    activation: str = "relu"
+    compute_dtype: str = "float32"
+    kernel_init: str = "lecun_normal"
+    log_variance_range: tuple[float, ...] = ()
+
+    def _mlp(self, sizes, name):
+        return networks.MLP(sizes, self.activation, self.compute_dtype, self.kernel_init, name=name)
+
+    @nn.compact
+    def read_data(self, x_flat: jax.Array) -> jax.Array:
+        return self._mlp(tuple(self.hidden_sizes)[:1], "data")(x_flat)
+
+    @nn.compact
+    def __call__(self, data_features: jax.Array, z_above: jax.Array):
+        above = self._mlp(tuple(self.hidden_sizes)[:1], "above")(z_above)
+        data_features = jnp.broadcast_to(data_features, (*above.shape[:-1], data_features.shape[-1]))
+        h = self._mlp(tuple(self.hidden_sizes)[1:], "joint")(
+            jnp.concatenate([data_features, above], axis=-1)
+        )
+        return _head(self, h)
+
+    def initialize(self, x_flat: jax.Array, z_above: jax.Array):
+        """Touches every layer (for ``init``)."""
+        return self(self.read_data(x_flat), z_above)
 
 
 class LadderStep(nn.Module):
@@ -211,9 +265,11 @@ class HierarchicalPosterior(_ByLayer):
     """``q(z|x)`` over the concatenated ``z``.
 
     ``gaussians`` are what the encoder computed from ``x``: ``(q(z_1|x),)`` for
-    ``bottom_up``; ``N(mu_hat_l, sigma_hat_l)`` of every layer for ``top_down``.
-    ``conditional(params, l, z_neighbour)`` is the network of layer ``l`` (0 = bottom):
-    ``q(z_l | z_{l-1})`` for ``bottom_up``, ``p(z_l | z_{l+1})`` for ``top_down``.
+    ``bottom_up``; ``N(mu_hat_l, sigma_hat_l)`` of every layer for ``top_down``;
+    ``(q(z_L|x),)`` for ``top_down_skip``. ``conditional(params, l, z_neighbour)`` is the
+    network of layer ``l`` (0 = bottom): ``q(z_l | z_{l-1})`` for ``bottom_up``,
+    ``p(z_l | z_{l+1})`` for ``top_down``; for ``top_down_skip`` it is
+    ``conditional(params, l, z_above, features[l])``, ``features`` the data read once.
     ``z_1``'s Gaussian is wrapped by its posterior family, ``wrap(gaussian, context,
     family_params)`` (``vae_jax.model.posteriors``: itself, or a flow reading ``context``);
     the layers above are Gaussians. The density is known at any ``z`` when the family's is
@@ -229,6 +285,7 @@ class HierarchicalPosterior(_ByLayer):
     inference: str = struct.field(pytree_node=False)
     wrap: Callable = struct.field(pytree_node=False)
     density_everywhere: bool = struct.field(pytree_node=False, default=True)
+    features: Any = None  # top_down_skip: each lower layer's reading of the data
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -246,7 +303,9 @@ class HierarchicalPosterior(_ByLayer):
                 return self.gaussians[0]
             return self.conditional(self.params, index, layers[index - 1])
         if index == len(self.latent_dims) - 1:
-            return self.gaussians[index]
+            return self.gaussians[-1]
+        if self.inference == "top_down_skip":
+            return self.conditional(self.params, index, layers[index + 1], self.features[index])
         top_down = self.conditional(self.params, index, layers[index + 1])
         return merge_gaussians(self.gaussians[index], top_down)
 
@@ -323,10 +382,10 @@ class HierarchicalPosterior(_ByLayer):
         return self.summary_gaussian().loc
 
     def top_gaussian(self) -> distributions.DiagGaussian:
-        """``q(z_L | .)``, the top layer's Gaussian: exactly ``q(z_L|x)`` for ``top_down``;
-        for ``bottom_up`` along the mean path (the layers below at their central points).
-        The VampPrior of a hierarchy mixes these at its pseudo-inputs."""
-        if self.inference == "top_down":
+        """``q(z_L | .)``, the top layer's Gaussian: exactly ``q(z_L|x)`` for ``top_down``
+        and ``top_down_skip``; for ``bottom_up`` along the mean path (the layers below at
+        their central points). The VampPrior of a hierarchy mixes these at its pseudo-inputs."""
+        if self.inference != "bottom_up":
             return self.gaussians[-1]
         return self._mean_path()[-1]
 
@@ -349,7 +408,8 @@ class Hierarchy:
       inference: ``"bottom_up"`` or ``"top_down"``.
       hidden_sizes: dense widths of each network between two stochastic layers.
       feature_size: ``top_down``: width of the encoder's features ``d_1``.
-      activation, compute_dtype: as the encoder's.
+      activation, compute_dtype, kernel_init, log_variance_range: as the encoder's.
+      data_size: ``top_down_skip``: the width of the flattened encoder input.
     """
 
     def __init__(
@@ -361,22 +421,39 @@ class Hierarchy:
         feature_size: int,
         activation: str,
         compute_dtype: str,
+        kernel_init: str = "lecun_normal",
+        log_variance_range: Sequence[float] = (),
+        data_size: int = 0,
     ):
         check_inference(inference)
         self.latent_dims = tuple(int(d) for d in latent_dims)
         if len(self.latent_dims) < 2:
             raise ValueError(f"a hierarchy needs >= 2 layers, got latent_dims={latent_dims}")
         self.inference, self.feature_size = inference, int(feature_size)
+        self.data_size = int(data_size)
         hidden = tuple(int(h) for h in hidden_sizes)
         above = range(1, len(self.latent_dims))
-        # p(z_l | z_{l+1}) for l = 1..L-1 (index l - 1); the inference networks of layers 2..L.
+        heads = (kernel_init, tuple(float(v) for v in log_variance_range))
+        # p(z_l | z_{l+1}) for l = 1..L-1 (index l - 1); the inference networks of layers
+        # 2..L (bottom_up, top_down) or 1..L-1 (top_down_skip: z_L's is the encoder).
         self.generative = [
-            GaussianLayer(hidden, self.latent_dims[i - 1], activation, compute_dtype) for i in above
+            GaussianLayer(hidden, self.latent_dims[i - 1], activation, compute_dtype, *heads)
+            for i in above
         ]
-        step = GaussianLayer if inference == "bottom_up" else LadderStep
-        self.inference_steps = [
-            step(hidden, self.latent_dims[i], activation, compute_dtype) for i in above
-        ]
+        if inference == "top_down_skip":
+            self.inference_steps = [
+                SkipConditional(hidden, self.latent_dims[i - 1], activation, compute_dtype, *heads)
+                for i in above
+            ]
+        elif inference == "bottom_up":
+            self.inference_steps = [
+                GaussianLayer(hidden, self.latent_dims[i], activation, compute_dtype, *heads)
+                for i in above
+            ]
+        else:
+            self.inference_steps = [
+                LadderStep(hidden, self.latent_dims[i], activation, compute_dtype) for i in above
+            ]
 
     def init(self, key: jax.Array) -> dict:
         """Parameters ``{"generative": {"layer_l": ...}, "inference": {"layer_l": ...}}``;
@@ -386,6 +463,13 @@ class Hierarchy:
         for i, net in enumerate(self.generative):  # p(z_{i+1} | z_{i+2}) reads layer i + 2
             z_above = jnp.zeros((1, self.latent_dims[i + 1]))
             generative[f"layer_{i + 1}"] = net.init(next(keys), z_above)["params"]
+        if self.inference == "top_down_skip":
+            for i, net in enumerate(self.inference_steps):  # q(z_{i+1} | x, z_{i+2})
+                data, z_above = jnp.zeros((1, self.data_size)), jnp.zeros((1, self.latent_dims[i + 1]))
+                inference[f"layer_{i + 1}"] = net.init(
+                    next(keys), data, z_above, method=SkipConditional.initialize
+                )["params"]
+            return {"generative": generative, "inference": inference}
         for i, net in enumerate(self.inference_steps):  # layer i + 2's network
             below = jnp.zeros((1, self._inference_input_width(i)))
             inference[f"layer_{i + 2}"] = net.init(next(keys), below)["params"]
@@ -406,27 +490,40 @@ class Hierarchy:
         net = self.inference_steps[index - 1]
         return net.apply({"params": params["inference"][f"layer_{index + 1}"]}, z_below)
 
+    def _skip_conditional(self, params: dict, index: int, z_above: jax.Array, features):
+        net = self.inference_steps[index]
+        return net.apply({"params": params["inference"][f"layer_{index + 1}"]}, features, z_above)
+
     def prior(self, params: dict, top) -> HierarchicalPrior:
         """``p(z)`` from the hierarchy's parameters, with ``top`` as ``p(z_L)``."""
         return HierarchicalPrior(params, top, self._conditional_prior, self.latent_dims)
 
     def posterior(
-        self, params: dict, encoded, family, family_params: Any = None
+        self, params: dict, encoded, family, family_params: Any = None, data: Any = None
     ) -> HierarchicalPosterior:
         """``q(z|x)`` from the encoder's output ``encoded`` (``networks.Encoded``): its
         Gaussian is ``q(z_1|x)`` (``bottom_up``), or ``N(mu_hat_1, sigma_hat_1)`` with its
-        context ``d_1`` which the ladder steps carry up (``top_down``). ``family``
-        (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading ``encoded.context``.
+        context ``d_1`` which the ladder steps carry up (``top_down``), or ``q(z_L|x)``
+        (``top_down_skip``, whose lower layers also read ``data``, the flattened encoder
+        input). ``family`` (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading
+        ``encoded.context``.
         """
-        gaussians = [encoded.gaussian]
-        if self.inference == "bottom_up":
+        gaussians, features = [encoded.gaussian], None
+        if self.inference == "top_down_skip":
+            conditional = self._skip_conditional
+            features = tuple(
+                step.apply(
+                    {"params": params["inference"][f"layer_{i + 1}"]}, data,
+                    method=SkipConditional.read_data,
+                )  # fmt: skip
+                for i, step in enumerate(self.inference_steps)
+            )
+        elif self.inference == "bottom_up":
             conditional = self._upward
         else:
-            conditional, features = self._conditional_prior, encoded.context
+            conditional, ladder = self._conditional_prior, encoded.context
             for i, step in enumerate(self.inference_steps):
-                gaussian, features = step.apply(
-                    {"params": params["inference"][f"layer_{i + 2}"]}, features
-                )
+                gaussian, ladder = step.apply({"params": params["inference"][f"layer_{i + 2}"]}, ladder)
                 gaussians.append(gaussian)
         return HierarchicalPosterior(
             tuple(gaussians),
@@ -438,4 +535,5 @@ class Hierarchy:
             self.inference,
             family.wrap,
             family.capabilities.density_everywhere,
+            features,
         )

@@ -28,6 +28,7 @@ Functions accept a batch ``(..., H, W, C)`` or a single image ``(H, W, C)``, and
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -46,6 +47,7 @@ from vae_jax.model.bounds import (
 
 Params = Any
 # What the latent diagnostics describe of a hierarchy's posterior.
+DECODER_READS = ("z1", "all_layers")
 HIERARCHY_DESCRIBED = "each layer's Gaussian with the layers it depends on at their means"
 
 
@@ -114,6 +116,10 @@ def make_vae(
     upper_latent_dims: tuple[int, ...] = (),
     upper_hidden_sizes: tuple[int, ...] = (100, 100),
     inference: str = "bottom_up",
+    decoder_reads: str = "z1",
+    kernel_init: str = "lecun_normal",
+    log_variance_range: tuple[float, ...] = (),
+    bernoulli_clip: float = 0.0,
 ) -> VAE:
     """Builds the pure functions of a VAE with the posterior family ``posterior``, the
     prior ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
@@ -151,8 +157,17 @@ def make_vae(
         ``z`` is then the concatenation of all layers, ``prior`` is the top layer's and
         ``posterior`` ``z_1``'s.
       upper_hidden_sizes: dense widths of each network between two stochastic layers.
-      inference: hierarchies: ``"bottom_up"`` (Burda et al., 2015) or ``"top_down"``
-        (the ladder VAE, Sønderby et al., 2016).
+      inference: hierarchies: ``"bottom_up"`` (Burda et al., 2015), ``"top_down"`` (the
+        ladder VAE, Sønderby et al., 2016) or ``"top_down_skip"`` (Tomczak & Welling's
+        two-level HVAE, ``q(z_L|x) prod q(z_l|x, z_{l+1})``; the encoder describes ``z_L``).
+      decoder_reads: hierarchies: ``"z1"`` (``p(x|z_1)``) or ``"all_layers"`` (``p(x|z_1,
+        ..., z_L)``, one dense branch per layer: the VampPrior code's HVAE); ``mlp`` only.
+      kernel_init: ``mlp``: ``"lecun_normal"`` (Flax's) or ``"he_normal"`` (the VampPrior
+        code's) for every dense kernel of the encoder, decoder and hierarchy.
+      log_variance_range: ``(low, high)``: every Gaussian head of q and of ``p(z_l |
+        z_{l+1})`` predicts a log-variance clipped to it (the VampPrior code's ``(-6, 2)``);
+        empty: the default heads.
+      bernoulli_clip: ``bernoulli``: probabilities clamped to ``[c, 1 - c]`` (0 = off).
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -163,6 +178,13 @@ def make_vae(
     posteriors.check_posterior(posterior)
     latent_layers = (latent_dim, *(int(d) for d in upper_latent_dims))
     num_layers = len(latent_layers)
+    if decoder_reads not in DECODER_READS:
+        raise ValueError(f"decoder_reads={decoder_reads!r}; choose one of {DECODER_READS}")
+    if decoder_reads == "all_layers" and num_layers < 2:
+        raise ValueError("decoder_reads='all_layers' needs a hierarchy (upper_latent_dims)")
+    log_variance_range = tuple(float(v) for v in log_variance_range)
+    if log_variance_range and (len(log_variance_range) != 2 or not log_variance_range[0] < log_variance_range[1]):
+        raise ValueError(f"log_variance_range={log_variance_range}; give (low, high) with low < high")
     refused = compatibility.model_refusals(prior, posterior, num_layers)
     if refused:
         raise ValueError(refused[0].message(qualified=False))
@@ -175,6 +197,9 @@ def make_vae(
             feature_size=tuple(upper_hidden_sizes)[-1],
             activation=activation,
             compute_dtype=compute_dtype,
+            kernel_init=kernel_init,
+            log_variance_range=log_variance_range,
+            data_size=math.prod(image_shape),
         )
     # The encoder's context: a ladder's features d_1 (which a flow on z_1 reads too), or
     # the flow's own context.
@@ -198,31 +223,41 @@ def make_vae(
         observation_scale=observation_scale,
         min_scale=min_scale,
         num_bins=num_bins,
+        bernoulli_clip=float(bernoulli_clip),
     )
+    # The layer the encoder describes: z_1, or z_L when inference runs top-down from x.
+    skip = levels is not None and levels.inference == "top_down_skip"
+    encoded_dim = latent_layers[-1] if skip else latent_dim
+    decoder_input_sizes = latent_layers if decoder_reads == "all_layers" else ()
     encoder, decoder = networks.make_networks(
         architecture=architecture,
         hidden_sizes=hidden_sizes,
         conv_channels=conv_channels,
-        latent_dim=latent_dim,
+        latent_dim=encoded_dim,
         activation=activation,
         head=head,
         compute_dtype=precision.check_compute_dtype(compute_dtype),
         context_dim=context_dim,
+        kernel_init=kernel_init,
+        log_variance_range=log_variance_range,
+        decoder_input_sizes=decoder_input_sizes,
     )
 
-    def posterior_of(params: Params, encoded: networks.Encoded):
-        """q(z|x) from the encoder's output: the family's, or the hierarchy's."""
+    def posterior_of(params: Params, encoded: networks.Encoded, u: jax.Array):
+        """q(z|x) from the encoder's output and its input ``u``: the family's, or the
+        hierarchy's."""
         family_params = params.get("flow", {})
         if levels is None:
             return family.wrap(encoded.gaussian, encoded.context, family_params)
-        return levels.posterior(params["hierarchy"], encoded, family, family_params)
+        data = u.reshape((*u.shape[:-3], -1)) if skip else None
+        return levels.posterior(params["hierarchy"], encoded, family, family_params, data)
 
     def top_posterior_at(params: Params, u: jax.Array):
         """The top layer's Gaussian posterior at an encoder input ``u`` (no rescaling)."""
         encoded = encoder.apply({"params": params["encoder"]}, u)
         if levels is None:
             return encoded.gaussian
-        return posterior_of(params, encoded).top_gaussian()
+        return posterior_of(params, encoded, u).top_gaussian()
 
     top_dim = latent_layers[-1]
     if prior == "mixture":
@@ -246,7 +281,7 @@ def make_vae(
         default model."""
         keys = dict(zip(parts, jax.random.split(key, len(parts)), strict=True))
         x = jnp.zeros((1, *image_shape), jnp.float32)
-        z = jnp.zeros((1, latent_dim), jnp.float32)
+        z = jnp.zeros((1, sum(decoder_input_sizes) or latent_dim), jnp.float32)
         params = {
             "encoder": encoder.init(keys["encoder"], x)["params"],
             "decoder": decoder.init(keys["decoder"], z)["params"],
@@ -262,13 +297,14 @@ def make_vae(
     def encode(params: Params, x: jax.Array):
         """q(z|x): deterministic in (params, x), a distribution of the latent contract."""
         x = likelihoods.encoder_input(x, likelihood, num_bins)
-        return posterior_of(params, encoder.apply({"params": params["encoder"]}, x))
+        return posterior_of(params, encoder.apply({"params": params["encoder"]}, x), x)
 
     def decode(params: Params, z: jax.Array):
-        """p(x|z): deterministic in (params, z); a hierarchy's decoder reads ``z_1``."""
-        return decoder.apply(
-            {"params": params["decoder"]}, z if levels is None else z[..., :latent_dim]
-        )
+        """p(x|z): deterministic in (params, z); a hierarchy's decoder reads ``z_1`` (or
+        every layer, with ``decoder_reads="all_layers"``)."""
+        if levels is not None and not decoder_input_sizes:
+            z = z[..., :latent_dim]
+        return decoder.apply({"params": params["decoder"]}, z)
 
     def prior_of(params: Params):
         """p(z): deterministic in params (the top layer's prior under a hierarchy's

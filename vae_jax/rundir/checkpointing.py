@@ -42,7 +42,7 @@ def _first_line(error: BaseException) -> str:
 class Checkpointer:
     """Saves and restores the train state under ``<directory>/<step>``."""
 
-    def __init__(self, directory: str | Path, keep: int, *, read_only: bool = False):
+    def __init__(self, directory: str | Path, keep: int | None, *, read_only: bool = False):
         self.directory = Path(directory).absolute()
         # read_only: never writes (not even orbax's root metadata); for loading runs.
         options = ocp.CheckpointManagerOptions(
@@ -161,6 +161,10 @@ class Checkpointer:
             (self.directory / str(step)).rename(destination)
             logging.warning("moved the checkpoint of step %d to %s", step, destination)
         self._manager.reload()
+
+    def delete(self, step: int) -> None:
+        """Removes the checkpoint of ``step``."""
+        self._manager.delete(int(step))
 
     def close(self) -> None:
         self._manager.close()

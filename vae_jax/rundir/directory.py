@@ -53,6 +53,7 @@ class RunDirectory:
         self.label = label
         self._keep_checkpoints = keep_checkpoints
         self._checkpoints = None  # created on first use: nothing is written before the start
+        self._best_checkpoints = None  # early stopping's (files.BEST_CHECKPOINT_DIR)
         self.metrics = None  # opened by `begin`, at the restored epoch
         self._damaged_steps: list[int] = []  # newer checkpoints that failed to restore
 
@@ -63,6 +64,14 @@ class RunDirectory:
                 self.path / files.CHECKPOINT_DIR, self._keep_checkpoints
             )
         return self._checkpoints
+
+    @property
+    def best_checkpoints(self) -> Checkpointer:
+        """Early stopping's checkpoints of the best validation epoch: the newest is the best
+        so far; older ones are removed once a regular checkpoint no longer needs them."""
+        if self._best_checkpoints is None:
+            self._best_checkpoints = Checkpointer(self.path / files.BEST_CHECKPOINT_DIR, None)
+        return self._best_checkpoints
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -117,6 +126,7 @@ class RunDirectory:
             if self._damaged_steps:
                 self.checkpoints.set_aside(self._damaged_steps)
                 self._damaged_steps = []
+            self._drop_best_after(start_step)
         if self.metrics is not None:  # begun again
             self.metrics.close()
         self.metrics = (
@@ -159,15 +169,32 @@ class RunDirectory:
             )
         return int(record["epoch"])
 
+    def save_best_checkpoint(self, epoch: int, state) -> None:
+        """The checkpoint of the best validation epoch so far (early stopping)."""
+        self.best_checkpoints.save(int(state.step), state, self._checkpoint_record(epoch, state))
+
     def save_checkpoint(self, epoch: int, state) -> None:
-        """The checkpoint of ``epoch`` (numbered by the state's global step)."""
-        record = {
+        """The checkpoint of ``epoch`` (numbered by the state's global step); the best
+        checkpoints older than the newest are no longer needed by a resume from it."""
+        self.checkpoints.save(int(state.step), state, self._checkpoint_record(epoch, state))
+        if (self.path / files.BEST_CHECKPOINT_DIR).exists():
+            for step in self.best_checkpoints.steps()[:-1]:
+                self.best_checkpoints.delete(step)
+
+    def _drop_best_after(self, step: int) -> None:
+        """A resume from ``step``: best checkpoints taken after it are recomputed (the same
+        bits) by the resumed run, or not reached at all (a shorter run): removed."""
+        if (self.path / files.BEST_CHECKPOINT_DIR).exists():
+            for later in [s for s in self.best_checkpoints.steps() if s > step]:
+                self.best_checkpoints.delete(later)
+
+    def _checkpoint_record(self, epoch: int, state) -> dict:
+        return {
             "epoch": int(epoch),
             "step": int(state.step),
             "seed": self.seed,
             "root_key_data": np.asarray(jax.random.key_data(rng.root_key(self.seed))).tolist(),
         }
-        self.checkpoints.save(int(state.step), state, record)
 
     def write_report(self, report: dict) -> dict:
         """Writes ``report.json``, keeping an evaluation already merged into it (marked
@@ -180,7 +207,9 @@ class RunDirectory:
         if existing.exists() and "evaluation" in files.read_json(existing):
             evaluation = files.read_json(existing)["evaluation"]
             evaluated = evaluation.get("checkpoint", {}).get("step")
-            if evaluated != report.get("steps"):  # evaluated while training went on
+            # the checkpoint evaluation reads: the newest, or early stopping's best
+            current = report.get("early_stopping", {}).get("best_step", report.get("steps"))
+            if evaluated != current:  # evaluated while training went on
                 evaluation = {
                     **evaluation,
                     "stale": f"evaluates the checkpoint of step {evaluated}; training has since "
@@ -205,3 +234,5 @@ class RunDirectory:
             self.metrics.close()
         if self._checkpoints is not None:
             self._checkpoints.close()
+        if self._best_checkpoints is not None:
+            self._best_checkpoints.close()

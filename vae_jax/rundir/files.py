@@ -19,6 +19,8 @@ METRICS_FILE = "metrics.jsonl"  # one JSON record per epoch
 DAMAGED_METRICS_FILE = "metrics_damaged_lines.txt"  # lines of metrics.jsonl that were not records
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"
+# Early stopping: the checkpoint of the best validation epoch so far (evaluated by default)
+BEST_CHECKPOINT_DIR = "best_checkpoint"
 DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # checkpoints that failed to restore
 SUPERSEDED_CHECKPOINT_DIR = "superseded_checkpoints"  # a sweep seed's, past a common epoch
 FIGURES_DIR = "figures"
@@ -196,6 +198,14 @@ ADDED_CONFIG_FIELDS = {
     "evaluation.ais_initial": "posterior",
     "evaluation.ais_target_acceptance": 0.65,
     "evaluation.bdmc_num_examples": 100,
+    # The reproduction's parts and protocol (issue 27): each value is the behaviour before.
+    "data.validation_order": "permuted",
+    "model.kernel_init": "lecun_normal",
+    "model.log_variance_range": [],
+    "model.bernoulli_clip": 0.0,
+    "model.decoder_reads": "z1",
+    "objective.kl_warmup_epochs": 0,
+    "training.early_stopping_patience": 0,
 }
 
 

@@ -50,23 +50,39 @@ def abstract_train_state(vae: model.VAE, config) -> TrainState:
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
 
 
+def checkpoint_folder(workdir: Path, config, step: int | None) -> Path:
+    """Where the checkpoint to load is: early stopping's best one by default when the run
+    used it (``best_checkpoint/``), else (or for a ``step`` found there) ``checkpoints/``."""
+    best = workdir / files.BEST_CHECKPOINT_DIR
+    if not config.training.get("early_stopping_patience", 0) or not best.is_dir():
+        return workdir / files.CHECKPOINT_DIR
+    if step is None:
+        return best
+    regular = workdir / files.CHECKPOINT_DIR
+    if (regular / str(step)).is_dir() or not (best / str(step)).is_dir():
+        return regular
+    return best
+
+
 def load_state(workdir: str | Path, step: int | None = None):
-    """``(vae, state, record, config)`` of checkpoint ``step`` (default: newest valid)."""
+    """``(vae, state, record, config)`` of checkpoint ``step`` (default: newest valid, or
+    the best validation epoch's of a run trained with early stopping)."""
     workdir = Path(workdir)
     config = load_config(workdir)
     vae = adapter.vae_from_config(config, image_shape_of_run(workdir))
     target = abstract_train_state(vae, config)
-    checkpointer = checkpointing.Checkpointer(workdir / files.CHECKPOINT_DIR, 1, read_only=True)
+    folder = checkpoint_folder(workdir, config, step)
+    checkpointer = checkpointing.Checkpointer(folder, 1, read_only=True)
     try:
         if step is None:
             restored = checkpointer.restore_latest(target)
             if restored is None:
-                raise CheckpointError(f"no checkpoint in {workdir / files.CHECKPOINT_DIR}")
+                raise CheckpointError(f"no checkpoint in {folder}")
             _, state, record = restored
         else:
             if step not in checkpointer.steps():
                 raise CheckpointError(
-                    f"no checkpoint at step {step} in {workdir / files.CHECKPOINT_DIR}; "
+                    f"no checkpoint at step {step} in {folder}; "
                     f"it has {checkpointer.steps()}"
                 )
             state, record = checkpointer.restore(step, target)

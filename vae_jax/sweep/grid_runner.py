@@ -148,6 +148,7 @@ def run_grid_sweep(
     for group in share:
         members = _members(config, group, seeds, workdir)
         config_checks.check_all(members[0].config)
+        runner.check_no_early_stopping(members[0].config)
         left = [m for m in members if not runner.trained(m, set_aside=False)]
         runner.check_strategy(members[0].config, strategy, len(left) or len(members))
         for member in members:

@@ -118,8 +118,20 @@ def seed_members(config, workdir: Path, seeds: list[int]) -> list[Member]:
     return [Member(seed_config(config, s), seed_workdir(workdir, s), f"seed {s}") for s in seeds]
 
 
+def check_no_early_stopping(config) -> None:
+    """Seeds in one program train the same epochs; a seed stopping early alone is not
+    supported yet (train each seed as its own run: ``experiments.train --config.seed``)."""
+    patience = config.training.early_stopping_patience
+    if patience:
+        raise ConfigError(
+            f"training.early_stopping_patience={patience}: sweeps do not stop seeds early yet; "
+            "train each seed as its own run (experiments.train), or set it to 0"
+        )
+
+
 def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -> None:
     config_checks.check_all(config)
+    check_no_early_stopping(config)
     check_strategy(config, strategy, len(seeds))
     for member in seed_members(config, workdir, seeds):
         resume.check_workdir(member.workdir, member.config)

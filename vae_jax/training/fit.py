@@ -31,6 +31,7 @@ from vae_jax.rundir.metrics_log import read_metrics
 from vae_jax.rundir.reports import final_report
 from vae_jax.train_state import param_norm
 from vae_jax.training import summaries
+from vae_jax.training.early_stopping import IMPROVED, STOP, WAITING, EarlyStopping
 from vae_jax.training.preemption import TerminationRequest
 
 
@@ -131,6 +132,7 @@ def fit(
     description: str = "train",
     announce: bool = True,
     isolate_failures: bool = False,
+    early_stopping: Sequence[EarlyStopping] = (),
 ) -> FitResult:
     """Trains from ``start_epoch`` to ``num_epochs`` (or ``stop_after_epoch``).
 
@@ -150,14 +152,20 @@ def fit(
       isolate_failures: a run with a non-finite value stops alone, recorded as failed in
         its ``report.json`` (``FitResult.failed``), and the others go on (a sweep);
         otherwise ``NonFiniteError`` stops the loop (a single run).
+      early_stopping: one ``EarlyStopping`` per run, replayed from its records (empty: off).
+        An improving epoch saves the run's best checkpoint; a run whose count runs out
+        saves a checkpoint and stops alone (its state is no longer recorded).
     """
     last_epoch = min(num_epochs, stop_after_epoch or num_epochs)
     progress = Progress(num_epochs, unit="epoch", description=description, initial=start_epoch)
     epoch, stop_requested, failed = start_epoch, False, {}
+    stopping = list(early_stopping) or [EarlyStopping(0) for _ in runs]
+    done = {i for i, count in enumerate(stopping) if count.stopped}  # stopped early before
     started = time.perf_counter()
     try:
         with TerminationRequest() as termination:
-            for epoch in range(start_epoch + 1, last_epoch + 1):
+            first = last_epoch + 1 if len(done) == len(runs) else start_epoch + 1
+            for epoch in range(first, last_epoch + 1):
                 epoch_started = time.perf_counter()
                 state, step_metrics = epoch_program(state, streams, images, jnp.int32(epoch - 1))
                 step_metrics = jax.device_get(step_metrics)
@@ -170,7 +178,7 @@ def fit(
                 )
                 losses, validation_elbos = [], []
                 for i, run in enumerate(runs):
-                    if i in failed:  # stopped earlier on a non-finite value: nothing more
+                    if i in failed or i in done:  # stopped earlier: nothing more
                         continue
                     run_state, run_metrics = run_view(state, i), run_view(step_metrics, i)
                     try:
@@ -186,11 +194,27 @@ def fit(
                         run.write_failure(str(error), epoch=epoch - 1, step=_last_step(run))
                         continue
                     run.metrics.write(epoch, int(run_state.step), record)
-                    if save:
+                    outcome = WAITING
+                    if stopping[i].enabled:
+                        outcome = stopping[i].update(
+                            epoch, record["validation/elbo"], int(run_state.step)
+                        )
+                    if outcome == IMPROVED:
+                        run.save_best_checkpoint(epoch, run_state)
+                    if save or outcome == STOP:
                         run.save_checkpoint(epoch, run_state)
+                    if outcome == STOP:
+                        done.add(i)
+                        logging.info(
+                            "early stopping%s after epoch %d: best validation ELBO at epoch %d",
+                            f" ({run.label})" if run.label else "", epoch, stopping[i].best_epoch,
+                        )  # fmt: skip
                     losses.append(record["train/loss"])
                     validation_elbos.append(record.get("validation/elbo", float("nan")))
                 if len(failed) == len(runs):
+                    break
+                if len(done) + len(failed) == len(runs):  # the last ones stopped early
+                    progress.update(epoch)
                     break
                 if len(runs) == 1:
                     progress.update(epoch, loss=losses[0], val_elbo=validation_elbos[0])
@@ -202,7 +226,10 @@ def fit(
     finally:
         progress.close()
     train_seconds = time.perf_counter() - started
-    if stop_requested or (last_epoch < num_epochs and len(failed) < len(runs)):
+    all_stopped_early = len(done) + len(failed) == len(runs) and done
+    if stop_requested or (
+        last_epoch < num_epochs and len(failed) < len(runs) and not all_stopped_early
+    ):
         reason = "stopped by a signal" if stop_requested else "stopped as asked"
         if announce:
             print(f"{reason} after epoch {epoch}; resume with the same command")
@@ -230,9 +257,15 @@ def _last_step(run: RunDirectory) -> int:
 
 
 def write_final_report(
-    run: RunDirectory, vae, data_record: dict, train_seconds: float, compile_seconds: float
+    run: RunDirectory,
+    vae,
+    data_record: dict,
+    train_seconds: float,
+    compile_seconds: float,
+    early_stopping: EarlyStopping | None = None,
 ) -> dict:
-    """Writes ``report.json`` of a completed run (keeping an evaluation merged into it)."""
+    """Writes ``report.json`` of a completed run (keeping an evaluation merged into it),
+    with early stopping's summary when it was on."""
     report = final_report(
         read_metrics(run.path),
         seed=run.seed,
@@ -241,4 +274,6 @@ def write_final_report(
         train_seconds=train_seconds,
         compile_seconds=compile_seconds,
     )
+    if early_stopping is not None and early_stopping.enabled:
+        report["early_stopping"] = early_stopping.summary()
     return run.write_report(report)

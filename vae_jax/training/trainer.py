@@ -68,7 +68,7 @@ def trainer_from_config(
     )
     return make_trainer(
         vae=vae,
-        objective=adapter.objective_from_config(vae, config, traced),
+        objective=adapter.objective_from_config(vae, config, traced, num_train_examples),
         optimizer=optimizer,
         schedule=schedule,
         preprocessing=preprocessing,

@@ -1,0 +1,1 @@
+"""Configs of the reproduced table (docs/reproductions.md): one per row."""
