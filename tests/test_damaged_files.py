@@ -4,7 +4,9 @@ lost, and a refused command that changes nothing."""
 
 from __future__ import annotations
 
+import builtins
 import errno
+import io
 import json
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ from run_helpers import checkpoint_steps
 from vae_jax.errors import CheckpointError, UserFacingError
 from vae_jax.evaluation.evaluate_run import evaluate_run
 from vae_jax.rundir import files
+from vae_jax.rundir.metrics_log import MetricsWriter, read_metrics
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep.grid import cell_workdir
 from vae_jax.sweep.grid_runner import aggregate_sweep, run_grid_sweep
@@ -281,3 +284,78 @@ def test_a_seed_sweep_lists_a_damaged_seed_as_missing_and_rebuilds_it(tiny_confi
     run_sweep(tiny_config, workdir, [0, 1], strategy="map", evaluate=False)
     assert json.loads(damaged.read_text())["final"] == report["final"]
     assert checkpoint_steps(seed_workdir(workdir, 1))  # resumed, not started over
+
+
+# --- a full disk while a resume rewrites metrics.jsonl ------------------------------------
+
+
+class _DiskFillingUp:
+    """``open`` and ``io.open`` (which ``Path.write_text`` calls) for files written directly
+    in ``folder``: their writes succeed for ``space`` characters in all, then a write puts
+    what still fits and raises ENOSPC, as a disk that fills up does."""
+
+    def __init__(self, folder: Path, space: int, real_open):
+        self.folder, self.space, self.real_open = folder.resolve(), space, real_open
+
+    def open(self, file, mode="r", *args, **kwargs):
+        handle = self.real_open(file, mode, *args, **kwargs)
+        writes = any(flag in mode for flag in "wax+")
+        if writes and isinstance(file, (str, Path)) and Path(file).resolve().parent == self.folder:
+            return _FileOnAFillingDisk(handle, self)
+        return handle
+
+
+class _FileOnAFillingDisk:
+    def __init__(self, handle, disk: _DiskFillingUp):
+        self._handle, self._disk = handle, disk
+
+    def write(self, text):
+        if len(text) > self._disk.space:
+            self._handle.write(text[: self._disk.space])
+            self._handle.flush()
+            self._disk.space = 0
+            raise OSError(errno.ENOSPC, "No space left on device", self._handle.name)
+        self._disk.space -= len(text)
+        return self._handle.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._handle.close()
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+@pytest.mark.parametrize("space_fraction", [0.0, 0.5], ids=["no_space", "half_the_records"])
+def test_a_full_disk_while_a_resume_rewrites_the_metrics_loses_no_record(
+    tmp_path, monkeypatch, space_fraction
+):
+    """Catches a rewrite of metrics.jsonl that is not atomic (the file truncated, then
+    written in place): on resume from epoch 3 of 5 the writer rewrites the file without the
+    records after the checkpoint; a disk that fills up part-way through that rewrite must
+    leave metrics.jsonl byte for byte as it was (the error is raised), and the same resume
+    with space freed keeps exactly epochs 1-3."""
+    writer = MetricsWriter(tmp_path, resume_epoch=0, resume_step=0)
+    for epoch in range(1, 6):
+        writer.write(epoch, 10 * epoch, {"train/loss": 1.0 / epoch, "train/kl": 0.5 * epoch})
+    writer.close()
+    path = tmp_path / files.METRICS_FILE
+    before = path.read_bytes()
+    kept = "".join(line + "\n" for line in before.decode().splitlines()[:3])
+    disk = _DiskFillingUp(tmp_path, int(space_fraction * len(kept)), builtins.open)
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", disk.open)
+        patch.setattr(io, "open", disk.open)
+        with pytest.raises((OSError, UserFacingError), match="No space left"):
+            MetricsWriter(tmp_path, resume_epoch=3, resume_step=30)
+    assert disk.space == 0  # the disk did fill up during the rewrite
+    assert path.read_bytes() == before, "a failed rewrite changed metrics.jsonl"
+    MetricsWriter(tmp_path, resume_epoch=3, resume_step=30).close()
+    assert path.read_text() == kept
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2, 3]

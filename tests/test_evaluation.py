@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import shutil
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -307,3 +309,59 @@ def test_evaluate_command_line_errors(evaluated_2d_run, tmp_path):
     assert "Traceback" not in result.stderr
     with pytest.raises(UserFacingError, match="holds no run"):
         evaluate_run(tmp_path / "none")
+
+
+# --- bits per dimension: the value, not only the key ----------------------------------------
+
+
+@pytest.mark.parametrize("num_dims", [784, 3072])
+def test_bits_per_dim_is_the_nll_in_nats_over_dimensions_and_log_2(num_dims):
+    """Catches a wrong bits/dim formula (another base, a missing division by the number of
+    dimensions or by log 2): the discrete data's NLL in bits per dimension is
+    ``nll_nats / (num_dims * ln 2)``, no offset (the likelihoods it applies to, Bernoulli
+    and the 256-bin discretized logistic, are probabilities of the stored values). Known
+    numbers: a fair coin per pixel is 1 bit/dim, a uniform 8-bit value 8 bits/dim."""
+    assert bounds.bits_per_dim(num_dims * np.log(2.0), num_dims) == pytest.approx(1.0, rel=1e-12)
+    assert bounds.bits_per_dim(num_dims * np.log(256.0), num_dims) == pytest.approx(8.0, rel=1e-12)
+    assert bounds.bits_per_dim(0.0, num_dims) == 0.0
+    nll = 87.3  # a typical binarized-MNIST NLL in nats
+    assert bounds.bits_per_dim(nll, num_dims) == pytest.approx(
+        nll * np.log2(np.e) / num_dims, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "has_bits"),
+    [("bernoulli", True), ("discretized_logistic", True), ("gaussian", False),
+     ("continuous_bernoulli", False)],
+)  # fmt: skip
+def test_the_test_nll_summary_gives_bits_per_dim_over_every_pixel_and_channel(likelihood, has_bits):
+    """Catches bits/dim divided by the wrong number of dimensions (height * width without
+    the channels) or given for densities of continuous data: the test NLL summary of
+    importance-weighted bounds on (4, 4, 3) images is ``-mean / (48 ln 2)`` bits/dim for
+    the discrete likelihoods, and has no bits/dim for the others."""
+    from vae_jax.evaluation.evaluate_run import _nll_summary
+
+    iwae = np.array([-40.0, -35.5, -52.25, -47.0])
+    vae = types.SimpleNamespace(likelihood=likelihood)
+    dataset = types.SimpleNamespace(image_shape=(4, 4, 3))
+    summary = _nll_summary(iwae, vae, dataset)
+    assert summary["nats"] == pytest.approx(43.6875, rel=1e-12)
+    if has_bits:
+        assert summary["bits_per_dim"] == pytest.approx(43.6875 / (48 * math.log(2)), rel=1e-12)
+    else:
+        assert "bits_per_dim" not in summary
+
+
+def test_the_report_gives_the_test_nll_in_bits_per_dim_of_its_nats(evaluated_2d_run):
+    """Catches a wrong bits/dim in report.json and report.md (until now only the key was
+    checked): the evaluated run's (Bernoulli, 28 x 28 x 1 images) bits/dim is its NLL in
+    nats over 784 ln 2, and report.md shows it to 4 decimals."""
+    workdir, result = evaluated_2d_run
+    nll = json.loads((workdir / "report.json").read_text())["evaluation"]["test_nll"]
+    assert nll == result["test_nll"]
+    assert nll["bits_per_dim"] == pytest.approx(nll["nats"] / (784 * math.log(2)), rel=1e-12)
+    assert (
+        f"| test NLL (bits/dim) | {nll['bits_per_dim']:.4f} |"
+        in (workdir / "report.md").read_text()
+    )

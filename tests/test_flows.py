@@ -256,3 +256,58 @@ def test_an_iaf_run_with_a_learned_prior_trains_and_evaluates_end_to_end(tiny_co
     assert (tmp_path / "run" / "figures" / "interpolation.png").exists()
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert np.isfinite(json.loads(records[-1])["validation/kl"])  # the Monte Carlo KL
+
+
+def _prefix_jacobians(flow_steps: int, dim: int, z0, context, params) -> list[np.ndarray]:
+    """``d z_t / d z_0`` of the first ``t`` steps, ``t = 1..flow_steps``: the flow truncated
+    to its first ``t`` steps (their parameters only), differentiated by ``jax.jacfwd``."""
+    jacobians = []
+    for t in range(1, flow_steps + 1):
+        prefix = flows.IAF(dim, num_steps=t, hidden_size=HIDDEN)
+        kept = {f"made_{s}": params[f"made_{s}"] for s in range(t)}
+        jacobian = jax.jacfwd(
+            lambda v, prefix=prefix, kept=kept: prefix.apply({"params": kept}, v, context)[0]
+        )
+        jacobians.append(np.asarray(jax.jit(jacobian)(z0), np.float64))
+    return jacobians
+
+
+def test_iaf_steps_alternate_their_order_so_the_flow_mixes_every_dimension():
+    """Catches IAF steps that all use the same variable order (the module docstring: the
+    order is "reversed every other step"). With one order, every step's Jacobian is lower
+    triangular and so is the flow's: dimension 0 is never conditioned on the others, and
+    stacking steps adds no dependence. Checked on ``jax.jacfwd`` of the flow: step 0's
+    Jacobian is exactly lower triangular, each step ``t`` (``J_t J_{t-1}^{-1}``) is
+    triangular in its own order, lower for even ``t`` and upper for odd ``t``, and from two
+    steps on every output of the flow depends on every input."""
+    dim, num_steps = 4, 3
+    flow = flows.IAF(dim, num_steps=num_steps, hidden_size=HIDDEN)
+    z0 = jax.random.normal(jax.random.key(0), (dim,))
+    context = jax.random.normal(jax.random.key(1), (HIDDEN,))
+    params = _perturbed(flow.init(jax.random.key(2), z0, context)["params"], jax.random.key(3))
+    prefixes = _prefix_jacobians(num_steps, dim, z0, context, params)
+    below = np.tril(np.ones((dim, dim), bool), -1)  # output d, input e < d
+    above = below.T
+    # The first step alone: exactly lower triangular (output d sees inputs 0..d).
+    assert np.all(prefixes[0][above] == 0.0)
+    assert np.all(np.abs(prefixes[0][below]) > 0.0)
+    # Two steps or more: every output depends on every input.
+    for t in range(1, num_steps):
+        dense = np.abs(prefixes[t]) > 0.0
+        assert dense.all(), (
+            f"after {t + 1} steps output d does not depend on input e at (d, e) = "
+            f"{np.argwhere(~dense).tolist()}"
+        )
+    # Each later step on its own, in the order of its step number.
+    for t in range(1, num_steps):
+        step = prefixes[t] @ np.linalg.inv(prefixes[t - 1])
+        zero, seen = (below, above) if t % 2 else (above, below)
+        scale = np.abs(step).max()
+        assert np.all(np.abs(step[zero]) < 1e-6 * scale), (
+            f"step {t} is not triangular in the order {'reversed' if t % 2 else 'identity'}:\n"
+            f"{step}"
+        )
+        assert np.all(np.abs(step[seen]) > 1e-5 * scale), f"step {t} ignores a coordinate:\n{step}"
+    # The whole flow's Jacobian: its log-determinant is the sum of the steps' log sigma.
+    _, log_det = flow.apply({"params": params}, z0, context)
+    np.testing.assert_allclose(log_det, np.linalg.slogdet(prefixes[-1])[1], rtol=1e-5, atol=1e-5)

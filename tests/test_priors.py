@@ -285,3 +285,72 @@ def test_analytic_kl_and_free_bits_are_refused_for_learned_priors(tiny_config):
     config_checks.check_config(tiny_config)
     assert priors.has_closed_form_kl("standard_normal")
     assert model.evaluation_kl(vae) == "mc"
+
+
+def _diag_gaussian_log_pdf(z, loc, log_scale):
+    """``log N(z; loc, diag(exp(log_scale))^2)`` written out, summed over the last axis."""
+    standardized = (z - loc) * jnp.exp(-log_scale)
+    return jnp.sum(-0.5 * standardized**2 - log_scale - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+@pytest.mark.parametrize("upper_latent_dims", [(), (3,)], ids=["one_layer", "hierarchy_top_layer"])
+def test_vampprior_passes_the_gradient_of_log_p_to_the_encoder_and_the_pseudo_inputs(
+    upper_latent_dims,
+):
+    """Catches a VampPrior whose gradient into the encoder is cut (a ``stop_gradient`` on the
+    posteriors at the pseudo-inputs, in ``priors.vampprior`` or ``top_posterior_at``): the
+    prior's density is unchanged, so only its gradient shows it. ``p(z) = (1/C) sum_c
+    q(z | u_c)`` is written out here with ``logsumexp`` from the encoder's posteriors at the
+    pseudo-inputs (``vae.encode``, the top layer's Gaussian in a hierarchy); the gradients
+    of the mean ``log p(z)`` with respect to the encoder's parameters and the pseudo-inputs'
+    logits must equal those of that expression, and not be zero. In a hierarchy the other
+    factors of ``p(z)``, ``p(z_l | z_{l+1})``, read neither, so the same holds for the whole
+    prior."""
+    num_components = 4
+    vae = model.make_vae(
+        image_shape=IMAGE_SHAPE,
+        latent_dim=LATENT_DIM,
+        hidden_sizes=(8,),
+        prior="vampprior",
+        prior_components=num_components,
+        upper_latent_dims=upper_latent_dims,
+        upper_hidden_sizes=(8,),
+    )
+    params = jax.jit(vae.init)(jax.random.key(4))
+    # Pseudo-inputs that differ from each other, so that the components do too.
+    logits = params["prior"]["pseudo_input_logits"]
+    params = {
+        **params,
+        "prior": {
+            "pseudo_input_logits": logits + 2.0 * jax.random.normal(jax.random.key(5), logits.shape)
+        },
+    }
+    z = 1.5 * jax.random.normal(jax.random.key(6), (7, vae.latent_dim))
+    top = z[:, sum(vae.latent_layers[:-1]) :]
+
+    def log_p(params):
+        return vae.prior(params).log_prob(z).mean()
+
+    def by_hand(params):
+        u = jax.nn.sigmoid(params["prior"]["pseudo_input_logits"])
+        q = vae.encode(params, u)  # bernoulli data: the encoder sees x unchanged
+        q = q if not upper_latent_dims else q.top_gaussian()
+        per_component = _diag_gaussian_log_pdf(top[:, None, :], q.loc, q.log_scale)  # (N, C)
+        return jnp.mean(
+            jax.scipy.special.logsumexp(per_component, axis=-1) - jnp.log(num_components)
+        )
+
+    found, expected = jax.jit(lambda p: (jax.grad(log_p)(p), jax.grad(by_hand)(p)))(params)
+    for part in ("encoder", "prior"):
+        leaves = jax.tree_util.tree_leaves_with_path(found[part])
+        for (path, a), b in zip(leaves, jax.tree.leaves(expected[part]), strict=True):
+            np.testing.assert_allclose(
+                a,
+                b,
+                rtol=1e-4,
+                atol=1e-6,
+                err_msg=f"d log p(z) / d {part}{jax.tree_util.keystr(path)}",
+            )
+        assert max(float(np.abs(g).max()) for g in jax.tree.leaves(found[part])) > 1e-5, part
+    if not upper_latent_dims:  # one layer: the density itself against the one by hand
+        np.testing.assert_allclose(log_p(params), by_hand(params), rtol=1e-5)
