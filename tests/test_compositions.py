@@ -115,13 +115,22 @@ GRID = np.linspace(-9.0, 9.0, 401)
 STEP = GRID[1] - GRID[0]
 
 
+# The two-level HVAE of the VampPrior code comes with its parts: gated layers, clipped
+# log-variance heads, a clamped Bernoulli and a decoder reading both layers.
+VAMPPRIOR_CODE_PARTS = dict(
+    activation="gated", kernel_init="he_normal", log_variance_range=(-6.0, 2.0),
+    bernoulli_clip=1e-5, decoder_reads="all_layers",
+)  # fmt: skip
+
+
 @functools.cache
 def _two_unit_model(prior: str, posterior: str, inference: str):
+    parts = VAMPPRIOR_CODE_PARTS if inference == "top_down_skip" else {"activation": "tanh"}
     vae = model.make_vae(
-        image_shape=IMAGE, latent_dim=1, hidden_sizes=(4,), activation="tanh",
+        image_shape=IMAGE, latent_dim=1, hidden_sizes=(4,),
         prior=prior, prior_components=3, posterior=posterior, flow_steps=2,
         flow_hidden_size=4, upper_latent_dims=(1,), upper_hidden_sizes=(4,),
-        inference=inference,
+        inference=inference, **parts,
     )  # fmt: skip
     params = _random_params(jax.eval_shape(vae.init, jax.random.key(3)), 4, 0.3)
     if prior == "vampprior":  # pseudo-inputs spread over (0, 1), not all near black
@@ -194,6 +203,9 @@ NEW_COMBINATIONS = [
     ("standard_normal", "iaf", "bottom_up"),
     ("vampprior", "iaf", "bottom_up"),
     ("mixture", "iaf", "top_down"),
+    ("standard_normal", "gaussian", "top_down_skip"),
+    ("vampprior", "gaussian", "top_down_skip"),
+    ("mixture", "iaf", "top_down_skip"),
 ]
 
 

@@ -357,6 +357,17 @@ def test_validation_is_carved_by_a_recorded_keyed_rule(tiny_config):
     assert "permutation(fold_in(key(0), 1001), 600)" in rule["validation"]
 
 
+def test_validation_in_file_order_is_the_last_images_of_train(tiny_config):
+    """``validation_order="last"``: the VampPrior and Exemplar-VAE code's split, no shuffle:
+    ``x_val = x_train[train_num:]`` (fails if the permutation were still applied)."""
+    tiny_config.data.validation_order = "last"
+    tiny_config.data.validation_fraction = 1 / 6
+    train_idx, val_idx, rule = data.pipeline.validation_rule(tiny_config.data, 60000)
+    np.testing.assert_array_equal(train_idx, np.arange(50000))
+    np.testing.assert_array_equal(val_idx, np.arange(50000, 60000))
+    assert "file order" in rule["validation"] and rule["num_validation"] == 10000
+
+
 def test_dataset_records_protocol_and_fingerprints(tiny_config):
     dataset = data.load_dataset(tiny_config)
     record = dataset.record

@@ -72,3 +72,42 @@ def test_learning_rate_schedules(tiny_config):
     np.testing.assert_allclose(schedule(10), 1e-3, rtol=1e-5)
     np.testing.assert_allclose(schedule(60), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-4)
     np.testing.assert_allclose(schedule(110), 1e-4, rtol=1e-4)
+
+
+def test_kl_warmup_in_epochs_is_the_vampprior_codes_set_beta():
+    """``set_beta``: ``beta = epoch / warmup``, capped at 1, with epochs from 1, constant
+    over an epoch's steps; ours at every step of 250 epochs of 7 steps (fails if counted
+    per step, from 0 without the +1, or uncapped)."""
+    steps_per_epoch, warmup = 7, 100
+    steps = jnp.arange(250 * steps_per_epoch)
+    weight = objectives.kl_weight(
+        steps, beta=1.0, warmup_steps=0, warmup_epochs=warmup, steps_per_epoch=steps_per_epoch
+    )
+    epoch = np.arange(250 * steps_per_epoch) // steps_per_epoch + 1
+    np.testing.assert_allclose(weight, np.minimum(1.0, epoch / warmup), rtol=1e-6)
+
+
+def test_kl_warmup_in_epochs_reaches_the_objective_through_the_config(tiny_config):
+    """The trainer's objective reports ``beta`` = (e + 1) / W in epoch e: the adapter
+    passes the epoch's steps (540 images in batches of 50: 11 steps)."""
+    tiny_config.objective.kl_warmup_epochs = 4
+    vae = vae_jax.vae_from_config(tiny_config, (28, 28, 1))
+    objective = adapter.objective_from_config(vae, tiny_config, None, 540)
+    params = jax.jit(vae.init)(jax.random.key(0))
+    x = jnp.zeros((3, 28, 28, 1))
+    mask = jnp.ones((3,), bool)
+    betas = [
+        float(objective(params, jax.random.key(1), x, mask, jnp.int32(step))[1]["beta"])
+        for step in (0, 10, 11, 32, 33, 500)
+    ]
+    np.testing.assert_allclose(betas, [0.25, 0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+def test_kl_warmup_in_epochs_and_in_steps_together_are_refused(tiny_config):
+    from vae_jax import config_checks
+    from vae_jax.errors import ConfigError
+
+    tiny_config.objective.kl_warmup_epochs = 4
+    tiny_config.objective.kl_warmup_steps = 10
+    with pytest.raises(ConfigError, match="kl_warmup_steps=10 and objective.kl_warmup_epochs=4"):
+        config_checks.check_config(tiny_config)

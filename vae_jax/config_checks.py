@@ -72,6 +72,11 @@ def _check_model(m):
             _at_least(channels, 1, f"model.conv_channels[{i}]")
     _one_of(m.activation, [*networks.ACTIVATIONS, networks.GATED], "model.activation")
     _one_of(m.kernel_init, networks.KERNEL_INITS, "model.kernel_init")
+    if m.architecture == "gated_conv" and m.activation != networks.GATED:
+        raise ConfigError(
+            f"model.architecture='gated_conv' has gated layers only: set model.activation="
+            f"{networks.GATED!r} (got {m.activation!r})"
+        )
     if m.log_variance_range and not (
         len(m.log_variance_range) == 2 and m.log_variance_range[0] < m.log_variance_range[1]
     ):
@@ -95,6 +100,7 @@ def _check_model(m):
     _one_of(m.compute_dtype, precision.COMPUTE_DTYPES, "model.compute_dtype")
     _one_of(m.prior, priors.PRIORS, "model.prior")
     _at_least(m.prior_components, 1, "model.prior_components")
+    _one_of(m.pseudo_inputs, priors.PSEUDO_INPUTS, "model.pseudo_inputs")
     _one_of(m.posterior, posteriors.POSTERIORS, "model.posterior")
     _at_least(m.flow_steps, 1, "model.flow_steps")
     _at_least(m.flow_hidden_size, 1, "model.flow_hidden_size")
@@ -311,6 +317,10 @@ def check_config_against_data(config) -> catalog.DatasetSpec:
         reason = networks.conv_downsampling_error(spec.image_shape, len(config.model.conv_channels))
         if reason:
             raise ConfigError(f"model.conv_channels={tuple(config.model.conv_channels)}: {reason}")
+    if config.model.architecture == "gated_conv":
+        reason = networks.conv_downsampling_error(spec.image_shape, 2)  # two stride-2 layers
+        if reason:
+            raise ConfigError(f"model.architecture='gated_conv': {reason}")
     num_train = num_training_examples(config, spec)
     if config.training.batch_size > num_train:
         raise ConfigError(

@@ -61,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
     # 2018). The learned priors have no closed-form KL: they need objective.kl = "mc".
     model.prior = "standard_normal"
     model.prior_components = 10  # mixture: Gaussians; vampprior: pseudo-inputs
+    # vampprior: sigmoid (of logits; start at 0.05 +- 0.01 per pixel) | hardtanh: clip(W, 0, 1)
+    # with W ~ N(0, 2 / prior_components), the Exemplar-VAE code's pseudo-inputs
+    model.pseudo_inputs = "sigmoid"
     # q(z|x): gaussian (diagonal) | iaf: inverse autoregressive flow on top of it (Kingma et
     # al. 2016), MADE steps with a context from the encoder; needs objective.kl = "mc" and
     # the reparameterization gradient; one layer of it does not combine with the vampprior

@@ -32,7 +32,15 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "leaky_relu": nn.leaky_relu,
 }
 
-ARCHITECTURES = ("mlp", "conv")
+# gated_conv: the convolutional networks of the VampPrior code's convHVAE_2level.py
+ARCHITECTURES = ("mlp", "conv", "gated_conv")
+
+# Their gated convolutions as (channels, kernel, stride, padding), PyTorch's symmetric
+# padding: the encoder of the top layer, q(z_1|x, z_2)'s reading of x, and the decoder's
+# full-resolution stack after its dense layers (then a 1x1 convolution to the pixels).
+GATED_CONV_ENCODER = ((32, 7, 1, 3), (32, 3, 2, 1), (64, 5, 1, 2), (64, 3, 2, 1), (6, 3, 1, 1))
+GATED_CONV_DATA_BRANCH = ((32, 3, 1, 1), (32, 3, 2, 1), (64, 3, 1, 1), (64, 3, 2, 1), (6, 3, 1, 1))
+GATED_CONV_DECODER = ((64, 3, 1, 1),) * 4
 
 # ``activation="gated"``: every dense layer (and convolution) is a gated linear unit,
 # ``W x * sigmoid(V x)`` with no other nonlinearity (Dauphin et al., 2017), the
@@ -103,14 +111,15 @@ class GatedConv(nn.Module):
     features: int
     kernel_size: int
     strides: int = 1
+    padding: int = 0  # on every side, as PyTorch's Conv2d(padding=...)
     compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         conv = precision.layer_options(self.compute_dtype)["conv"]
         options = dict(
-            kernel_size=(self.kernel_size,) * 2, strides=(self.strides,) * 2, padding="SAME",
-            kernel_init=conv_kernel_init, **conv,
+            kernel_size=(self.kernel_size,) * 2, strides=(self.strides,) * 2,
+            padding=((self.padding, self.padding),) * 2, kernel_init=conv_kernel_init, **conv,
         )  # fmt: skip
         value = nn.Conv(self.features, name="value", **options)(h)
         gate = nn.Conv(self.features, name="gate", **options)(h)
@@ -298,6 +307,80 @@ class ConvEncoder(nn.Module):
         )(h)
 
 
+class GatedConvStack(nn.Module):
+    """Gated convolutions ``(channels, kernel, stride, padding)`` in turn; ``flatten``: the
+    output as one vector per image (``h.view(x.size(0), -1)``)."""
+
+    layers: tuple[tuple[int, int, int, int], ...]
+    compute_dtype: str = "float32"
+    flatten: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        for i, (channels, kernel, stride, padding) in enumerate(self.layers):
+            h = GatedConv(channels, kernel, stride, padding, self.compute_dtype, name=f"conv_{i}")(h)
+        return _flatten_image(h) if self.flatten else h
+
+
+class GatedConvEncoder(nn.Module):
+    """``gated_conv``'s encoder: ``GATED_CONV_ENCODER`` -> flattened -> ``Encoded``."""
+
+    latent_dim: int
+    compute_dtype: str = "float32"
+    context_dim: int = 0
+    kernel_init: str = "lecun_normal"
+    log_variance_range: tuple[float, ...] = ()
+
+    @nn.compact
+    def __call__(self, x: jax.Array):
+        h = GatedConvStack(GATED_CONV_ENCODER, self.compute_dtype, name="convs")(x)
+        return GaussianLatentHead(
+            self.latent_dim, self.compute_dtype, self.context_dim, self.kernel_init,
+            tuple(self.log_variance_range), name="head",
+        )(h)  # fmt: skip
+
+
+class GatedConvDecoder(nn.Module):
+    """``gated_conv``'s decoder: a gated dense layer of ``hidden_sizes[0]`` units (one per
+    input part, concatenated) -> a gated dense layer to one value per pixel, seen as an
+    image -> ``GATED_CONV_DECODER`` -> a 1x1 convolution to the raw pixel parameters."""
+
+    hidden_sizes: Sequence[int]
+    head: likelihoods.ObservationHead
+    compute_dtype: str = "float32"
+    kernel_init: str = "lecun_normal"
+    input_sizes: tuple[int, ...] = ()
+
+    @nn.compact
+    def __call__(self, z: jax.Array):
+        height, width, channels = self.head.image_shape
+        first = tuple(self.hidden_sizes)[:1]
+        sizes = (*first, height * width * channels)
+        if self.input_sizes:  # p_x_layers_z1, p_x_layers_z2, then p_x_layers_joint_pre
+            parts = jnp.split(z, list(itertools.accumulate(self.input_sizes))[:-1], axis=-1)
+            z = jnp.concatenate(
+                [
+                    MLP(first, GATED, self.compute_dtype, self.kernel_init,
+                        name=f"branch_{i}")(part)  # fmt: skip
+                    for i, part in enumerate(parts)
+                ],
+                axis=-1,
+            )
+            sizes = sizes[1:]
+        h = MLP(sizes, GATED, self.compute_dtype, self.kernel_init, name="mlp")(z)
+        h = h.reshape((*h.shape[:-1], height, width, channels))
+        h = GatedConvStack(GATED_CONV_DECODER, self.compute_dtype, flatten=False, name="convs")(h)
+        out_channels = likelihoods.raw_channels(
+            self.head.likelihood, self.head.gaussian_scale, channels
+        )
+        conv = precision.layer_options(self.compute_dtype)["conv"]
+        raw = nn.Conv(
+            out_channels, (1, 1), name="pixels", kernel_init=conv_kernel_init, **conv
+        )(h)
+        return self.head(raw)
+
+
 def _upsample(channels: int, name: str, compute_dtype: str) -> nn.ConvTranspose:
     """A 3x3 transposed convolution that doubles the resolution."""
     options = precision.layer_options(compute_dtype)["conv_transpose"]
@@ -377,6 +460,17 @@ def make_networks(
         )  # fmt: skip
         decoder = MLPDecoder(
             hidden[::-1], head, activation, compute_dtype, kernel_init,
+            tuple(int(d) for d in decoder_input_sizes),
+        )  # fmt: skip
+    elif architecture == "gated_conv":
+        if activation != GATED:
+            raise ValueError(f"model.architecture='gated_conv' is gated: set activation={GATED!r}")
+        encoder = GatedConvEncoder(
+            latent_dim, compute_dtype, context_dim, kernel_init,
+            tuple(float(v) for v in log_variance_range),
+        )  # fmt: skip
+        decoder = GatedConvDecoder(
+            hidden[::-1], head, compute_dtype, kernel_init,
             tuple(int(d) for d in decoder_input_sizes),
         )  # fmt: skip
     elif architecture == "conv":

@@ -146,10 +146,11 @@ class GaussianLayer(nn.Module):
 
 
 class SkipConditional(nn.Module):
-    """``top_down_skip``'s ``q(z_l | x, z_{l+1})``: the data through one dense layer
-    (``read_data``, once per example), ``z_{l+1}`` through another, their outputs
-    concatenated and read by the remaining dense layers and a Gaussian head
-    (``q_z1_layers_x``, ``q_z1_layers_z2`` and ``q_z1_layers_joint`` of the VampPrior code)."""
+    """``top_down_skip``'s ``q(z_l | x, z_{l+1})``: the image through one dense layer
+    (``read_data``, once per example; ``data_convs``: gated convolutions instead, flattened),
+    ``z_{l+1}`` through another of the same width, their outputs concatenated and read by
+    the remaining dense layers and a Gaussian head (``q_z1_layers_x``, ``q_z1_layers_z2``
+    and ``q_z1_layers_joint`` of the VampPrior code)."""
 
     hidden_sizes: Sequence[int]
     latent_dim: int
@@ -157,20 +158,30 @@ class SkipConditional(nn.Module):
     compute_dtype: str = "float32"
     kernel_init: str = "lecun_normal"
     log_variance_range: tuple[float, ...] = ()
+    data_convs: tuple[tuple[int, int, int, int], ...] = ()
 
     def _mlp(self, sizes, name):
         return networks.MLP(sizes, self.activation, self.compute_dtype, self.kernel_init, name=name)
 
     @nn.compact
-    def read_data(self, x_flat: jax.Array) -> jax.Array:
-        return self._mlp(tuple(self.hidden_sizes)[:1], "data")(x_flat)
+    def read_data(self, image: jax.Array) -> jax.Array:
+        if self.data_convs:
+            return networks.GatedConvStack(self.data_convs, self.compute_dtype, name="data")(image)
+        return self._mlp(tuple(self.hidden_sizes)[:1], "data")(image.reshape((*image.shape[:-3], -1)))
 
     @nn.compact
     def __call__(self, data_features: jax.Array, z_above: jax.Array):
-        above = self._mlp(tuple(self.hidden_sizes)[:1], "above")(z_above)
-        data_features = jnp.broadcast_to(data_features, (*above.shape[:-1], data_features.shape[-1]))
+        width = data_features.shape[-1] if self.data_convs else tuple(self.hidden_sizes)[0]
+        above = self._mlp((width,), "above")(z_above)
+        batch = jnp.broadcast_shapes(above.shape[:-1], data_features.shape[:-1])
         h = self._mlp(tuple(self.hidden_sizes)[1:], "joint")(
-            jnp.concatenate([data_features, above], axis=-1)
+            jnp.concatenate(
+                [
+                    jnp.broadcast_to(data_features, (*batch, data_features.shape[-1])),
+                    jnp.broadcast_to(above, (*batch, above.shape[-1])),
+                ],
+                axis=-1,
+            )
         )
         return _head(self, h)
 
@@ -409,7 +420,8 @@ class Hierarchy:
       hidden_sizes: dense widths of each network between two stochastic layers.
       feature_size: ``top_down``: width of the encoder's features ``d_1``.
       activation, compute_dtype, kernel_init, log_variance_range: as the encoder's.
-      data_size: ``top_down_skip``: the width of the flattened encoder input.
+      data_shape: ``top_down_skip``: the shape of one encoder input.
+      data_convs: ``top_down_skip``: gated convolutions reading it (``SkipConditional``).
     """
 
     def __init__(
@@ -423,14 +435,15 @@ class Hierarchy:
         compute_dtype: str,
         kernel_init: str = "lecun_normal",
         log_variance_range: Sequence[float] = (),
-        data_size: int = 0,
+        data_shape: Sequence[int] = (),
+        data_convs: Sequence[Sequence[int]] = (),
     ):
         check_inference(inference)
         self.latent_dims = tuple(int(d) for d in latent_dims)
         if len(self.latent_dims) < 2:
             raise ValueError(f"a hierarchy needs >= 2 layers, got latent_dims={latent_dims}")
         self.inference, self.feature_size = inference, int(feature_size)
-        self.data_size = int(data_size)
+        self.data_shape = tuple(int(d) for d in data_shape)
         hidden = tuple(int(h) for h in hidden_sizes)
         above = range(1, len(self.latent_dims))
         heads = (kernel_init, tuple(float(v) for v in log_variance_range))
@@ -441,8 +454,11 @@ class Hierarchy:
             for i in above
         ]
         if inference == "top_down_skip":
+            convs = tuple(tuple(int(v) for v in layer) for layer in data_convs)
             self.inference_steps = [
-                SkipConditional(hidden, self.latent_dims[i - 1], activation, compute_dtype, *heads)
+                SkipConditional(
+                    hidden, self.latent_dims[i - 1], activation, compute_dtype, *heads, convs
+                )
                 for i in above
             ]
         elif inference == "bottom_up":
@@ -465,7 +481,8 @@ class Hierarchy:
             generative[f"layer_{i + 1}"] = net.init(next(keys), z_above)["params"]
         if self.inference == "top_down_skip":
             for i, net in enumerate(self.inference_steps):  # q(z_{i+1} | x, z_{i+2})
-                data, z_above = jnp.zeros((1, self.data_size)), jnp.zeros((1, self.latent_dims[i + 1]))
+                data = jnp.zeros((1, *self.data_shape))
+                z_above = jnp.zeros((1, self.latent_dims[i + 1]))
                 inference[f"layer_{i + 1}"] = net.init(
                     next(keys), data, z_above, method=SkipConditional.initialize
                 )["params"]
@@ -504,8 +521,7 @@ class Hierarchy:
         """``q(z|x)`` from the encoder's output ``encoded`` (``networks.Encoded``): its
         Gaussian is ``q(z_1|x)`` (``bottom_up``), or ``N(mu_hat_1, sigma_hat_1)`` with its
         context ``d_1`` which the ladder steps carry up (``top_down``), or ``q(z_L|x)``
-        (``top_down_skip``, whose lower layers also read ``data``, the flattened encoder
-        input). ``family`` (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading
+        (``top_down_skip``, whose lower layers also read ``data``, the encoder's input). ``family`` (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading
         ``encoded.context``.
         """
         gaussians, features = [encoded.gaussian], None

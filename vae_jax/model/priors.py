@@ -41,6 +41,11 @@ MIXES_POSTERIORS = {"standard_normal": False, "mixture": False, "vampprior": Tru
 # initialization); they are parameterized by their logits so that they stay in (0, 1),
 # the range of the encoder's input.
 PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
+# How the pseudo-inputs are parameterized: sigmoid (above) | hardtanh: the Exemplar-VAE
+# code's ``NonLinear(C, D, bias=False, activation=Hardtanh(0, 1))`` applied to the identity,
+# i.e. ``clip(W, 0, 1)``, its weights drawn by ``he_init`` (``normal(0, sqrt(2 / C))``),
+# which runs after ``add_pseudoinputs`` there and replaces its N(0.05, 0.01).
+PSEUDO_INPUTS = ("sigmoid", "hardtanh")
 
 
 class Prior(NamedTuple):
@@ -103,7 +108,9 @@ def mixture(latent_dim: int, num_components: int) -> Prior:
 
 
 def pseudo_inputs(prior_params: dict) -> jax.Array:
-    """VampPrior's pseudo-inputs ``u_c`` in (0, 1), shape ``(C, H, W, C_img)``."""
+    """VampPrior's pseudo-inputs ``u_c`` in [0, 1], shape ``(C, H, W, C_img)``."""
+    if "pseudo_input_weights" in prior_params:  # hardtanh
+        return jnp.clip(prior_params["pseudo_input_weights"], 0.0, 1.0)
     return jax.nn.sigmoid(prior_params["pseudo_input_logits"])
 
 
@@ -111,6 +118,7 @@ def vampprior(
     num_components: int,
     input_shape: tuple[int, ...],
     posterior_at: Callable[[Any, jax.Array], distributions.DiagGaussian],
+    parameterization: str = "sigmoid",
 ) -> Prior:
     """The VampPrior (Tomczak & Welling, 2018) of the layer whose posterior is ``posterior_at``.
 
@@ -120,10 +128,17 @@ def vampprior(
       posterior_at: ``(model params, encoder input) -> DiagGaussian``: that layer's
         posterior at an input, without the data's rescaling (the pseudo-inputs are already
         in (0, 1)).
+      parameterization: one of ``PSEUDO_INPUTS``.
     """
     num_components = int(num_components)
+    if parameterization not in PSEUDO_INPUTS:
+        raise ValueError(f"pseudo_inputs={parameterization!r}; choose one of {PSEUDO_INPUTS}")
 
     def init(key: jax.Array) -> dict:
+        if parameterization == "hardtanh":
+            scale = (2.0 / num_components) ** 0.5
+            weights = scale * draws.normal(key, (num_components, *input_shape), jnp.float32)
+            return {"pseudo_input_weights": weights}
         pixels = PSEUDO_INPUT_MEAN + PSEUDO_INPUT_STD * draws.normal(
             key, (num_components, *input_shape), jnp.float32
         )

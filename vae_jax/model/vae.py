@@ -28,7 +28,6 @@ Functions accept a batch ``(..., H, W, C)`` or a single image ``(H, W, C)``, and
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -120,6 +119,7 @@ def make_vae(
     kernel_init: str = "lecun_normal",
     log_variance_range: tuple[float, ...] = (),
     bernoulli_clip: float = 0.0,
+    pseudo_inputs: str = "sigmoid",
 ) -> VAE:
     """Builds the pure functions of a VAE with the posterior family ``posterior``, the
     prior ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
@@ -133,7 +133,8 @@ def make_vae(
       latent_dim: dimension of ``z`` (of ``z_1``, the layer the decoder reads, in a
         hierarchy).
       likelihood: ``p(x|z)``: one of ``likelihoods.LIKELIHOODS``.
-      architecture: ``"mlp"`` or ``"conv"``.
+      architecture: ``"mlp"``, ``"conv"`` or ``"gated_conv"`` (the VampPrior code's
+        ``convHVAE_2level.py`` networks; ``hidden_sizes[0]`` is its dense width).
       hidden_sizes: encoder dense widths; the decoder mirrors them.
       conv_channels: ``conv`` only: channels of the strided 3x3 convolutions.
       activation: one of ``networks.ACTIVATIONS``.
@@ -168,6 +169,8 @@ def make_vae(
         z_{l+1})`` predicts a log-variance clipped to it (the VampPrior code's ``(-6, 2)``);
         empty: the default heads.
       bernoulli_clip: ``bernoulli``: probabilities clamped to ``[c, 1 - c]`` (0 = off).
+      pseudo_inputs: ``vampprior``: how its pseudo-inputs are parameterized, one of
+        ``priors.PSEUDO_INPUTS``.
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -199,7 +202,8 @@ def make_vae(
             compute_dtype=compute_dtype,
             kernel_init=kernel_init,
             log_variance_range=log_variance_range,
-            data_size=math.prod(image_shape),
+            data_shape=image_shape,
+            data_convs=networks.GATED_CONV_DATA_BRANCH if architecture == "gated_conv" else (),
         )
     # The encoder's context: a ladder's features d_1 (which a flow on z_1 reads too), or
     # the flow's own context.
@@ -249,8 +253,9 @@ def make_vae(
         family_params = params.get("flow", {})
         if levels is None:
             return family.wrap(encoded.gaussian, encoded.context, family_params)
-        data = u.reshape((*u.shape[:-3], -1)) if skip else None
-        return levels.posterior(params["hierarchy"], encoded, family, family_params, data)
+        return levels.posterior(
+            params["hierarchy"], encoded, family, family_params, u if skip else None
+        )
 
     def top_posterior_at(params: Params, u: jax.Array):
         """The top layer's Gaussian posterior at an encoder input ``u`` (no rescaling)."""
@@ -263,7 +268,9 @@ def make_vae(
     if prior == "mixture":
         prior_part = priors.mixture(top_dim, prior_components)
     elif prior == "vampprior":
-        prior_part = priors.vampprior(prior_components, image_shape, top_posterior_at)
+        prior_part = priors.vampprior(
+            prior_components, image_shape, top_posterior_at, pseudo_inputs
+        )
     else:
         prior_part = priors.standard_normal(top_dim)
 

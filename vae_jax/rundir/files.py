@@ -204,6 +204,7 @@ ADDED_CONFIG_FIELDS = {
     "model.log_variance_range": [],
     "model.bernoulli_clip": 0.0,
     "model.decoder_reads": "z1",
+    "model.pseudo_inputs": "sigmoid",
     "objective.kl_warmup_epochs": 0,
     "training.early_stopping_patience": 0,
 }

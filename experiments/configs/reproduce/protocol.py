@@ -72,8 +72,16 @@ def hierarchical(config):
     return config
 
 
+def convolutional(config):
+    """The gated convolutional networks of ``models/convHVAE_2level.py``."""
+    config.model.architecture = "gated_conv"
+    return config
+
+
 def vampprior(config):
-    """The VampPrior on the top layer: 500 pseudo-inputs."""
+    """The VampPrior on the top layer: 500 pseudo-inputs, ``clip(W, 0, 1)`` with
+    He-normal ``W`` (the Exemplar-VAE code's ``means``, after its ``he_initializer``)."""
     config.model.prior = "vampprior"
     config.model.prior_components = 500
+    config.model.pseudo_inputs = "hardtanh"
     return config
