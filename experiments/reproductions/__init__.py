@@ -1,0 +1,1 @@
+"""A published table reproduced: Exemplar VAE's Fashion-MNIST column (docs/reproductions.md)."""
