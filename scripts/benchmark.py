@@ -35,6 +35,14 @@ Sections:
   grid              a 4x2 grid (KL weight x learning rate) with 2 seeds as one sweep
                     command against its 16 train commands one after another (target
                     <= 0.5), and its compiled epoch against 16 single-run epochs.
+  flax_example      our compiled epoch against the official Flax VAE example's loop (one
+                    jitted train_step per batch, batches binarized by numpy on the host;
+                    scripts/flax_example_benchmark.py), interleaved, at the example's
+                    784-500-20 model and at our default one, per compute dtype, batch 128:
+                    examples/s of each and ours / the example's (targets >= 1.1 in float32,
+                    >= 1.4 in bfloat16); where our step's time goes (its products at the
+                    matrix-product rate, the optimizer update, the binarization's random
+                    bits, the metrics). --flax_example_num_train sizes the epochs.
 
 Sections sized for an accelerator (--sections=accelerator runs them all; --preset=gpu|tiny
 sizes them; scripts/accelerator_check.sh runs them on a lent GPU):
@@ -101,6 +109,12 @@ _WORKDIR = flags.DEFINE_string(
 _BIAS_EXAMPLES = flags.DEFINE_integer(
     "bias_examples", 500, "Test images of the evaluation_bias section."
 )
+_MATMUL_SIZE = flags.DEFINE_integer(
+    "matmul_size", 4096, "Size of the reference product (a smaller one for smoke runs)."
+)
+_FLAX_EXAMPLE_NUM_TRAIN = flags.DEFINE_integer(
+    "flax_example_num_train", NUM_TRAIN, "Synthetic images per epoch of the flax_example section."
+)
 
 TARGETS = {
     "forward_backward_fraction": 0.85,
@@ -110,6 +124,9 @@ TARGETS = {
     "bfloat16_bias_nats": 0.05,
     "evaluate_rest_fraction": 0.10,
     "grid_over_single_commands": 0.5,
+    # our compiled epoch / the Flax example's loop, at its model and at ours (issue 32)
+    "over_flax_example_float32": 1.1,
+    "over_flax_example_bfloat16": 1.4,
 }
 AT_MOST = {
     "step_over_floor",
@@ -139,12 +156,12 @@ def matmul_gflops(dtype: str = "float32", size: int = 4096, repeats: int = 3) ->
     return 2 * size**3 / timed(product, a, b, repeats=repeats) / 1e9
 
 
-def matmul_rates(repeats: int) -> dict[str, float]:
+def matmul_rates(repeats: int, size: int = 4096) -> dict[str, float]:
     """Both references, each the median of ``repeats`` interleaved measurements."""
     rates = {dtype: [] for dtype in ("float32", "bfloat16")}
     for _ in range(repeats):
         for dtype in rates:
-            rates[dtype].append(matmul_gflops(dtype, repeats=1))
+            rates[dtype].append(matmul_gflops(dtype, size, repeats=1))
     return {dtype: statistics.median(values) for dtype, values in rates.items()}
 
 
@@ -410,6 +427,67 @@ def report_ais(measured: dict, rates: dict, repeats: int) -> dict:
     return found
 
 
+def bench_flax_example(config, num_train: int, rate: float, repeats: int) -> dict:
+    """Our compiled epoch against the Flax example's loop at ``config``'s model and compute
+    dtype, interleaved (scripts/flax_example_benchmark.py), and where our step's time goes
+    (ms): its products at the matrix-product rate ``rate`` (GFLOP/s), the optimizer update,
+    the binarization's random bits and the metrics (``metrics_ms``), beside the whole step
+    alone, a step of our epoch and one of the example's."""
+    import flax_example_benchmark
+
+    program, args = compiled_epoch(config, num_train)
+    state, images = args[0], args[2]
+    r = flax_example_benchmark.against_compiled_epoch(
+        config, program, args, num_train, repeats, images
+    )
+    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
+    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    batch_size = config.training.batch_size
+    measured = step_breakdown(trainer, state, images, batch_size, repeats)
+    x = jnp.asarray(images[:batch_size] > 127, jnp.float32)
+    batch = step_lib.Batch(x, jnp.ones((batch_size,), bool))
+    metrics = flax_example_benchmark.metrics_ms(
+        trainer.train_step, (state, batch, jax.random.key(0)), repeats * 20
+    )
+    step_gflop = matmul_flops(config)["train_step"] * batch_size / 1e9
+    r["our_step_ms"] = {
+        "products_at_matmul_rate": step_gflop / rate * 1e3,
+        "forward_backward": measured["forward_backward"],
+        "optimizer_update": measured["optimizer_update"],
+        "binarization_random_bits": measured["dynamic_binarization"],
+        "metrics": metrics,
+        "whole_train_step": measured["whole_train_step"],
+        "in_compiled_epoch": batch_size / r["ours"]["examples_per_second"] * 1e3,
+        "flax_example_step": batch_size / r["flax_example"]["examples_per_second"] * 1e3,
+    }
+    return r
+
+
+def report_flax_example(rates: dict, repeats: int) -> dict:
+    """The ``flax_example`` section: at the example's model and at our default one, per
+    compute dtype, printed as it goes."""
+    found = {}
+    for (model, hidden_sizes), dtype in itertools.product(
+        {"example_model": (500,), "default_model": None}.items(), _COMPUTE_DTYPES.value
+    ):
+        config = fashion_mlp.get_config()
+        config.model.compute_dtype = dtype
+        if hidden_sizes:
+            config.model.hidden_sizes = hidden_sizes
+        r = bench_flax_example(config, _FLAX_EXAMPLE_NUM_TRAIN.value, rates[dtype], repeats)
+        found[f"{model}_{dtype}"] = r
+        ratio = r["ours_over_flax_example"]
+        print(
+            f"against the Flax example ({r['model']}, {dtype}, batch {r['batch_size']}): ours "
+            f"{r['ours']['examples_per_second']:.0f} examples/s, the example's "
+            f"{r['flax_example']['examples_per_second']:.0f}: {ratio:.2f} "
+            f"{_verdict(ratio, f'over_flax_example_{dtype}')}"
+        )
+        print("  our step (ms): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in r["our_step_ms"].items()))  # fmt: skip
+    return found
+
+
 def _verdict(value: float, name: str) -> str:
     """``(target >= t: met)`` for the target ``TARGETS[name]``."""
     target, at_most = TARGETS[name], name in AT_MOST
@@ -425,10 +503,11 @@ def main(argv):
         raise app.UsageError("--sections=evaluation_bias/evaluate_command need --workdir")
     results = {"environment": manifest.environment(), "targets": TARGETS, "sections": {}}
     if set(sections) - set(ACCELERATOR_SECTIONS):  # those measure their own reference
-        rates = matmul_rates(repeats)
+        rates = matmul_rates(repeats, _MATMUL_SIZE.value)
         results["matmul_gflops"] = rates
         print(
-            f"reference: 4096x4096 matrix product, float32 {rates['float32']:.1f} GFLOP/s, "
+            f"reference: {_MATMUL_SIZE.value}x{_MATMUL_SIZE.value} matrix product, "
+            f"float32 {rates['float32']:.1f} GFLOP/s, "
             f"bfloat16 operands {rates['bfloat16']:.1f} GFLOP/s "
             f"({rates['bfloat16'] / rates['float32']:.2f}x)"
         )
@@ -532,6 +611,8 @@ def main(argv):
               f"{_verdict(ratio, 'grid_over_single_commands')}")  # fmt: skip
         print(f"  compiled epoch of the 16 runs (map): {r['compiled_epoch']['ratio']:.2f} of "
               "16 single-run epochs")  # fmt: skip
+    if "flax_example" in sections:
+        results["sections"]["flax_example"] = report_flax_example(rates, repeats)
     failed = []
     if set(ACCELERATOR_SECTIONS) & set(sections):
         failed = run_accelerator_sections(sections, results)

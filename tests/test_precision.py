@@ -17,6 +17,7 @@ from experiments.configs import tiny
 from vae_jax import config_checks, manifest, model, runtime
 from vae_jax.core import precision
 from vae_jax.errors import ConfigError
+from vae_jax.model import flows
 
 MATMUL_PRIMITIVES = {"dot_general", "conv_general_dilated"}
 
@@ -61,11 +62,11 @@ def test_parameters_are_float32_and_the_same_for_both_compute_dtypes(architectur
         np.testing.assert_array_equal(a, b)
 
 
-def _products(vae, params):
+def _products(vae, params, kl="analytic"):
     """(primitive, input dtypes, output dtype) of every product in the ELBO's gradient."""
 
     def loss(p):
-        return -vae.elbo(p, jax.random.key(1), _images()).elbo.mean()
+        return -vae.elbo(p, jax.random.key(1), _images(), kl=kl).elbo.mean()
 
     jaxpr = jax.make_jaxpr(jax.value_and_grad(loss))(params).jaxpr
     products, others = [], set()
@@ -91,6 +92,53 @@ def test_every_dense_product_forward_and_backward_is_bfloat16_in_float32_out():
     # three products per layer (6 layers); the image's own gradient is computed too (the
     # custom VJP returns both) and then discarded
     assert len(products) == 3 * 6
+
+
+def test_every_product_of_an_iaf_model_and_its_mades_is_bfloat16_in_float32_out():
+    """model.compute_dtype reaches the flow: each MADE's four products (the masked input,
+    the context, the two masked outputs), forward and backward, read bfloat16 and write
+    float32 like the encoder's and the decoder's."""
+    flow_steps = 2
+    vae = model.make_vae(
+        image_shape=(8, 8, 1), latent_dim=3, hidden_sizes=(16, 8), posterior="iaf",
+        flow_steps=flow_steps, flow_hidden_size=12, compute_dtype="bfloat16",
+    )  # fmt: skip
+    params = jax.eval_shape(vae.init, jax.random.key(0))
+    products, others = _products(vae, params, kl="mc")
+    bf16, f32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32)
+    assert all(p == ("dot_general", (bf16, bf16), f32) for p in products), products
+    assert others == {"convert_element_type"}
+    # three products per layer: the encoder's two hidden layers, q's head and the context,
+    # the decoder's three layers, and four per MADE
+    assert len(products) == 3 * (4 + 3 + 4 * flow_steps)
+
+
+def test_made_matches_a_numpy_reference_with_bfloat16_operands():
+    """Each of a MADE's products rounds its operands (the masked float32 kernels) to
+    bfloat16 and sums exactly; biases, the ELU and the outputs stay float32."""
+    dim, hidden_size = 4, 12
+    made = flows.MADE(dim, hidden_size, reverse=True, compute_dtype="bfloat16")
+    z = jax.random.normal(jax.random.key(0), (5, dim))
+    context = jax.random.normal(jax.random.key(1), (5, 6))
+    params = made.init(jax.random.key(2), z, context)["params"]
+    params = jax.tree.map(
+        lambda p: p + 0.3 * jax.random.normal(jax.random.key(3), p.shape), params
+    )  # zero biases would hide a missing bias
+    m, s = jax.jit(lambda p: made.apply({"params": p}, z, context))(params)
+    assert m.dtype == s.dtype == jnp.float32
+
+    hidden_mask, output_mask = flows.made_masks(dim, hidden_size, reverse=True)
+    c = params["context"]
+    h = _bf16_round(z) @ _bf16_round(params["w_in"] * hidden_mask)
+    h = h + _bf16_round(context) @ _bf16_round(c["kernel"]) + np.asarray(c["bias"], np.float64)
+    h = np.where(h > 0, h, np.expm1(h)).astype(np.float32)  # ELU, float32 between products
+    for name, out in (("m", m), ("s", s)):
+        w = _bf16_round(params[f"w_{name}"] * output_mask)
+        reference = _bf16_round(h) @ w + np.asarray(params[f"b_{name}"], np.float64)
+        np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-6)
+    # and the float32 MADE really computes something else (the test can fail)
+    full = flows.MADE(dim, hidden_size, reverse=True).apply({"params": params}, z, context)
+    assert np.max(np.abs(np.asarray(full[0]) - np.asarray(m))) > 1e-4
 
 
 def test_convolutions_take_bfloat16_forward_and_float32_backward():

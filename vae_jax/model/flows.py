@@ -29,7 +29,7 @@ import numpy as np
 from flax import linen as nn
 from flax import struct
 
-from vae_jax.core import distributions
+from vae_jax.core import distributions, precision
 
 # sigma starts near sigmoid(1) = 0.73: each step starts close to the identity-plus-shift
 # that keeps gradients flowing (Kingma et al. use a positive forget-gate bias too).
@@ -50,24 +50,35 @@ def made_masks(latent_dim: int, hidden_size: int, reverse: bool) -> tuple[np.nda
 
 
 class MADE(nn.Module):
-    """``(z, h) -> (m, s)``, each output ``d`` a function of ``h`` and ``z`` before ``d``."""
+    """``(z, h) -> (m, s)``, each output ``d`` a function of ``h`` and ``z`` before ``d``.
+
+    ``compute_dtype`` (``model.compute_dtype``): operands of its three products (masked
+    input, context, masked outputs), accumulated in float32 (``vae_jax.core.precision``);
+    the masks are applied to the float32 kernels first, so masked weights stay exact zeros.
+    ``"float32"`` computes exactly as before the option existed."""
 
     latent_dim: int
     hidden_size: int
     reverse: bool = False
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z: jax.Array, context: jax.Array) -> tuple[jax.Array, jax.Array]:
         hidden_mask, output_mask = made_masks(self.latent_dim, self.hidden_size, self.reverse)
+        if self.compute_dtype == "float32":
+            matmul = jnp.matmul
+        else:
+            matmul = precision.mixed_matmul(self.compute_dtype)
+        dense = precision.layer_options(self.compute_dtype)["dense"]
         init = nn.initializers.lecun_normal()
         w_in = self.param("w_in", init, (self.latent_dim, self.hidden_size))
-        hidden = z @ (w_in * hidden_mask) + nn.Dense(self.hidden_size, name="context")(context)
-        hidden = nn.elu(hidden)
+        context_part = nn.Dense(self.hidden_size, name="context", **dense)(context)
+        hidden = nn.elu(matmul(z, w_in * hidden_mask) + context_part)
         outputs = []
         for name in ("m", "s"):
             w = self.param(f"w_{name}", init, (self.hidden_size, self.latent_dim))
             b = self.param(f"b_{name}", nn.initializers.zeros, (self.latent_dim,))
-            outputs.append(hidden @ (w * output_mask) + b)
+            outputs.append(matmul(hidden, w * output_mask) + b)
         return outputs[0], outputs[1]
 
 
@@ -77,14 +88,20 @@ class IAF(nn.Module):
     latent_dim: int
     num_steps: int
     hidden_size: int
+    compute_dtype: str = "float32"  # of every MADE's products (MADE's docstring)
 
     @nn.compact
     def __call__(self, z: jax.Array, context: jax.Array) -> tuple[jax.Array, jax.Array]:
         log_det = jnp.zeros(z.shape[:-1], z.dtype)
         for t in range(self.num_steps):
-            m, s = MADE(self.latent_dim, self.hidden_size, reverse=t % 2 == 1, name=f"made_{t}")(
-                z, context
+            made = MADE(
+                self.latent_dim,
+                self.hidden_size,
+                reverse=t % 2 == 1,
+                compute_dtype=self.compute_dtype,
+                name=f"made_{t}",
             )
+            m, s = made(z, context)
             gate = s + GATE_BIAS
             sigma = jax.nn.sigmoid(gate)
             z = sigma * z + (1.0 - sigma) * m

@@ -70,7 +70,14 @@ def gaussian() -> PosteriorFamily:
     )
 
 
-def iaf(*, latent_dim: int, num_steps: int, hidden_size: int, context_dim: int) -> PosteriorFamily:
+def iaf(
+    *,
+    latent_dim: int,
+    num_steps: int,
+    hidden_size: int,
+    context_dim: int,
+    compute_dtype: str = "float32",
+) -> PosteriorFamily:
     """An inverse autoregressive flow on top of the layer's Gaussian (Kingma et al., 2016).
 
     Args:
@@ -78,8 +85,10 @@ def iaf(*, latent_dim: int, num_steps: int, hidden_size: int, context_dim: int) 
       num_steps: MADE steps (the variable order reversed every other step).
       hidden_size: width of each MADE.
       context_dim: width of the encoder's context the flow reads.
+      compute_dtype: operands of the MADEs' products, accumulated in float32 (the
+        model's ``compute_dtype``; ``vae_jax.core.precision``).
     """
-    flow = flows.IAF(int(latent_dim), int(num_steps), int(hidden_size))
+    flow = flows.IAF(int(latent_dim), int(num_steps), int(hidden_size), compute_dtype)
 
     def init(key: jax.Array) -> Any:
         z = jnp.zeros((1, int(latent_dim)), jnp.float32)

@@ -143,8 +143,8 @@ def make_vae(
       min_scale: lower bound of learned Gaussian scales.
       num_bins: ``discretized_logistic`` only: number of pixel values.
       compute_dtype: ``"float32"`` or ``"bfloat16"``: operands of the networks' matrix
-        products (float32 accumulation; parameters and every log-probability stay
-        float32; see ``vae_jax.core.precision``).
+        products, an ``iaf``'s MADEs included (float32 accumulation; parameters and every
+        log-probability stay float32; see ``vae_jax.core.precision``).
       prior: ``p(z)`` (of the top layer in a hierarchy): one of ``priors.PRIORS``.
       prior_components: ``mixture``: Gaussians; ``vampprior``: pseudo-inputs.
       posterior: the family of ``q(z|x)`` (of ``z_1`` in a hierarchy): ``"gaussian"``
@@ -186,8 +186,12 @@ def make_vae(
     if decoder_reads == "all_layers" and num_layers < 2:
         raise ValueError("decoder_reads='all_layers' needs a hierarchy (upper_latent_dims)")
     log_variance_range = tuple(float(v) for v in log_variance_range)
-    if log_variance_range and (len(log_variance_range) != 2 or not log_variance_range[0] < log_variance_range[1]):
-        raise ValueError(f"log_variance_range={log_variance_range}; give (low, high) with low < high")
+    if log_variance_range and (
+        len(log_variance_range) != 2 or not log_variance_range[0] < log_variance_range[1]
+    ):
+        raise ValueError(
+            f"log_variance_range={log_variance_range}; give (low, high) with low < high"
+        )
     refused = compatibility.model_refusals(prior, posterior, num_layers)
     if refused:
         raise ValueError(refused[0].message(qualified=False))
@@ -217,6 +221,7 @@ def make_vae(
             num_steps=flow_steps,
             hidden_size=flow_hidden_size,
             context_dim=context_dim,
+            compute_dtype=precision.check_compute_dtype(compute_dtype),
         )
     else:
         family = posteriors.gaussian()
