@@ -365,7 +365,8 @@ def test_validation_in_file_order_is_the_last_images_of_train(tiny_config):
     train_idx, val_idx, rule = data.pipeline.validation_rule(tiny_config.data, 60000)
     np.testing.assert_array_equal(train_idx, np.arange(50000))
     np.testing.assert_array_equal(val_idx, np.arange(50000, 60000))
-    assert "file order" in rule["validation"] and rule["num_validation"] == 10000
+    assert "file order" in rule["validation"]
+    assert rule["num_validation"] == 10000
 
 
 def test_dataset_records_protocol_and_fingerprints(tiny_config):

@@ -112,7 +112,8 @@ def test_a_run_stops_after_patience_and_keeps_its_best_epoch(stopped_run):
     elbos = [r["validation/elbo"] for r in records]
     best = int(np.argmax(elbos)) + 1
     summary = report["early_stopping"]
-    assert summary["stopped_early"] and report["status"] == "complete"
+    assert summary["stopped_early"]
+    assert report["status"] == "complete"
     assert summary["best_epoch"] == best == report["best_validation"]["epoch"]
     assert report["epochs_completed"] == len(records) == best + 2 < 40
     best_step = records[best - 1]["step"]
@@ -139,9 +140,7 @@ def test_a_finished_run_trains_no_further(stopped_run, tmp_path):
     assert len(read_metrics(copy)) == len(read_metrics(workdir))
 
 
-def test_an_interrupted_run_resumes_its_count_and_ends_as_an_unbroken_one(
-    stopped_run, tmp_path
-):
+def test_an_interrupted_run_resumes_its_count_and_ends_as_an_unbroken_one(stopped_run, tmp_path):
     """Stopped one epoch after its best (the count at 1 of 2) and resumed: the same
     records, stop epoch, best epoch and best checkpoint bits as the unbroken run; the best
     checkpoints the resumed run recomputes replace the ones past the resume point."""

@@ -9,8 +9,8 @@ import pytest
 from scipy import special, stats
 
 from vae_jax import model
-from vae_jax.model import priors
 from vae_jax.core import likelihoods, networks
+from vae_jax.model import priors
 
 IMAGE = (4, 4, 1)
 
@@ -64,7 +64,8 @@ def test_clipped_head_is_mean_layer_and_hardtanh_of_a_log_variance_layer():
     q = head.apply({"params": params}, h).gaussian
     p, hs = _numpy(params), np.asarray(h, np.float64)
     log_variance = np.clip(hs @ p["log_variance"]["kernel"] + p["log_variance"]["bias"], -6, 2)
-    assert (log_variance == -6).any() and (log_variance == 2).any()
+    assert (log_variance == -6).any()
+    assert (log_variance == 2).any()
     np.testing.assert_allclose(q.loc, hs @ p["loc"]["kernel"] + p["loc"]["bias"], rtol=1e-5)
     np.testing.assert_allclose(q.log_scale, 0.5 * log_variance, rtol=1e-5, atol=1e-6)
 
@@ -160,5 +161,7 @@ def test_top_down_skip_vampprior_mixes_the_top_posteriors_at_the_pseudo_inputs(p
 def test_conv_refuses_the_mlp_only_parts_in_one_line():
     for field, value in (("activation", "gated"), ("log_variance_range", (-6.0, 2.0))):
         with pytest.raises(ValueError, match=field) as error:
-            model.make_vae(image_shape=(8, 8, 1), latent_dim=2, architecture="conv", **{field: value})
+            model.make_vae(
+                image_shape=(8, 8, 1), latent_dim=2, architecture="conv", **{field: value}
+            )
         assert "\n" not in str(error.value)

@@ -109,5 +109,5 @@ def test_kl_warmup_in_epochs_and_in_steps_together_are_refused(tiny_config):
 
     tiny_config.objective.kl_warmup_epochs = 4
     tiny_config.objective.kl_warmup_steps = 10
-    with pytest.raises(ConfigError, match="kl_warmup_steps=10 and objective.kl_warmup_epochs=4"):
+    with pytest.raises(ConfigError, match=r"kl_warmup_steps=10 and objective\.kl_warmup_epochs=4"):
         config_checks.check_config(tiny_config)

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from vae_jax.core import likelihoods, networks, precision
 from vae_jax import optimizers
+from vae_jax.core import likelihoods, networks, precision
 from vae_jax.data import catalog, pipeline, preprocess, source
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.model import compatibility, hierarchy, posteriors, priors

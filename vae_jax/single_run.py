@@ -24,8 +24,8 @@ from vae_jax.data import load_dataset
 from vae_jax.evaluation.validation import make_validation
 from vae_jax.rundir import files
 from vae_jax.rundir.lock import ownership
-from vae_jax.train_state import create_train_state
 from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume, warmups
 from vae_jax.training.early_stopping import EarlyStopping
 from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config

@@ -58,13 +58,27 @@ def _stopping(row: dict) -> str:
     return "; ".join(parts)
 
 
+def _published(row: dict) -> str:
+    if row["published"] is None:
+        return "not named (see the config)"
+    return f"{row['published']:.2f} ± {row['published_plus_minus']:.2f}"
+
+
+def _difference(row: dict) -> str:
+    return "–" if row["difference"] is None else f"{row['difference']:+.2f}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _budget(row: dict) -> str:
     if not row["budget"]:
         return "the paper's"
     seed = row["seeds"][0]
     parts = []
     if "training" in row["budget"]:
-        parts.append(f"{seed['max_epochs']} epochs")
+        parts.append(_plural(seed["max_epochs"], "epoch"))
     if "test images" in row["budget"]:
         parts.append(f"{seed['test_images']} test images")
     if "importance samples" in row["budget"]:
@@ -88,8 +102,8 @@ def summary_lines(results: dict) -> list[str]:
     lines = []
     for row in results["rows"]:
         lines.append(
-            f"{row['label']}: published {row['published']:.2f} ± {row['published_plus_minus']:.2f}, "
-            f"ours {_ours(row)}, difference {row['difference']:+.2f}"
+            f"{row['label']}: published {_published(row)}, ours {_ours(row)}, "
+            f"difference {_difference(row)}"
             + (f" [{_budget(row).strip('*')}]" if row["budget"] else "")
         )
     return lines
@@ -103,8 +117,8 @@ def table(results: dict) -> str:
     ]
     for row in results["rows"]:
         lines.append(
-            f"| {row['label']} | {row['published']:.2f} ± {row['published_plus_minus']:.2f} | "
-            f"{_ours(row)} | {row['difference']:+.2f} | {_stopping(row)} | {_budget(row)} | "
+            f"| {row['label']} | {_published(row)} | "
+            f"{_ours(row)} | {_difference(row)} | {_stopping(row)} | {_budget(row)} | "
             f"{_wall(row)} |"
         )
     return "\n".join(lines)
@@ -132,8 +146,9 @@ def figure(results: dict, path: Path) -> Path:
     rows = results["rows"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.6 * len(rows) + 3))
     positions = range(len(rows))
-    left.errorbar([r["published"] for r in rows], [p + 0.15 for p in positions],
-                  xerr=[r["published_plus_minus"] for r in rows], fmt="s", capsize=3,
+    named = [(p, r) for p, r in zip(positions, rows, strict=True) if r["published"] is not None]
+    left.errorbar([r["published"] for _, r in named], [p + 0.15 for p, _ in named],
+                  xerr=[r["published_plus_minus"] for _, r in named], fmt="s", capsize=3,
                   label="published")  # fmt: skip
     ours_error = [
         r["ours_interval_95"] if r["ours_interval_95"] is not None
@@ -147,15 +162,21 @@ def figure(results: dict, path: Path) -> Path:
     left.invert_yaxis()
     left.set_xlabel("test NLL (nats), lower is better")
     left.legend()
+    lowest, highest = [], []
     for row in rows:
         for seed in row["seeds"]:
             curve = seed["validation_curve"]
             if curve:
                 epochs, elbos = zip(*curve, strict=True)
-                right.plot(epochs, [-e for e in elbos], label=row["label"], linewidth=1)
+                losses = [-e for e in elbos]
+                right.plot(epochs, losses, label=row["label"], linewidth=1, marker=".",
+                           markersize=2)  # fmt: skip
+                lowest.append(min(losses))
+                highest.append(sorted(losses)[len(losses) // 2])  # the median: past the start
+    if lowest:
+        right.set_ylim(min(lowest) - 2, max(highest) + 5)
     right.set_xlabel("epoch")
     right.set_ylabel("validation -ELBO (nats)")
-    right.set_yscale("log")
     right.legend(fontsize=7)
     right.set_title("validation bound per epoch (selection uses it only)")
     fig.tight_layout()
@@ -167,7 +188,9 @@ def figure(results: dict, path: Path) -> Path:
 def markdown(results: dict, figure_name: str, json_name: str) -> str:
     findings = []
     for row in results["rows"]:
-        if row["budget"]:
+        if row["published"] is None:
+            findings.append(f"- **{row['label']}**: no published number named in its config.")
+        elif row["budget"]:
             findings.append(
                 f"- **{row['label']}** ran on a smaller budget than the paper's "
                 f"({_budget(row).strip('*').removeprefix('budget: ')}): its number is not a "

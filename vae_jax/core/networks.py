@@ -61,7 +61,7 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
         return lambda h: h
     if name not in ACTIVATIONS:
         raise ValueError(
-            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS) + [GATED]}"
+            f"unknown activation {name!r}; choose one of {[*sorted(ACTIVATIONS), GATED]}"
         )
     return ACTIVATIONS[name]
 
@@ -260,8 +260,13 @@ class MLPDecoder(nn.Module):
             parts = jnp.split(z, list(itertools.accumulate(self.input_sizes))[:-1], axis=-1)
             z = jnp.concatenate(
                 [
-                    MLP(sizes[:1], self.activation, self.compute_dtype, self.kernel_init,
-                        name=f"branch_{i}")(part)  # fmt: skip
+                    MLP(
+                        sizes[:1],
+                        self.activation,
+                        self.compute_dtype,
+                        self.kernel_init,
+                        name=f"branch_{i}",
+                    )(part)
                     for i, part in enumerate(parts)
                 ],
                 axis=-1,
@@ -319,7 +324,9 @@ class GatedConvStack(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
         for i, (channels, kernel, stride, padding) in enumerate(self.layers):
-            h = GatedConv(channels, kernel, stride, padding, self.compute_dtype, name=f"conv_{i}")(h)
+            h = GatedConv(channels, kernel, stride, padding, self.compute_dtype, name=f"conv_{i}")(
+                h
+            )
         return _flatten_image(h) if self.flatten else h
 
 
@@ -361,8 +368,9 @@ class GatedConvDecoder(nn.Module):
             parts = jnp.split(z, list(itertools.accumulate(self.input_sizes))[:-1], axis=-1)
             z = jnp.concatenate(
                 [
-                    MLP(first, GATED, self.compute_dtype, self.kernel_init,
-                        name=f"branch_{i}")(part)  # fmt: skip
+                    MLP(first, GATED, self.compute_dtype, self.kernel_init, name=f"branch_{i}")(
+                        part
+                    )
                     for i, part in enumerate(parts)
                 ],
                 axis=-1,
@@ -375,9 +383,7 @@ class GatedConvDecoder(nn.Module):
             self.head.likelihood, self.head.gaussian_scale, channels
         )
         conv = precision.layer_options(self.compute_dtype)["conv"]
-        raw = nn.Conv(
-            out_channels, (1, 1), name="pixels", kernel_init=conv_kernel_init, **conv
-        )(h)
+        raw = nn.Conv(out_channels, (1, 1), name="pixels", kernel_init=conv_kernel_init, **conv)(h)
         return self.head(raw)
 
 

@@ -167,11 +167,13 @@ class SkipConditional(nn.Module):
     def read_data(self, image: jax.Array) -> jax.Array:
         if self.data_convs:
             return networks.GatedConvStack(self.data_convs, self.compute_dtype, name="data")(image)
-        return self._mlp(tuple(self.hidden_sizes)[:1], "data")(image.reshape((*image.shape[:-3], -1)))
+        return self._mlp(tuple(self.hidden_sizes)[:1], "data")(
+            image.reshape((*image.shape[:-3], -1))
+        )
 
     @nn.compact
     def __call__(self, data_features: jax.Array, z_above: jax.Array):
-        width = data_features.shape[-1] if self.data_convs else tuple(self.hidden_sizes)[0]
+        width = data_features.shape[-1] if self.data_convs else self.hidden_sizes[0]
         above = self._mlp((width,), "above")(z_above)
         batch = jnp.broadcast_shapes(above.shape[:-1], data_features.shape[:-1])
         h = self._mlp(tuple(self.hidden_sizes)[1:], "joint")(
@@ -521,7 +523,8 @@ class Hierarchy:
         """``q(z|x)`` from the encoder's output ``encoded`` (``networks.Encoded``): its
         Gaussian is ``q(z_1|x)`` (``bottom_up``), or ``N(mu_hat_1, sigma_hat_1)`` with its
         context ``d_1`` which the ladder steps carry up (``top_down``), or ``q(z_L|x)``
-        (``top_down_skip``, whose lower layers also read ``data``, the encoder's input). ``family`` (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading
+        (``top_down_skip``, whose lower layers also read ``data``, the encoder's input).
+        ``family`` (``vae_jax.model.posteriors``) wraps ``z_1``'s Gaussian, reading
         ``encoded.context``.
         """
         gaussians, features = [encoded.gaussian], None
@@ -529,9 +532,10 @@ class Hierarchy:
             conditional = self._skip_conditional
             features = tuple(
                 step.apply(
-                    {"params": params["inference"][f"layer_{i + 1}"]}, data,
+                    {"params": params["inference"][f"layer_{i + 1}"]},
+                    data,
                     method=SkipConditional.read_data,
-                )  # fmt: skip
+                )
                 for i, step in enumerate(self.inference_steps)
             )
         elif self.inference == "bottom_up":
@@ -539,7 +543,9 @@ class Hierarchy:
         else:
             conditional, ladder = self._conditional_prior, encoded.context
             for i, step in enumerate(self.inference_steps):
-                gaussian, ladder = step.apply({"params": params["inference"][f"layer_{i + 2}"]}, ladder)
+                gaussian, ladder = step.apply(
+                    {"params": params["inference"][f"layer_{i + 2}"]}, ladder
+                )
                 gaussians.append(gaussian)
         return HierarchicalPosterior(
             tuple(gaussians),

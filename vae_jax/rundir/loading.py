@@ -82,8 +82,7 @@ def load_state(workdir: str | Path, step: int | None = None):
         else:
             if step not in checkpointer.steps():
                 raise CheckpointError(
-                    f"no checkpoint at step {step} in {folder}; "
-                    f"it has {checkpointer.steps()}"
+                    f"no checkpoint at step {step} in {folder}; it has {checkpointer.steps()}"
                 )
             state, record = checkpointer.restore(step, target)
     finally:

@@ -62,6 +62,14 @@ def get_config():
     return config
 
 
+def on_mnist(config):
+    """The same row on MNIST from TFDS (``mnist``: 60,000 training images, the last 10,000
+    of them for validation, as ``dynamic_mnist`` in the papers' code)."""
+    config.data.name = "mnist"
+    config.data.source = "tfds"
+    return config
+
+
 def hierarchical(config):
     """The two-level HVAE of ``models/HVAE_2level.py``: ``q(z2|x) q(z1|x, z2)``,
     ``p(z2) p(z1|z2) p(x|z1, z2)``, 40 units per layer, the prior on ``z2``."""
