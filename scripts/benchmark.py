@@ -78,7 +78,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from sweep_benchmark import NUM_TRAIN, synthetic_images  # scripts/, this file's directory
+import reproduction_benchmark  # scripts/, this file's directory
+from sweep_benchmark import NUM_TRAIN, synthetic_images
 
 from experiments.configs import fashion_mlp
 from vae_jax import adapter, hyperparameters, manifest, runtime
@@ -112,6 +113,13 @@ _BIAS_EXAMPLES = flags.DEFINE_integer(
 _MATMUL_SIZE = flags.DEFINE_integer(
     "matmul_size", 4096, "Size of the reference product (a smaller one for smoke runs)."
 )
+_ROWS = flags.DEFINE_list(
+    "rows", ["fashion_vae", "fashion_vampprior", "fashion_hvae", "fashion_hvae_vampprior"],
+    "reproduction: rows of the reproduced table (experiments/reproductions/rows.py).",
+)
+_ROW_NUM_TRAIN = flags.DEFINE_integer(
+    "row_num_train", 2000, "reproduction: synthetic images per timed epoch of each row."
+)
 _FLAX_EXAMPLE_NUM_TRAIN = flags.DEFINE_integer(
     "flax_example_num_train", NUM_TRAIN, "Synthetic images per epoch of the flax_example section."
 )
@@ -127,9 +135,12 @@ TARGETS = {
     # our compiled epoch / the Flax example's loop, at its model and at ours (issue 32)
     "over_flax_example_float32": 1.1,
     "over_flax_example_bfloat16": 1.4,
+    # each reproduced row's training step against its floor (issue 27)
+    "row_step_over_floor": 1.3,
 }
 AT_MOST = {
     "step_over_floor",
+    "row_step_over_floor",
     "bfloat16_bias_nats",
     "evaluate_rest_fraction",
     "grid_over_single_commands",
@@ -613,6 +624,8 @@ def main(argv):
               "16 single-run epochs")  # fmt: skip
     if "flax_example" in sections:
         results["sections"]["flax_example"] = report_flax_example(rates, repeats)
+    if "reproduction" in sections:
+        results["sections"]["reproduction"] = report_reproduction(rates, repeats)
     failed = []
     if set(ACCELERATOR_SECTIONS) & set(sections):
         failed = run_accelerator_sections(sections, results)
@@ -622,6 +635,22 @@ def main(argv):
         print(f"wrote {_JSON.value}")
     if failed:
         raise SystemExit(f"accelerator sections failed: {', '.join(failed)}")
+
+
+def report_reproduction(rates: dict, repeats: int) -> dict:
+    """Each reproduced row's step against its floor (target: at most 1.3x) and its
+    protocol epoch's estimated seconds (scripts/reproduction_benchmark.py)."""
+    rows = reproduction_benchmark.bench_rows(
+        _ROWS.value, rates["float32"], repeats, _ROW_NUM_TRAIN.value
+    )
+    for name, r in rows.items():
+        print(
+            f"reproduction {name}: step {r['step_ms']:.1f} ms, floor {r['floor_ms']:.1f} ms "
+            f"({r['product_gflop_per_step']:.2f} GFLOP of products), step/floor "
+            f"{r['step_over_floor']:.2f} {_verdict(r['step_over_floor'], 'row_step_over_floor')}"
+            f"; a 50,000-image epoch ~{r['protocol_epoch_seconds']:.1f} s"
+        )
+    return rows
 
 
 # --- Sections sized for an accelerator (scripts/accelerator_check.sh runs them) ---------

@@ -265,7 +265,7 @@ def make_vae(
     def top_posterior_at(params: Params, u: jax.Array):
         """The top layer's Gaussian posterior at an encoder input ``u`` (no rescaling)."""
         encoded = encoder.apply({"params": params["encoder"]}, u)
-        if levels is None:
+        if levels is None or skip:  # top_down_skip: the encoder describes z_L itself
             return encoded.gaussian
         return posterior_of(params, encoded, u).top_gaussian()
 
