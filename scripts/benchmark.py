@@ -77,9 +77,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
 import reproduction_benchmark  # scripts/, this file's directory
-from sweep_benchmark import NUM_TRAIN, synthetic_images
+from absl import app, flags
+from sweep_benchmark import NUM_TRAIN, synthetic_images, timed
 
 from experiments.configs import fashion_mlp
 from vae_jax import adapter, hyperparameters, manifest, runtime
@@ -114,7 +114,8 @@ _MATMUL_SIZE = flags.DEFINE_integer(
     "matmul_size", 4096, "Size of the reference product (a smaller one for smoke runs)."
 )
 _ROWS = flags.DEFINE_list(
-    "rows", ["fashion_vae", "fashion_vampprior", "fashion_hvae", "fashion_hvae_vampprior"],
+    "rows",
+    ["fashion_vae", "fashion_vampprior", "fashion_hvae", "fashion_hvae_vampprior"],
     "reproduction: rows of the reproduced table (experiments/reproductions/rows.py).",
 )
 _ROW_NUM_TRAIN = flags.DEFINE_integer(
@@ -145,17 +146,6 @@ AT_MOST = {
     "evaluate_rest_fraction",
     "grid_over_single_commands",
 }
-
-
-def timed(fn, *args, repeats: int) -> float:
-    """Median wall time of ``fn(*args)`` (after one warm-up call), results synchronized."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def matmul_gflops(dtype: str = "float32", size: int = 4096, repeats: int = 3) -> float:

@@ -13,8 +13,8 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+from sweep_benchmark import synthetic_images, timed  # scripts/, this file's directory
 
 from experiments.reproductions import rows as rows_lib
 from vae_jax import hyperparameters
@@ -59,27 +59,13 @@ def product_flops(jaxpr) -> float:
     return total
 
 
-def _timed(fn, *args, repeats: int) -> float:
-    import time
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
-
-
 def bench_row(config, rate: float, repeats: int, num_train: int) -> dict:
     """One row: its step's products, floor and time, and its epoch time estimated for the
     protocol's 50,000 training images (and 10,000 validation images, one forward pass each
     at the same rate as the step's forward third)."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
     trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
-    images = jnp.asarray(
-        np.random.default_rng(0).integers(0, 256, (num_train, *IMAGE_SHAPE)), jnp.uint8
-    )
+    images = synthetic_images(num_train)
     streams = rng.make_streams(0)
     state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
     batch_size = config.training.batch_size
@@ -88,19 +74,17 @@ def bench_row(config, rate: float, repeats: int, num_train: int) -> dict:
     key = jax.random.key(2)
     flops = product_flops(jax.make_jaxpr(trainer.train_step)(state, batch, key).jaxpr)
     grads = jax.tree.map(jnp.ones_like, state.params)
-    update = jax.jit(
-        lambda g, s, p: optax.apply_updates(p, trainer.optimizer.update(g, s, p)[0])
-    )
+    update = jax.jit(lambda g, s, p: optax.apply_updates(p, trainer.optimizer.update(g, s, p)[0]))
     binarize = jax.jit(lambda k, s: jax.random.bernoulli(k, s.astype(jnp.float32) / 255.0))
     epoch_fn = epoch_with_traced_hyperparameters(config, IMAGE_SHAPE, preprocessing, num_train)
     traced = hyperparameters.traced_values(config)
     epoch = jax.jit(epoch_fn).lower(state, streams, images, jnp.int32(0), traced).compile()
-    epoch_seconds = _timed(
+    epoch_seconds = timed(
         lambda: epoch(state, streams, images, jnp.int32(0), traced), repeats=repeats
     )
     step_ms = epoch_seconds / trainer.steps_per_epoch * 1e3
-    optimizer_ms = _timed(update, grads, state.opt_state, state.params, repeats=repeats * 5) * 1e3
-    bits_ms = _timed(binarize, key, images[:batch_size], repeats=repeats * 5) * 1e3
+    optimizer_ms = timed(update, grads, state.opt_state, state.params, repeats=repeats * 5) * 1e3
+    bits_ms = timed(binarize, key, images[:batch_size], repeats=repeats * 5) * 1e3
     products_ms = flops / (rate * 1e9) * 1e3
     floor_ms = products_ms + optimizer_ms + bits_ms
     steps = PROTOCOL_TRAIN // batch_size

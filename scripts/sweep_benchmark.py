@@ -34,6 +34,17 @@ from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_
 NUM_TRAIN = 54000  # the default Fashion-MNIST training split (60000 minus validation)
 
 
+def timed(fn, *args, repeats: int) -> float:
+    """Median wall time of ``fn(*args)`` (after one warm-up call), results synchronized."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def synthetic_images(num: int) -> jax.Array:
     """``num`` random 28x28 uint8 images on the device (speed does not depend on pixels)."""
     return jnp.asarray(np.random.default_rng(0).integers(0, 256, (num, 28, 28, 1)), jnp.uint8)

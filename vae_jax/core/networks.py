@@ -238,6 +238,17 @@ class MLPEncoder(nn.Module):
         )(h)  # fmt: skip
 
 
+def _branches(z, input_sizes, width, activation, compute_dtype, kernel_init) -> jax.Array:
+    """Inside a compact module: the parts of ``z`` (sizes ``input_sizes``), each through its
+    own dense layer of ``width`` units (``branch_<i>``), concatenated."""
+    parts = jnp.split(z, list(itertools.accumulate(input_sizes))[:-1], axis=-1)
+    outputs = [
+        MLP((width,), activation, compute_dtype, kernel_init, name=f"branch_{i}")(part)
+        for i, part in enumerate(parts)
+    ]
+    return jnp.concatenate(outputs, axis=-1)
+
+
 class MLPDecoder(nn.Module):
     """z -> dense layers -> raw pixel parameters -> p(x|z).
 
@@ -257,20 +268,8 @@ class MLPDecoder(nn.Module):
     def __call__(self, z: jax.Array):
         sizes = tuple(self.hidden_sizes)
         if self.input_sizes:
-            parts = jnp.split(z, list(itertools.accumulate(self.input_sizes))[:-1], axis=-1)
-            z = jnp.concatenate(
-                [
-                    MLP(
-                        sizes[:1],
-                        self.activation,
-                        self.compute_dtype,
-                        self.kernel_init,
-                        name=f"branch_{i}",
-                    )(part)
-                    for i, part in enumerate(parts)
-                ],
-                axis=-1,
-            )
+            z = _branches(z, self.input_sizes, sizes[0], self.activation, self.compute_dtype,
+                          self.kernel_init)  # fmt: skip
             sizes = sizes[1:]
         h = MLP(sizes, self.activation, self.compute_dtype, self.kernel_init, name="mlp")(z)
         height, width, channels = self.head.image_shape
@@ -365,16 +364,8 @@ class GatedConvDecoder(nn.Module):
         first = tuple(self.hidden_sizes)[:1]
         sizes = (*first, height * width * channels)
         if self.input_sizes:  # p_x_layers_z1, p_x_layers_z2, then p_x_layers_joint_pre
-            parts = jnp.split(z, list(itertools.accumulate(self.input_sizes))[:-1], axis=-1)
-            z = jnp.concatenate(
-                [
-                    MLP(first, GATED, self.compute_dtype, self.kernel_init, name=f"branch_{i}")(
-                        part
-                    )
-                    for i, part in enumerate(parts)
-                ],
-                axis=-1,
-            )
+            z = _branches(z, self.input_sizes, first[0], GATED, self.compute_dtype,
+                          self.kernel_init)  # fmt: skip
             sizes = sizes[1:]
         h = MLP(sizes, GATED, self.compute_dtype, self.kernel_init, name="mlp")(z)
         h = h.reshape((*h.shape[:-1], height, width, channels))
