@@ -166,3 +166,16 @@ def test_an_interrupted_run_resumes_its_count_and_ends_as_an_unbroken_one(stoppe
         _restore(resumed, files.BEST_CHECKPOINT_DIR, step),
         _restore(workdir, files.BEST_CHECKPOINT_DIR, step),
     )
+
+
+def test_sweeps_refuse_early_stopping_in_one_line(tiny_config, tmp_path):
+    """Seeds of one program train the same epochs: a sweep with a patience is refused
+    before any work, naming the field (train each seed as its own run instead)."""
+    from vae_jax.errors import ConfigError
+    from vae_jax.sweep import runner
+
+    tiny_config.training.early_stopping_patience = 5
+    with pytest.raises(ConfigError, match="training.early_stopping_patience=5") as error:
+        runner.check_before_start(tiny_config, tmp_path / "sweep", [0, 1], "auto")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "sweep").exists()

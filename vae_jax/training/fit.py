@@ -1,8 +1,9 @@
 """``fit``: the one training loop, for a single run and for the seeds of a sweep.
 
 Read top to bottom, per epoch: the compiled ``lax.scan`` over the epoch's steps, then for
-each run in the program the non-finite check, validation, one metrics record and the
-checkpoint decision, then the stop on SIGTERM; ``report.json`` at the end of a complete
+each run in the program the non-finite check, validation, one metrics record, early
+stopping's count (the best checkpoint, the stop) and the checkpoint decision, then the
+stop on SIGTERM; ``report.json`` at the end of a complete
 run (``write_final_report``). A single run passes one ``RunDirectory``
 and its own state; a sweep passes one directory per seed and states stacked over seeds
 (``run_view`` picks run ``i``'s part of a stacked tree). A non-finite value stops a single
