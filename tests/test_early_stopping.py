@@ -175,7 +175,7 @@ def test_sweeps_refuse_early_stopping_in_one_line(tiny_config, tmp_path):
     from vae_jax.sweep import runner
 
     tiny_config.training.early_stopping_patience = 5
-    with pytest.raises(ConfigError, match="training.early_stopping_patience=5") as error:
+    with pytest.raises(ConfigError, match=r"training\.early_stopping_patience=5") as error:
         runner.check_before_start(tiny_config, tmp_path / "sweep", [0, 1], "auto")
     assert "\n" not in str(error.value)
     assert not (tmp_path / "sweep").exists()
