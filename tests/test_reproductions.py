@@ -68,7 +68,7 @@ def _seed(nll, **fields):
     seed = dict(
         test_nll=nll, test_nll_standard_error=0.3, stopped_early=True, max_epochs=2000,
         test_images=10000, importance_samples=5000, epochs_trained=300, best_epoch=249,
-        train_seconds=600.0, evaluation_seconds=60.0,
+        train_seconds=600.0, evaluation_seconds=60.0, train_images=50000,
     )  # fmt: skip
     return {**seed, **fields}
 

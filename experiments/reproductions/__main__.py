@@ -9,8 +9,8 @@ Rows (configs under experiments/configs/reproduce/): fashion_vae, fashion_vamppr
 fashion_hvae, fashion_hvae_vampprior, fashion_convhvae, fashion_convhvae_vampprior.
 Budgets for machines that cannot run a row's whole protocol, each marked on the page:
 
-    --max_epochs=fashion_hvae:200 --test_images=fashion_convhvae:500 \\
-    --importance_samples=fashion_convhvae:100
+    --max_epochs=fashion_hvae:200 --train_images=fashion_convhvae:6000 \\
+    --test_images=fashion_convhvae:500 --importance_samples=fashion_convhvae:100
 
 A row's run that is finished is left as it is; an unfinished one resumes (a larger
 --max_epochs, or none, continues a budget run toward its stopping point).
@@ -31,6 +31,9 @@ _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds of every row (one run each).")
 _MAX_EPOCHS = flags.DEFINE_list("max_epochs", [], "row:N, a budget below the protocol's 2,000.")
 _TEST_IMAGES = flags.DEFINE_list("test_images", [], "row:N, the first N test images only.")
 _SAMPLES = flags.DEFINE_list("importance_samples", [], "row:K, K below the protocol's 5,000.")
+_TRAIN_IMAGES = flags.DEFINE_list(
+    "train_images", [], "row:N, the first N training-file images (1/6 of them validation)."
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: the configs').")
 _DOCS = flags.DEFINE_string("docs", None, "Also write the page here (docs/reproductions.md).")
 _NOTES = flags.DEFINE_string("notes", None, "A markdown file of notes on the rows, for the page.")
@@ -42,7 +45,7 @@ def _command() -> str:
         parts.append(f"--rows={','.join(_ROWS.value)}")
     if _SEEDS.value != ["0"]:
         parts.append(f"--seeds={','.join(_SEEDS.value)}")
-    for flag in (_MAX_EPOCHS, _TEST_IMAGES, _SAMPLES):
+    for flag in (_MAX_EPOCHS, _TRAIN_IMAGES, _TEST_IMAGES, _SAMPLES):
         if flag.value:
             parts.append(f"--{flag.name}={','.join(flag.value)}")
     if _DATA_DIR.value:
@@ -58,9 +61,12 @@ def _budgets() -> dict[str, experiment.Budget]:
     epochs = experiment.parse_row_values(_MAX_EPOCHS.value, "max_epochs")
     images = experiment.parse_row_values(_TEST_IMAGES.value, "test_images")
     samples = experiment.parse_row_values(_SAMPLES.value, "importance_samples")
+    train = experiment.parse_row_values(_TRAIN_IMAGES.value, "train_images")
     return {
-        name: experiment.Budget(epochs.get(name), images.get(name), samples.get(name))
-        for name in {*epochs, *images, *samples}
+        name: experiment.Budget(
+            epochs.get(name), images.get(name), samples.get(name), train.get(name)
+        )
+        for name in {*epochs, *images, *samples, *train}
     }
 
 

@@ -34,6 +34,7 @@ class Budget(NamedTuple):
     epochs: int | None = None
     test_images: int | None = None
     samples: int | None = None
+    train_images: int | None = None  # the first N of the training file (validation: 1/6)
 
 
 def parse_row_values(values: list[str], flag: str) -> dict[str, int]:
@@ -64,6 +65,8 @@ def row_config(row: rows_lib.Row, seed: int, budget: Budget, data_dir: str | Non
         config.training.num_epochs = budget.epochs
     if budget.test_images:
         config.data.limit_test = budget.test_images
+    if budget.train_images:
+        config.data.limit_train = budget.train_images
     if data_dir:
         config.data.data_dir = data_dir
     return config
@@ -123,6 +126,7 @@ def run_seed(row, seed: int, workdir: Path, budget: Budget, data_dir: str | None
         "best_epoch": stopping.get("best_epoch"),
         "best_validation_elbo": stopping.get("best_validation_elbo"),
         "test_images": evaluation["num_examples"],
+        "train_images": report["data"]["num_examples"]["train"],
         "importance_samples": evaluation["num_importance_samples"],
         "train_seconds": float(np.sum(epoch_seconds)),
         "median_epoch_seconds": float(np.median(epoch_seconds)) if epoch_seconds else None,
@@ -151,6 +155,7 @@ def summarize_row(row: rows_lib.Row, seeds: list[dict]) -> dict:
         "training": any(
             not s["stopped_early"] and s["max_epochs"] < rows_lib.PROTOCOL_EPOCHS for s in seeds
         ),
+        "training images": any(s["train_images"] < rows_lib.PROTOCOL_TRAIN_IMAGES for s in seeds),
         "test images": any(s["test_images"] < rows_lib.PROTOCOL_TEST_IMAGES for s in seeds),
         "importance samples": any(
             s["importance_samples"] < rows_lib.PROTOCOL_SAMPLES for s in seeds

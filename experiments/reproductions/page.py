@@ -79,6 +79,8 @@ def _budget(row: dict) -> str:
     parts = []
     if "training" in row["budget"]:
         parts.append(_plural(seed["max_epochs"], "epoch"))
+    if "training images" in row["budget"]:
+        parts.append(f"{seed['train_images']} training images")
     if "test images" in row["budget"]:
         parts.append(f"{seed['test_images']} test images")
     if "importance samples" in row["budget"]:
