@@ -16,6 +16,7 @@ A row's run that is finished is left as it is; an unfinished one resumes (a larg
 --max_epochs, or none, continues a budget run toward its stopping point).
 """
 
+import json
 from pathlib import Path
 
 from absl import flags
@@ -37,6 +38,9 @@ _TRAIN_IMAGES = flags.DEFINE_list(
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: the configs').")
 _DOCS = flags.DEFINE_string("docs", None, "Also write the page here (docs/reproductions.md).")
 _NOTES = flags.DEFINE_string("notes", None, "A markdown file of notes on the rows, for the page.")
+_BENCHMARK = flags.DEFINE_string(
+    "benchmark", None, "JSON of scripts/benchmark.py --sections=reproduction: its estimates."
+)
 
 
 def _command() -> str:
@@ -54,6 +58,8 @@ def _command() -> str:
         parts.append(f"--docs={_DOCS.value}")
     if _NOTES.value:
         parts.append(f"--notes={_NOTES.value}")
+    if _BENCHMARK.value:
+        parts.append(f"--benchmark={_BENCHMARK.value}")
     return " ".join(parts)
 
 
@@ -80,14 +86,21 @@ def main(argv):
     except ValueError:
         raise ConfigError(f"--seeds={','.join(_SEEDS.value)} must be integers") from None
     budgets = _budgets()  # every flag checked before any work
-    if _NOTES.value and not Path(_NOTES.value).is_file():
-        raise ConfigError(f"--notes={_NOTES.value}: no such file")
+    for flag in (_NOTES, _BENCHMARK):
+        if flag.value and not Path(flag.value).is_file():
+            raise ConfigError(f"--{flag.name}={flag.value}: no such file")
     results = experiment.run(
         Path(_WORKDIR.value), _ROWS.value, seeds, budgets,
         data_dir=_DATA_DIR.value, command=_command(),
     )  # fmt: skip
     if _NOTES.value:
         results["notes"] = Path(_NOTES.value).read_text().strip().splitlines()
+    if _BENCHMARK.value:
+        measured = json.loads(Path(_BENCHMARK.value).read_text())
+        results["benchmark"] = {
+            "matmul_gflops": measured.get("matmul_gflops", {}),
+            "rows": measured["sections"]["reproduction"],
+        }
     for line in page.summary_lines(results):
         print(line)
     docs = Path(_DOCS.value) if _DOCS.value else None
