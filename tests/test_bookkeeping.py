@@ -565,6 +565,16 @@ RANGE_ROWS = [
     ("model.min_scale", "model.min_scale", 0.1, False, GAUSSIAN),
     ("model.min_scale", "model.min_scale", float(np.nextafter(0.1, 0.0)), True, GAUSSIAN),
     *_int_at_least("model.num_bins", 2),
+    # a probability clamp: [0, 0.5)
+    ("model.bernoulli_clip", "model.bernoulli_clip", 0.0, True),
+    ("model.bernoulli_clip", "model.bernoulli_clip", -1e-9, False),
+    ("model.bernoulli_clip", "model.bernoulli_clip", 0.49, True),
+    ("model.bernoulli_clip", "model.bernoulli_clip", 0.5, False),
+    ("model.log_variance_range", "model.log_variance_range", (), True),
+    ("model.log_variance_range", "model.log_variance_range", (-6.0, 2.0), True),
+    ("model.log_variance_range", "model.log_variance_range", (2.0, -6.0), False),
+    ("model.log_variance_range", "model.log_variance_range", (1.0, 1.0), False),
+    ("model.log_variance_range", "model.log_variance_range", (-6.0,), False),
     *_int_at_least("model.prior_components", 1),
     *_int_at_least("model.flow_steps", 1),
     *_int_at_least("model.flow_hidden_size", 1),
@@ -578,12 +588,14 @@ RANGE_ROWS = [
     *_int_at_least("objective.num_samples", 1),
     *_float_at_least("objective.beta", 0.0),
     *_int_at_least("objective.kl_warmup_steps", 0),
+    *_int_at_least("objective.kl_warmup_epochs", 0),
     *_float_at_least("objective.free_bits", 0.0),
     # The elbo-only fields must stay neutral under iwae.
     ("objective.beta", "objective.beta", 1.0, True, IWAE),
     ("objective.beta", "objective.beta", float(np.nextafter(1.0, 2.0)), False, IWAE),
     ("objective.beta", "objective.beta", float(np.nextafter(1.0, 0.0)), False, IWAE),
     ("objective.kl_warmup_steps", "objective.kl_warmup_steps", 1, False, IWAE),
+    ("objective.kl_warmup_epochs", "objective.kl_warmup_epochs", 1, False, IWAE),
     ("objective.free_bits", "objective.free_bits", float(np.nextafter(0.0, 1.0)), False, IWAE),
     *_float_at_least("optimizer.learning_rate", 0.0, strict=True),
     *_int_at_least("optimizer.warmup_steps", 0),
@@ -605,6 +617,15 @@ RANGE_ROWS = [
         )
         for row in _int_at_least(f"training.{field}", 1)
     ),
+    *_int_at_least("training.early_stopping_patience", 0),
+    # early stopping reads the validation split
+    (
+        "training.early_stopping_patience",
+        "data.validation_fraction",
+        0.0,
+        False,
+        {"training.early_stopping_patience": 3},
+    ),  # fmt: skip
     *(
         row
         for field in (
@@ -641,13 +662,26 @@ CHOICES = {
     "data.source": ("local", "tfds"),
     "data.binarization": ("none", "static", "dynamic"),
     "data.static_binarization": ("sample", "threshold"),
-    "model.architecture": ("mlp", "conv"),
-    "model.activation": ("relu", "gelu", "elu", "silu", "tanh", "softplus", "leaky_relu"),
+    "model.architecture": ("mlp", "conv", "gated_conv"),
+    "model.activation": (
+        "relu",
+        "gelu",
+        "elu",
+        "silu",
+        "tanh",
+        "softplus",
+        "leaky_relu",
+        "gated",
+    ),  # fmt: skip
+    "model.kernel_init": ("lecun_normal", "he_normal"),
+    "model.decoder_reads": ("z1", "all_layers"),
+    "model.pseudo_inputs": ("sigmoid", "hardtanh"),
+    "data.validation_order": ("permuted", "last"),
     "model.likelihood": ("bernoulli", "continuous_bernoulli", "gaussian", "discretized_logistic"),
     "model.gaussian_scale": ("fixed", "shared", "per_pixel", "predicted"),
     "objective.name": ("elbo", "iwae"),
     "objective.kl": ("analytic", "mc"),
-    "optimizer.name": ("adam", "adamw"),
+    "optimizer.name": ("adam", "adamw", "adam_normgrad"),
     "optimizer.schedule": ("constant", "warmup_cosine"),
     "model.compute_dtype": ("float32", "bfloat16"),
     "evaluation.compute_dtype": ("float32", "bfloat16"),
@@ -655,7 +689,7 @@ CHOICES = {
     "objective.gradient_estimator": ("reparameterization", "stl", "dreg"),
     "model.prior": ("standard_normal", "mixture", "vampprior"),
     "model.posterior": ("gaussian", "iaf"),
-    "model.inference": ("bottom_up", "top_down"),
+    "model.inference": ("bottom_up", "top_down", "top_down_skip"),
     "evaluation.ais_schedule": ("sigmoidal", "linear"),
     "evaluation.ais_initial": ("posterior", "prior"),
 }
@@ -666,6 +700,11 @@ CHOICE_CONTEXT = {
     ("model.prior", "mixture"): {"objective.kl": "mc"},
     ("model.prior", "vampprior"): {"objective.kl": "mc"},
     ("model.posterior", "iaf"): {"objective.kl": "mc"},
+    ("model.architecture", "gated_conv"): {"model.activation": "gated"},
+    ("model.decoder_reads", "all_layers"): {
+        "model.upper_latent_dims": (4,),
+        "objective.kl": "mc",
+    },  # fmt: skip
 }
 # Fields check_config does not look at (data.name is checked against the data).
 NO_RANGE = {
