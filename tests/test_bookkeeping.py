@@ -625,7 +625,7 @@ RANGE_ROWS = [
         0.0,
         False,
         {"training.early_stopping_patience": 3},
-    ),  # fmt: skip
+    ),
     *(
         row
         for field in (
@@ -672,7 +672,7 @@ CHOICES = {
         "softplus",
         "leaky_relu",
         "gated",
-    ),  # fmt: skip
+    ),
     "model.kernel_init": ("lecun_normal", "he_normal"),
     "model.decoder_reads": ("z1", "all_layers"),
     "model.pseudo_inputs": ("sigmoid", "hardtanh"),
@@ -704,7 +704,7 @@ CHOICE_CONTEXT = {
     ("model.decoder_reads", "all_layers"): {
         "model.upper_latent_dims": (4,),
         "objective.kl": "mc",
-    },  # fmt: skip
+    },
 }
 # Fields check_config does not look at (data.name is checked against the data).
 NO_RANGE = {
