@@ -28,6 +28,9 @@ from vae_jax.rundir.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
 
+EXIT_STOPPED = 75  # as experiments.train: stopped by a signal, the same command resumes
+
+
 class Budget(NamedTuple):
     """What a row may use here; None: the protocol's own (``rows_lib.PROTOCOL_*``)."""
 
@@ -105,7 +108,9 @@ def run_seed(row, seed: int, workdir: Path, budget: Budget, data_dir: str | None
     path = seed_workdir(workdir, row, seed)
     config = row_config(row, seed, budget, data_dir)
     if not _finished(path, config):
-        train_and_evaluate(config, path)
+        trained = train_and_evaluate(config, path)
+        if trained.get("status") != "complete":  # a signal: saved, resumable
+            raise SystemExit(EXIT_STOPPED)
     samples = budget.samples or rows_lib.PROTOCOL_SAMPLES
     evaluation = _evaluation(path, samples)
     report = files.read_json(path / files.REPORT_FILE)
