@@ -208,7 +208,7 @@ def bench_training(config, rate: float, repeats: int) -> dict:
     flops = matmul_flops(config)
     achieved = flops["train_step"] * examples_per_second / 1e9
     batch_size = config.training.batch_size
-    breakdown = step_breakdown(trainer, state, images, batch_size, repeats)
+    breakdown = step_breakdown(trainer, state, images, batch_size, repeats, preprocessing)
     step_gflop = flops["train_step"] * batch_size / 1e9
     pass_at_rate_ms = step_gflop / rate * 1e3
     # the matrix products at the matrix-product rate, one optimizer update (a memory pass
@@ -229,9 +229,12 @@ def bench_training(config, rate: float, repeats: int) -> dict:
     }
 
 
-def step_breakdown(trainer, state, images, batch_size: int, repeats: int) -> dict[str, float]:
+def step_breakdown(
+    trainer, state, images, batch_size: int, repeats: int, preprocessing
+) -> dict[str, float]:
     """Where one step's time goes: the model's forward+backward pass, the optimizer update,
-    and the dynamic binarization draw, each compiled and timed on its own."""
+    and the dynamic binarization draw (``preprocessing``'s, of its
+    ``binarization_version``), each compiled and timed on its own."""
     stored = images[:batch_size]
     key = jax.random.key(0)
     x = jax.random.bernoulli(key, stored / 255.0).astype(jnp.float32)
@@ -244,7 +247,7 @@ def step_breakdown(trainer, state, images, batch_size: int, repeats: int) -> dic
     grad = jax.jit(jax.grad(loss))
     grads = grad(state.params)
     update = jax.jit(trainer.optimizer.update)
-    binarize = jax.jit(lambda k, s: jax.random.bernoulli(k, s.astype(jnp.float32) / 255.0))
+    binarize = jax.jit(lambda k, s: preprocessing.train_input(s, k))
     step = jax.jit(trainer.train_step)
     batch = step_lib.Batch(x, mask)
     per_step = {
@@ -444,7 +447,7 @@ def bench_flax_example(config, num_train: int, rate: float, repeats: int) -> dic
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
     trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
     batch_size = config.training.batch_size
-    measured = step_breakdown(trainer, state, images, batch_size, repeats)
+    measured = step_breakdown(trainer, state, images, batch_size, repeats, preprocessing)
     x = jnp.asarray(images[:batch_size] > 127, jnp.float32)
     batch = step_lib.Batch(x, jnp.ones((batch_size,), bool))
     metrics = flax_example_benchmark.metrics_ms(

@@ -550,6 +550,12 @@ RANGE_ROWS = [
     ("data.binarization_seed", "data.binarization_seed", 2**32, False),
     ("data.split_seed", "data.split_seed", 2**32 - 1, True),
     ("data.split_seed", "data.split_seed", 2**32, False),
+    # Dynamic binarization's protocol versions: the integers 1 and 2, nothing else.
+    ("data.binarization_version", "data.binarization_version", 1, True),
+    ("data.binarization_version", "data.binarization_version", 2, True),
+    ("data.binarization_version", "data.binarization_version", 0, False),
+    ("data.binarization_version", "data.binarization_version", 3, False),
+    ("data.binarization_version", "data.binarization_version", True, False),
     *_int_at_least("model.latent_dim", 1),
     ("model.hidden_sizes[0]", "model.hidden_sizes", (1,), True),
     ("model.hidden_sizes[0]", "model.hidden_sizes", (0,), False),

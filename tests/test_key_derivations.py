@@ -10,6 +10,9 @@ comparison can tell a right key from a wrong one.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -23,6 +26,7 @@ from conftest import synthetic_images
 import vae_jax
 from experiments.configs import tiny
 from vae_jax import data
+from vae_jax.data import preprocess
 from vae_jax.evaluation import bounds, diagnostics, figures
 from vae_jax.evaluation.evaluate_run import Evaluator
 from vae_jax.rundir.metrics_log import read_metrics
@@ -174,10 +178,61 @@ def derived_epochs(derivation: Derivation, seed: int, num_examples: int, batch_s
 
 @jax.jit
 def dynamic_binarization(key_data, stored):
-    """README: a fresh Bernoulli(x / 255) draw per pixel from the step's binarize key."""
+    """README: a fresh Bernoulli(x / 255) draw per pixel from the step's binarize key
+    (version 1: ``bernoulli(key, x / 255)``, a float uniform per pixel)."""
     probabilities = stored.astype(jnp.float32) / 255.0
     draws = jax.random.bernoulli(jax.random.wrap_key_data(key_data), probabilities)
     return draws.astype(jnp.float32)
+
+
+# README, version 2: in each redraw round, ceil(n / 512) words of 32 bits (4 bytes each).
+PIXELS_PER_REDRAW_WORD = 512
+
+
+def documented_bytes(key, num_bytes: int, byte_order: str = "<") -> np.ndarray:
+    """The bytes of jax.random.bits(key, (ceil(num_bytes / 4),), uint32), byte b of word w
+    (bits 8b..8b+7: a little-endian view of the words) being byte 4w + b."""
+    words = np.asarray(jax.random.bits(key, (-(-num_bytes // 4),), jnp.uint32))
+    return words.astype(f"{byte_order}u4").view(np.uint8)[:num_bytes].copy()
+
+
+def dynamic_binarization_v2(
+    key,
+    stored,
+    *,
+    redraw_key=lambda key, r: fold_in(key, r),
+    own_position=False,
+    byte_order="<",
+    one_if=np.less,
+    max_rounds=64,
+):
+    """README, version 2, rebuilt with numpy: u = the bytes of the step's key (8 bits per
+    pixel, row-major); while some u_i is 255, round r = 1, 2, ... draws m = 4 *
+    ceil(n / 512) bytes with fold_in(key, r) and the first m pixels still at 255, in
+    row-major order, take them in order; pixel i is 1 iff u_i < x_i. The keywords build
+    the neighbouring derivations; None if its loop would not end."""
+    key = jax.random.wrap_key_data(key) if isinstance(key, np.ndarray) else key
+    x = np.asarray(stored).reshape(-1)
+    n = x.size
+    m = 4 * -(-n // PIXELS_PER_REDRAW_WORD)
+    u = documented_bytes(key, n, byte_order)
+    for r in range(1, max_rounds + 1):
+        if not (u == 255).any():
+            break
+        waiting = np.flatnonzero(u == 255)
+        if own_position:  # every pixel at 255 takes its own byte of a full-size draw
+            u[waiting] = documented_bytes(redraw_key(key, r), n, byte_order)[waiting]
+        else:
+            waiting = waiting[:m]
+            u[waiting] = documented_bytes(redraw_key(key, r), m, byte_order)[: waiting.size]
+    else:
+        return None
+    return one_if(u, x).reshape(np.shape(stored)).astype(np.float32)
+
+
+def partial_v2(**neighbouring):
+    """``dynamic_binarization_v2`` with a neighbouring rule."""
+    return functools.partial(dynamic_binarization_v2, **neighbouring)
 
 
 # --- fixtures: the source arrays, one trained run --------------------------------------
@@ -197,11 +252,24 @@ def source():
 
 @pytest.fixture(scope="module")
 def config(tiny_data_dir):
+    """The tiny config, two epochs, dynamic binarization version 1 (a float uniform per
+    pixel: the draw of every run recorded before versions existed); version 2, the draw of
+    new runs, has its own fixtures and tests below."""
     config = tiny.get_config()
     config.data.data_dir = tiny_data_dir
     config.training.num_epochs = NUM_EPOCHS
     config.training.checkpoint_every_epochs = NUM_EPOCHS  # one save: faster, same numbers
+    config.data.binarization_version = 1
     return config
+
+
+@pytest.fixture(scope="module")
+def config_v2(config):
+    """``config`` with version 2 of dynamic binarization, as a new run gets it."""
+    config_v2 = config.copy_and_resolve_references()
+    config_v2.data.binarization_version = 2
+    assert config_v2.data.binarization_version == tiny.get_config().data.binarization_version
+    return config_v2
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +277,15 @@ def run(config, tmp_path_factory):
     """The tiny config trained for two epochs through the public entry point."""
     workdir = tmp_path_factory.mktemp("keys") / "run"
     train_and_evaluate(config, workdir)
+    vae, params, _ = vae_jax.load_run(workdir)
+    return {"vae": vae, "params": params, "metrics": read_metrics(workdir)}
+
+
+@pytest.fixture(scope="module")
+def run_v2(config_v2, tmp_path_factory):
+    """``run`` with version 2 of dynamic binarization."""
+    workdir = tmp_path_factory.mktemp("keys_v2") / "run"
+    train_and_evaluate(config_v2, workdir)
     vae, params, _ = vae_jax.load_run(workdir)
     return {"vae": vae, "params": params, "metrics": read_metrics(workdir)}
 
@@ -230,7 +307,9 @@ ELBO_ATOL = 1e-4  # nats, on per-epoch train ELBOs of about -550
 def replay(config, source):
     """``replay(derivation) -> (params, train ELBO per epoch)``: the run's two epochs redone
     with optax and the model's pure functions, keys from ``derivation``. One compiled step
-    serves every derivation (keys are arguments)."""
+    serves every derivation (keys are arguments). ``replay(derivation, binarize)`` takes
+    each step's batch from ``binarize(key_data, stored)`` (computed outside the step)
+    instead of version 1's draw inside it."""
     # The replay builds what base.py documents for these settings: constant-rate Adam,
     # no clipping, loss = -(ELBO averaged over the unmasked examples), beta = 1, one z.
     settings = (config.optimizer.name, config.optimizer.schedule, config.optimizer.grad_clip_norm)
@@ -261,16 +340,20 @@ def replay(config, source):
         return -mean_elbo, mean_elbo
 
     @jax.jit
-    def step(params, opt_state, stored, mask, binarize_key, latent_key, settings):
-        x = dynamic_binarization(binarize_key, stored)
+    def step_on(params, opt_state, x, mask, latent_key, settings):
         latent_key = jax.random.wrap_key_data(latent_key)
         (_, elbo), grads = jax.value_and_grad(loss, has_aux=True)(params, x, mask, latent_key)
         updates, opt_state = make_optimizer(*settings).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, elbo
 
+    @jax.jit
+    def step(params, opt_state, stored, mask, binarize_key, latent_key, settings):
+        x = dynamic_binarization(binarize_key, stored)
+        return step_on(params, opt_state, x, mask, latent_key, settings)
+
     init = jax.jit(vae.init)
 
-    def replay_with(derivation: Derivation):
+    def replay_with(derivation: Derivation, binarize=None):
         params = init(derivation.init(streams_of(config.seed)))
         opt_state = optimizer.init(params)
         epochs = derived_epochs(derivation, config.seed, len(images), config.training.batch_size)
@@ -278,10 +361,17 @@ def replay(config, source):
         for epoch in epochs:
             step_elbos = []
             for j, indices in enumerate(epoch["indices"]):
-                params, opt_state, elbo = step(
-                    params, opt_state, images[indices], epoch["mask"][j],
-                    epoch["binarize"][j], epoch["latent"][j], adam_settings,
-                )  # fmt: skip
+                if binarize is None:
+                    params, opt_state, elbo = step(
+                        params, opt_state, images[indices], epoch["mask"][j],
+                        epoch["binarize"][j], epoch["latent"][j], adam_settings,
+                    )  # fmt: skip
+                else:
+                    x = binarize(epoch["binarize"][j], np.asarray(images[indices]))
+                    params, opt_state, elbo = step_on(
+                        params, opt_state, x, epoch["mask"][j], epoch["latent"][j],
+                        adam_settings,
+                    )  # fmt: skip
                 step_elbos.append(elbo)
             counts = epoch["mask"].sum(axis=1)
             step_elbos = np.asarray(jax.device_get(step_elbos), np.float64)
@@ -316,6 +406,19 @@ def test_training_replay_with_a_neighbouring_key_differs(run, replay, neighbour)
     far outside the tolerance the documented replay meets."""
     params, _ = replay(TRAINING_NEIGHBOURS[neighbour])
     assert max_difference(params, run["params"]) > 1000 * PARAMS_ATOL
+
+
+def test_training_replays_version_2_from_the_documented_keys(run_v2, replay):
+    """A new run (version 2): the same keys, each step's batch drawn from fold_in(binarize,
+    t) by version 2's rule (8 random bits per pixel, 255 redrawn), rebuilt in numpy: the
+    replay gives the run's parameters and recorded train ELBOs; version 1's draw does not."""
+    params, epoch_elbos = replay(DOCUMENTED, dynamic_binarization_v2)
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(run_v2["params"]), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=PARAMS_ATOL)
+    recorded = [record["train/elbo"] for record in run_v2["metrics"]]
+    np.testing.assert_allclose(epoch_elbos, recorded, rtol=0, atol=ELBO_ATOL)
+    version_1, _ = replay(DOCUMENTED)
+    assert max_difference(version_1, run_v2["params"]) > 1000 * PARAMS_ATOL
 
 
 # --- training: what the compiled epoch hands the step ----------------------------------
@@ -388,6 +491,194 @@ def test_epoch_inputs_differ_from_a_neighbouring_derivation(
             valid = derived["mask"][j]
             differs |= not np.array_equal(recorded["x"][j][valid], expected[valid])
     assert differs
+
+
+# --- training: version 2 of dynamic binarization (new runs) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_inputs_v2(config_v2, dataset):
+    """What the compiled epoch hands the step under version 2, on the real training set."""
+    preprocessing = dataclasses.replace(dataset.preprocessing, binarization_version=2)
+    dataset_v2 = dataclasses.replace(dataset, preprocessing=preprocessing)
+    (real,) = record_epoch_inputs(dataset_v2, config_v2, NUM_EPOCHS, dataset.train.images)
+    return real
+
+
+def test_epoch_binarizes_version_2_with_the_global_step(
+    recorded_inputs_v2, recorded_inputs, dataset
+):
+    """Step t binarizes by version 2's rule from fold_in(binarize, t) (the global step), the
+    batches and latent keys being those of version 1."""
+    images = dataset.train.images
+    for recorded, derived in zip(recorded_inputs_v2, recorded_inputs["derived"], strict=True):
+        np.testing.assert_array_equal(recorded["key"], derived["latent"])
+        for j, indices in enumerate(derived["indices"]):
+            expected = dynamic_binarization_v2(derived["binarize"][j], np.asarray(images[indices]))
+            valid = derived["mask"][j]
+            np.testing.assert_array_equal(recorded["x"][j][valid], expected[valid])
+
+
+def _version_1_draw(key_data, stored):
+    return np.asarray(dynamic_binarization(key_data, stored))
+
+
+V2_STEP_NEIGHBOURS = {
+    **{
+        name: (derivation, dynamic_binarization_v2)
+        for name, derivation in STEP_NEIGHBOURS.items()
+        if name.startswith("binarize_")
+    },
+    "version_1_draw": (DOCUMENTED, _version_1_draw),
+}
+
+
+@pytest.mark.parametrize("neighbour", list(V2_STEP_NEIGHBOURS))
+def test_version_2_epoch_inputs_differ_from_a_neighbouring_derivation(
+    recorded_inputs_v2, config, dataset, neighbour
+):
+    """The check above can tell: another binarization key, or version 1's draw, differs."""
+    images, batch_size = dataset.train.images, config.training.batch_size
+    derivation, binarize = V2_STEP_NEIGHBOURS[neighbour]
+    differs = False
+    for recorded, derived in zip(
+        recorded_inputs_v2,
+        derived_epochs(derivation, config.seed, len(images), batch_size),
+        strict=True,
+    ):
+        for j, indices in enumerate(derived["indices"]):
+            expected = binarize(derived["binarize"][j], np.asarray(images[indices]))
+            valid = derived["mask"][j]
+            differs |= not np.array_equal(recorded["x"][j][valid], expected[valid])
+    assert differs
+
+
+def _random_intensities(num_pixels: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, num_pixels, dtype=np.uint8)
+
+
+@functools.cache
+def redraw_cases() -> dict:
+    """Keys and batches on which version 2 redraws: ``many`` (16 images of random
+    intensities: about 49 pixels at 255 in round 0, m = 100) and ``more_than_m`` (512
+    pixels, m = 4, with the first key fold_in(key(0), i) that has more than 4 pixels at 255
+    in round 0, so that some wait for a second redraw round)."""
+    cases = {
+        "many": (jax.random.key(2), _random_intensities(16 * 28 * 28, 0).reshape(16, 28, 28, 1))
+    }
+    for i in range(1000):
+        key = fold_in(jax.random.key(0), i)
+        if (documented_bytes(key, 512) == 255).sum() > 4:
+            cases["more_than_m"] = (key, _random_intensities(512, 1))
+            break
+    return cases
+
+
+binarize_v2 = jax.jit(preprocess.dynamic_binarize_bytes)
+
+
+@pytest.mark.parametrize("case", ["many", "more_than_m"])
+def test_version_2_redraws_by_the_documented_rule(case):
+    """With pixels at byte 255 in round 0 (more than a redraw round holds, in
+    ``more_than_m``), the code's bits equal the README's rule rebuilt in numpy, bit for bit."""
+    key, stored = redraw_cases()[case]
+    n = stored.size
+    m = 4 * -(-n // PIXELS_PER_REDRAW_WORD)
+    waiting = int((documented_bytes(key, n) == 255).sum())
+    assert waiting > (m if case == "more_than_m" else 0)
+    got = np.asarray(binarize_v2(key, jnp.asarray(stored)))
+    np.testing.assert_array_equal(got, dynamic_binarization_v2(key, stored))
+    # ... and through the training path (Preprocessing.train_input), not compiled.
+    preprocessing = preprocess.Preprocessing(
+        kind="binary", binarization="dynamic", binarization_version=2
+    )
+    np.testing.assert_array_equal(preprocessing.train_input(jnp.asarray(stored), key), got)
+
+
+def _byte_255_kept(key, stored):
+    """No redraw: u in 0..255 and P(1) = k / 256."""
+    u = documented_bytes(key, stored.size)
+    return (u < stored.reshape(-1)).reshape(stored.shape).astype(np.float32)
+
+
+REDRAW_NEIGHBOURS = {
+    "redraw_with_the_step_key_itself": partial_v2(redraw_key=lambda key, r: key),
+    "redraw_round_r_with_fold_in_r_plus_1": partial_v2(
+        redraw_key=lambda key, r: fold_in(key, r + 1)
+    ),
+    "redraw_round_r_with_fold_in_r_minus_1": partial_v2(
+        redraw_key=lambda key, r: fold_in(key, r - 1)
+    ),
+    "redraw_at_each_pixel_s_own_position": partial_v2(own_position=True),
+    "bytes_big_endian_in_each_word": partial_v2(byte_order=">"),
+    "one_iff_u_at_most_x": partial_v2(one_if=np.less_equal),
+    "byte_255_kept_not_redrawn": _byte_255_kept,
+    "version_1_float_comparison": lambda key, stored: _version_1_draw(
+        jax.random.key_data(key), jnp.asarray(stored)
+    ),
+}
+
+
+@pytest.mark.parametrize("neighbour", list(REDRAW_NEIGHBOURS))
+def test_version_2_differs_from_a_neighbouring_rule(neighbour):
+    """The check above can tell: a neighbouring redraw key, assignment, byte order,
+    comparison or version 1's float draw gives other bits (or never ends)."""
+    key, stored = redraw_cases()["many"]
+    got = np.asarray(binarize_v2(key, jnp.asarray(stored)))
+    expected = REDRAW_NEIGHBOURS[neighbour](key, stored)
+    assert expected is None or not np.array_equal(got, expected)
+
+
+def _random_bits_draws(jaxpr, within: tuple[str, ...] = ()):
+    """(bit_width, shape, the loops around it) of every random_bits equation, sub-jaxprs
+    included; the loops are the scan and while primitives it lies within, outermost first."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "random_bits":
+            yield eqn.params["bit_width"], tuple(eqn.params["shape"]), within
+        loop = (eqn.primitive.name,) if eqn.primitive.name in ("scan", "while") else ()
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            yield from _random_bits_draws(sub, within + loop)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_training_epoch_draws_the_documented_number_of_random_bits(config, dataset, version):
+    """The jaxpr of a run's epoch (the real objective and optimizer): each step (the scan's
+    body) of version 2 draws 8 random bits per pixel of the batch (n / 4 words of 32 bits)
+    and, inside the redraw loop only, ceil(n / 512) words a round; version 1 draws 32 bits
+    per pixel. The latent draw is the step's only other one, the epoch's permutation the
+    only draw outside the steps."""
+    from vae_jax import hyperparameters
+    from vae_jax.core import rng
+    from vae_jax.train_state import create_train_state
+    from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+
+    config = config.copy_and_resolve_references()
+    config.data.binarization_version = version
+    preprocessing = dataclasses.replace(dataset.preprocessing, binarization_version=version)
+    images = dataset.train.images
+    image_shape = tuple(images.shape[1:])
+    trainer = trainer_from_config(config, image_shape, preprocessing, len(images))
+    streams = rng.make_streams(config.seed)
+    state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+    epoch = epoch_with_traced_hyperparameters(config, image_shape, preprocessing, len(images))
+    traced = hyperparameters.traced_values(config)
+    jaxpr = jax.make_jaxpr(epoch)(state, streams, images, jnp.int32(0), traced).jaxpr
+    batch_size = config.training.batch_size
+    n = batch_size * math.prod(image_shape)  # pixels of a batch
+    step = ("scan",)
+    latent = (32, (batch_size * config.model.latent_dim,), step)
+    if version == 2:
+        redraw = (32, (-(-n // PIXELS_PER_REDRAW_WORD),), (*step, "while"))
+        binarization = [(32, (n // 4,), step), redraw]
+    else:
+        binarization = [(32, (n,), step)]
+    draws = list(_random_bits_draws(jaxpr))
+    assert sorted(d for d in draws if d[2]) == sorted([*binarization, latent])
+    assert [d for d in draws if not d[2]] == [(32, (len(images),), ())]  # the permutation
+    bits_before_any_redraw = sum(
+        w * math.prod(shape) for w, shape, at in binarization if at == step
+    )
+    assert bits_before_any_redraw == (8 if version == 2 else 32) * n
 
 
 # --- data: validation and test splits ---------------------------------------------------

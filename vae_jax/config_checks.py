@@ -35,6 +35,11 @@ def _at_least(value, minimum, field, *, strict=False):
         raise ConfigError(f"{field}={value!r} must be {relation} {minimum}")
 
 
+def _integer_one_of(value, choices, field):
+    if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
+        raise ConfigError(f"{field}={value!r} is not one of {list(choices)}")
+
+
 def _in_unit_interval(value, field, *, include_one=False):
     upper_ok = value <= 1 if include_one else value < 1
     if not (0 <= value and upper_ok):
@@ -52,6 +57,9 @@ def _check_data(data):
     _one_of(data.source, catalog.SOURCES, "data.source")
     _one_of(data.binarization, preprocess.BINARIZATIONS, "data.binarization")
     _one_of(data.static_binarization, preprocess.STATIC_METHODS, "data.static_binarization")
+    _integer_one_of(
+        data.binarization_version, preprocess.BINARIZATION_VERSIONS, "data.binarization_version"
+    )
     _in_unit_interval(data.validation_fraction, "data.validation_fraction")
     _one_of(data.validation_order, pipeline.VALIDATION_ORDERS, "data.validation_order")
     _at_least(data.limit_train, 0, "data.limit_train")

@@ -22,6 +22,12 @@ def get_config() -> ml_collections.ConfigDict:
     data.binarization = "dynamic"  # none | static | dynamic (fresh Bernoulli draw every step)
     data.static_binarization = "sample"  # for static: sample (keyed Bernoulli) | threshold (> 0.5)
     data.binarization_seed = 0  # key of static binarization and of eval sets under dynamic
+    # dynamic: how a training step draws its bits from fold_in(binarize_stream, step)
+    # (recorded; vae_jax/data/preprocess.py): 2 = 8 random bits per pixel, exactly
+    # Bernoulli(x / 255) for 8-bit x | 1 = a float32 uniform per pixel compared with
+    # x / 255 (runs recorded before this field; resume those with 1). Evaluation sets are
+    # binarized once, the same way under both.
+    data.binarization_version = 2
     data.validation_fraction = 0.1  # carved from train: the last fraction after a keyed permutation
     # permuted: carve the validation images after the keyed permutation below | last: the
     # last ones of the train split in file order (the VampPrior and Exemplar-VAE code)

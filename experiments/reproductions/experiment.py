@@ -27,7 +27,6 @@ from vae_jax.rundir import files
 from vae_jax.rundir.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
-
 EXIT_STOPPED = 75  # as experiments.train: stopped by a signal, the same command resumes
 
 
@@ -75,6 +74,16 @@ def row_config(row: rows_lib.Row, seed: int, budget: Budget, data_dir: str | Non
     return config
 
 
+def keep_recorded_binarization(config, workdir: Path):
+    """``config`` for the run in ``workdir``: a started run keeps the dynamic binarization
+    version it recorded (1 if it started before ``data.binarization_version`` existed), so a
+    row trained with version 1 resumes as it was; a new run takes the row's (2)."""
+    if files.run_started(workdir):
+        recorded = files.read_config(workdir)["data"]["binarization_version"]
+        config.data.binarization_version = recorded
+    return config
+
+
 def _finished(workdir: Path, config) -> bool:
     """A complete run: stopped early, or trained its ``num_epochs``."""
     report_path = workdir / files.REPORT_FILE
@@ -106,7 +115,7 @@ def _evaluation(workdir: Path, samples: int) -> dict:
 def run_seed(row, seed: int, workdir: Path, budget: Budget, data_dir: str | None) -> dict:
     """Trains (or finds trained) and evaluates one seed of a row; returns its numbers."""
     path = seed_workdir(workdir, row, seed)
-    config = row_config(row, seed, budget, data_dir)
+    config = keep_recorded_binarization(row_config(row, seed, budget, data_dir), path)
     if not _finished(path, config):
         trained = train_and_evaluate(config, path)
         if trained.get("status") != "complete":  # a signal: saved, resumable

@@ -207,6 +207,9 @@ ADDED_CONFIG_FIELDS = {
     "model.pseudo_inputs": "sigmoid",
     "objective.kl_warmup_epochs": 0,
     "training.early_stopping_patience": 0,
+    # Dynamic binarization's protocol versions (issue 32): version 1 is the float uniform
+    # per pixel that every run drew before the field existed.
+    "data.binarization_version": 1,
 }
 
 
