@@ -179,7 +179,10 @@ def test_check_runs_end_to_end_on_this_cpu_with_the_tiny_preset(tmp_path):
     assert sweep["num_seeds"] == TINY_SEEDS
     assert set(sweep["strategies"]) == {"map", "vmap"}
     assert sweep["strategies"]["map"]["seed_0_bit_identical_to_single"] is True
-    assert sweep["strategies"]["vmap"]["seed_0_max_relative_difference"] < 1e-5
+    # vmap batches the products, so float32 rounding differs and grows over the steps:
+    # measured 1.5e-5 of a leaf's largest value on this CPU once the training draws changed
+    # (dynamic binarization version 2), 2e-6 before; a wrong seed or key gives O(1).
+    assert sweep["strategies"]["vmap"]["seed_0_max_relative_difference"] < 1e-4
 
     # The rerun is a fresh process with the flag recorded, compared bit for bit.
     rerun = sections["deterministic_rerun"]

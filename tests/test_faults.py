@@ -132,12 +132,15 @@ def test_a_run_recorded_with_other_data_keys_is_not_resumed_on_new_ones(
 
 
 def test_a_run_recorded_before_a_config_field_existed_is_read_with_its_old_value(
-    tiny_run, tiny_config, tmp_path
+    tiny_config, tmp_path
 ):
     """Runs recorded by an older vae-jax lack the newer fields (files.ADDED_CONFIG_FIELDS):
     they load, evaluate and resume as what they used; a resume that would change what they
-    used is refused naming the field."""
-    workdir = copy_of(tiny_run.workdir, tmp_path)
+    used is refused naming the field. (The run is trained as such a run was: with the
+    binarization it used, version 1, which a missing field reads as.)"""
+    tiny_config.data.binarization_version = 1
+    workdir = tmp_path / "old"
+    train_and_evaluate(tiny_config, workdir, announce=False)
     config_path, manifest_path = workdir / files.CONFIG_FILE, workdir / files.MANIFEST_FILE
     old_config, old_manifest = (
         json.loads(config_path.read_text()),
