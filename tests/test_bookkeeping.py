@@ -556,6 +556,11 @@ RANGE_ROWS = [
     ("data.binarization_version", "data.binarization_version", 0, False),
     ("data.binarization_version", "data.binarization_version", 3, False),
     ("data.binarization_version", "data.binarization_version", True, False),
+    ("model.mixture_density_version", "model.mixture_density_version", 1, True),
+    ("model.mixture_density_version", "model.mixture_density_version", 2, True),
+    ("model.mixture_density_version", "model.mixture_density_version", 0, False),
+    ("model.mixture_density_version", "model.mixture_density_version", 3, False),
+    ("model.mixture_density_version", "model.mixture_density_version", True, False),
     *_int_at_least("model.latent_dim", 1),
     ("model.hidden_sizes[0]", "model.hidden_sizes", (1,), True),
     ("model.hidden_sizes[0]", "model.hidden_sizes", (0,), False),
@@ -872,6 +877,9 @@ MAY_CHANGE_ON_RESUME = {
     "runtime.debug_key_reuse",
     "runtime.deterministic_gpu_ops",
     "runtime.num_devices",
+    # Inert with tiny's standard normal prior (resume.INERT_UNLESS); with a mixture prior a
+    # change is refused (test_mixture_density.py).
+    "model.mixture_density_version",
 }
 CONFIG_LEAVES = sorted(resume.flatten(resume.config_as_json(tiny.get_config())))
 

@@ -122,30 +122,32 @@ def _tiny_row(data_dir):
     return config
 
 
-def test_a_started_row_resumes_with_the_binarization_version_it_recorded(tmp_path):
-    """A row's run started before data.binarization_version existed (its config.json has no
-    such field) resumes with version 1, one recorded with 2 with 2; a new run takes the
-    row's config (2)."""
+@pytest.mark.parametrize("field", experiment.RECORDED_VERSIONS)
+def test_a_started_row_resumes_with_the_versions_it_recorded(tmp_path, field):
+    """A row's run started before a version field existed (data.binarization_version,
+    model.mixture_density_version: its config.json has no such field) resumes with version
+    1, one recorded with 2 with 2; a new run takes the row's config (2)."""
     from vae_jax.training import resume
 
+    group, name = field.split(".")
     row_config = experiment.row_config(
-        rows_lib.BY_NAME["fashion_vae"], 0, experiment.Budget(), data_dir=None
+        rows_lib.BY_NAME["fashion_vampprior"], 0, experiment.Budget(), data_dir=None
     )
-    assert row_config.data.binarization_version == 2
-    new = experiment.keep_recorded_binarization(row_config, tmp_path / "new")
-    assert new.data.binarization_version == 2
+    assert row_config[group][name] == 2
+    new = experiment.keep_recorded_versions(row_config, tmp_path / "new")
+    assert new[group][name] == 2
     for recorded, expected in ((None, 1), (2, 2), (1, 1)):
         workdir = tmp_path / f"started_{recorded}"
         workdir.mkdir()
         config_json = resume.config_as_json(tiny.get_config())
         if recorded is None:
-            del config_json["data"]["binarization_version"]
+            del config_json[group][name]
         else:
-            config_json["data"]["binarization_version"] = recorded
+            config_json[group][name] = recorded
         files.write_json(workdir / files.CONFIG_FILE, config_json)
         files.write_json(workdir / files.MANIFEST_FILE, {})
-        config = experiment.keep_recorded_binarization(tiny.get_config(), workdir)
-        assert config.data.binarization_version == expected
+        config = experiment.keep_recorded_versions(tiny.get_config(), workdir)
+        assert config[group][name] == expected
 
 
 def test_the_command_trains_evaluates_once_and_writes_the_page(

@@ -109,6 +109,11 @@ def _check_model(m):
     _one_of(m.prior, priors.PRIORS, "model.prior")
     _at_least(m.prior_components, 1, "model.prior_components")
     _one_of(m.pseudo_inputs, priors.PSEUDO_INPUTS, "model.pseudo_inputs")
+    _integer_one_of(
+        m.mixture_density_version,
+        priors.MIXTURE_DENSITY_VERSIONS,
+        "model.mixture_density_version",
+    )
     _one_of(m.posterior, posteriors.POSTERIORS, "model.posterior")
     _at_least(m.flow_steps, 1, "model.flow_steps")
     _at_least(m.flow_hidden_size, 1, "model.flow_hidden_size")

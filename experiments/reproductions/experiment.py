@@ -74,13 +74,20 @@ def row_config(row: rows_lib.Row, seed: int, budget: Budget, data_dir: str | Non
     return config
 
 
-def keep_recorded_binarization(config, workdir: Path):
-    """``config`` for the run in ``workdir``: a started run keeps the dynamic binarization
-    version it recorded (1 if it started before ``data.binarization_version`` existed), so a
-    row trained with version 1 resumes as it was; a new run takes the row's (2)."""
+# Recorded protocol versions: a started run resumes with the ones it recorded.
+RECORDED_VERSIONS = ("data.binarization_version", "model.mixture_density_version")
+
+
+def keep_recorded_versions(config, workdir: Path):
+    """``config`` for the run in ``workdir``: a started run keeps the versions it recorded
+    (``RECORDED_VERSIONS``: the dynamic binarization's and the mixture prior density's; 1
+    if it started before the field existed), so a row trained with version 1 resumes as it
+    was; a new run takes the row's (2)."""
     if files.run_started(workdir):
-        recorded = files.read_config(workdir)["data"]["binarization_version"]
-        config.data.binarization_version = recorded
+        recorded = files.read_config(workdir)
+        for field in RECORDED_VERSIONS:
+            group, name = field.split(".")
+            config[group][name] = recorded[group][name]
     return config
 
 
@@ -115,7 +122,7 @@ def _evaluation(workdir: Path, samples: int) -> dict:
 def run_seed(row, seed: int, workdir: Path, budget: Budget, data_dir: str | None) -> dict:
     """Trains (or finds trained) and evaluates one seed of a row; returns its numbers."""
     path = seed_workdir(workdir, row, seed)
-    config = keep_recorded_binarization(row_config(row, seed, budget, data_dir), path)
+    config = keep_recorded_versions(row_config(row, seed, budget, data_dir), path)
     if not _finished(path, config):
         trained = train_and_evaluate(config, path)
         if trained.get("status") != "complete":  # a signal: saved, resumable

@@ -40,6 +40,9 @@ BINARIZATION_VERSIONS = (1, 2)
 # Version 2: a redraw round draws one 32-bit word (4 bytes) per this many pixels of the
 # batch, rounded up: a byte per 128 pixels, twice the 1/256 of pixels expected at 255.
 REDRAW_PIXELS_PER_WORD = 512
+# The redraw rounds run on at most this many times a round's bytes of gathered pixels
+# (``redraw_compacted``), else over the whole batch; either way the same bits.
+REDRAW_CAPACITY = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,23 +207,57 @@ def dynamic_binarize_bytes(key: jax.Array, stored: jax.Array) -> jax.Array:
     if stored.dtype != jnp.uint8:
         raise ValueError(f"version 2 binarizes uint8 intensities; got {stored.dtype}")
     n = stored.size
-    words_per_round = max(1, -(-n // REDRAW_PIXELS_PER_WORD))
-    m = 4 * words_per_round
+    m = 4 * max(1, -(-n // REDRAW_PIXELS_PER_WORD))
+    u = redraw_compacted(key, _bytes(key, n), m, REDRAW_CAPACITY * m)
+    return (u < stored.reshape(-1)).reshape(stored.shape).astype(jnp.float32)
+
+
+def _take(fresh: jax.Array, m: int, u: jax.Array, waiting: jax.Array) -> jax.Array:
+    """One redraw round on the bytes ``u``: the ``waiting`` ones (those at 255 in pixel
+    order, or a subset holding all of them in order) take the round's ``m`` fresh bytes by
+    rank; the rest wait."""
+    rank = jax.lax.associative_scan(jnp.add, waiting.astype(jnp.int32)) - 1
+    take = waiting & (rank < m)
+    return jnp.where(take, fresh[jnp.clip(rank, 0, m - 1)], u)
+
+
+def redraw_compacted(key: jax.Array, u: jax.Array, m: int, capacity: int) -> jax.Array:
+    """Step 2 of ``dynamic_binarize_bytes`` on the round-0 bytes ``u``, with the rounds run
+    on the pixels at 255 only.
+
+    The pixels at 255 after round 0 (about ``n / 256``), gathered in pixel order into
+    ``capacity`` slots, are the only ones a later round can touch: their ranks among the
+    waiting ones are their ranks over the whole batch, so each round takes the same bytes
+    for the same pixels as the rule written over the batch. The gathering costs one prefix
+    sum over the batch instead of one per round (0.57 against 0.80 ms a step for 128 images
+    here). When more than ``capacity`` pixels wait (never seen at ``2 m``, twice a round's
+    bytes), the rounds run over the whole batch. One random draw a round either way."""
+    waiting = u == 255
+    counts = jax.lax.associative_scan(jnp.add, waiting.astype(jnp.int32))  # inclusive
+    overflow = counts[-1] > capacity
+    # Slot j holds the pixel whose count first reaches j + 1 (n, dropped below, if none).
+    slots = jnp.searchsorted(counts, jnp.arange(1, capacity + 1, dtype=jnp.int32), side="left")
+    in_use = jnp.arange(capacity) < counts[-1]
 
     def pending(carry):
-        return jnp.any(carry[1] == 255)
+        _, u, v = carry
+        return jax.lax.cond(
+            overflow, lambda: jnp.any(u == 255), lambda: jnp.any((v == 255) & in_use)
+        )
 
-    def redraw(carry):
-        r, u = carry
-        r = r + 1
-        fresh = _bytes(jax.random.fold_in(key, r), m)
-        waiting = u == 255
-        rank = jnp.cumsum(waiting, dtype=jnp.int32) - 1
-        take = waiting & (rank < m)
-        return r, jnp.where(take, fresh[jnp.clip(rank, 0, m - 1)], u)
+    def round_r(carry):
+        r, u, v = carry
+        fresh = _bytes(jax.random.fold_in(key, r + 1), m)
+        u, v = jax.lax.cond(
+            overflow,
+            lambda: (_take(fresh, m, u, u == 255), v),
+            lambda: (u, _take(fresh, m, v, (v == 255) & in_use)),
+        )
+        return r + 1, u, v
 
-    _, u = jax.lax.while_loop(pending, redraw, (jnp.uint32(0), _bytes(key, n)))
-    return (u < stored.reshape(-1)).reshape(stored.shape).astype(jnp.float32)
+    start = (jnp.uint32(0), u, jnp.full((capacity,), 255, jnp.uint8))
+    _, u, v = jax.lax.while_loop(pending, round_r, start)
+    return jax.lax.cond(overflow, lambda: u, lambda: u.at[slots].set(v, mode="drop"))
 
 
 def make_preprocessing(data_config, likelihood: str, already_binary: bool) -> Preprocessing:

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.core import distributions, draws
+from vae_jax.core.distributions import mixture as mixture_lib
 from vae_jax.model.contract import Capabilities
 
 PRIORS = ("standard_normal", "mixture", "vampprior")
@@ -46,6 +47,8 @@ PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
 # i.e. ``clip(W, 0, 1)``, its weights drawn by ``he_init`` (``normal(0, sqrt(2 / C))``),
 # which runs after ``add_pseudoinputs`` there and replaces its N(0.05, 0.01).
 PSEUDO_INPUTS = ("sigmoid", "hardtanh")
+# How a mixture prior's log-density is laid out (``model.mixture_density_version``).
+MIXTURE_DENSITY_VERSIONS = mixture_lib.DENSITY_VERSIONS
 
 
 class Prior(NamedTuple):
@@ -77,6 +80,13 @@ def has_closed_form_kl(prior: str) -> bool:
     return CAPABILITIES[prior].diagonal_gaussian
 
 
+def _check_density_version(density_version: int) -> None:
+    if density_version not in MIXTURE_DENSITY_VERSIONS:
+        raise ValueError(
+            f"mixture_density_version={density_version!r}; choose one of {MIXTURE_DENSITY_VERSIONS}"
+        )
+
+
 def standard_normal(latent_dim: int) -> Prior:
     """``N(0, I)`` over ``latent_dim`` dimensions."""
     return Prior(
@@ -88,10 +98,12 @@ def standard_normal(latent_dim: int) -> Prior:
     )
 
 
-def mixture(latent_dim: int, num_components: int) -> Prior:
+def mixture(latent_dim: int, num_components: int, density_version: int = 1) -> Prior:
     """A mixture of ``num_components`` learned diagonal Gaussians: equal weights, means
-    ``N(0, I)`` and unit scales at initialization."""
+    ``N(0, I)`` and unit scales at initialization; ``density_version``: how its
+    log-density is laid out (``MixtureOfDiagGaussians``)."""
     latent_dim, num_components = int(latent_dim), int(num_components)
+    _check_density_version(density_version)
 
     def init(key: jax.Array) -> dict:
         return {
@@ -102,7 +114,9 @@ def mixture(latent_dim: int, num_components: int) -> Prior:
 
     def distribution(params) -> distributions.MixtureOfDiagGaussians:
         p = params["prior"]
-        return distributions.MixtureOfDiagGaussians(p["logits"], p["loc"], p["log_scale"])
+        return distributions.MixtureOfDiagGaussians(
+            p["logits"], p["loc"], p["log_scale"], density_version=density_version
+        )
 
     return Prior("mixture", CAPABILITIES["mixture"], True, init, distribution)
 
@@ -119,6 +133,7 @@ def vampprior(
     input_shape: tuple[int, ...],
     posterior_at: Callable[[Any, jax.Array], distributions.DiagGaussian],
     parameterization: str = "sigmoid",
+    density_version: int = 1,
 ) -> Prior:
     """The VampPrior (Tomczak & Welling, 2018) of the layer whose posterior is ``posterior_at``.
 
@@ -129,8 +144,10 @@ def vampprior(
         posterior at an input, without the data's rescaling (the pseudo-inputs are already
         in (0, 1)).
       parameterization: one of ``PSEUDO_INPUTS``.
+      density_version: how the mixture's log-density is laid out (``MixtureOfDiagGaussians``).
     """
     num_components = int(num_components)
+    _check_density_version(density_version)
     if parameterization not in PSEUDO_INPUTS:
         raise ValueError(f"pseudo_inputs={parameterization!r}; choose one of {PSEUDO_INPUTS}")
 
@@ -147,7 +164,10 @@ def vampprior(
     def distribution(params) -> distributions.MixtureOfDiagGaussians:
         posteriors = posterior_at(params, pseudo_inputs(params["prior"]))
         return distributions.MixtureOfDiagGaussians(
-            jnp.zeros((num_components,), jnp.float32), posteriors.loc, posteriors.log_scale
+            jnp.zeros((num_components,), jnp.float32),
+            posteriors.loc,
+            posteriors.log_scale,
+            density_version=density_version,
         )
 
     return Prior("vampprior", CAPABILITIES["vampprior"], True, init, distribution)

@@ -120,6 +120,7 @@ def make_vae(
     log_variance_range: tuple[float, ...] = (),
     bernoulli_clip: float = 0.0,
     pseudo_inputs: str = "sigmoid",
+    mixture_density_version: int = 1,
 ) -> VAE:
     """Builds the pure functions of a VAE with the posterior family ``posterior``, the
     prior ``prior`` and the observation model ``likelihood`` (Kingma & Welling, 2014).
@@ -171,6 +172,9 @@ def make_vae(
       bernoulli_clip: ``bernoulli``: probabilities clamped to ``[c, 1 - c]`` (0 = off).
       pseudo_inputs: ``vampprior``: how its pseudo-inputs are parameterized, one of
         ``priors.PSEUDO_INPUTS``.
+      mixture_density_version: ``mixture`` and ``vampprior``: how ``log p(z)`` is laid
+        out, 1 or 2 (``distributions.MixtureOfDiagGaussians``; the same formula, other
+        rounding).
 
     Returns:
       A ``VAE`` whose functions close over the static architecture only.
@@ -271,10 +275,14 @@ def make_vae(
 
     top_dim = latent_layers[-1]
     if prior == "mixture":
-        prior_part = priors.mixture(top_dim, prior_components)
+        prior_part = priors.mixture(top_dim, prior_components, mixture_density_version)
     elif prior == "vampprior":
         prior_part = priors.vampprior(
-            prior_components, image_shape, top_posterior_at, pseudo_inputs
+            prior_components,
+            image_shape,
+            top_posterior_at,
+            pseudo_inputs,
+            mixture_density_version,
         )
     else:
         prior_part = priors.standard_normal(top_dim)

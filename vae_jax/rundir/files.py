@@ -210,6 +210,9 @@ ADDED_CONFIG_FIELDS = {
     # Dynamic binarization's protocol versions (issue 32): version 1 is the float uniform
     # per pixel that every run drew before the field existed.
     "data.binarization_version": 1,
+    # The mixture priors' log-density layout (issue 27): version 1 is how every run
+    # computed it before the field existed.
+    "model.mixture_density_version": 1,
 }
 
 

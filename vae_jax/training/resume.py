@@ -35,6 +35,22 @@ MAY_CHANGE = (
 )
 
 
+# Fields that change nothing a run computes unless another recorded field has one of the
+# given values; otherwise they may differ on resume. (An old run with the standard normal
+# prior resumes under a config whose mixture density is version 2.)
+INERT_UNLESS = {
+    "model.mixture_density_version": ("model.prior", ("mixture", "vampprior")),
+}
+
+
+def inert(field: str, recorded: dict) -> bool:
+    """Whether ``field`` changes nothing the run computes, given its recorded (flat) config."""
+    if field not in INERT_UNLESS:
+        return False
+    other, active_values = INERT_UNLESS[field]
+    return recorded.get(other) not in active_values
+
+
 # Fields that set the length of a learning-rate schedule: they may change on resume only
 # while the schedule is constant.
 SCHEDULE_LENGTH = ("training.num_epochs",)
@@ -112,7 +128,7 @@ def check_resumable(recorded_config: dict, config, allow_change=()) -> list[str]
                 f"{old.get('optimizer.schedule')!r} spans it (every later learning rate would "
                 "change); use a new --workdir or the same value"
             )
-        if may_change(field):
+        if may_change(field) or inert(field, old):
             allowed.append(field)
             continue
         opt_in = (
