@@ -38,8 +38,9 @@ _COMPUTE_DTYPE = flags.DEFINE_enum(
     "Precision of the networks' products (default: the run's evaluation.compute_dtype).",
 )
 _PRINT_CONFIG = cli.define_print_config(
-    "the run's config as this evaluation uses it (recorded fields, --data_dir and "
-    "--compute_dtype applied)"
+    "the run's config as this evaluation uses it (recorded fields; --data_dir, "
+    "--compute_dtype, --num_importance_samples, --importance_chunk_size, --batch_size and "
+    "the AIS flags applied)"
 )
 # Annealed importance sampling (vae_jax/evaluation/ais_evaluation.py; docs/likelihoods.md).
 # Each AIS flag defaults to the run's config.evaluation.<flag name>.
@@ -75,6 +76,15 @@ def main(argv):
         config = resolved_config(
             _WORKDIR.value, data_dir=_DATA_DIR.value, compute_dtype=_COMPUTE_DTYPE.value
         )
+        given = {flag.name: flag.value for flag in _AIS_FLAGS}
+        given.update(
+            num_importance_samples=_K.value,
+            importance_chunk_size=_CHUNK.value,
+            batch_size=_BATCH.value,
+        )
+        for name, value in given.items():
+            if value is not None:
+                config.evaluation[name] = value
         cli.print_config(config)
         return
     evaluate_run(

@@ -87,6 +87,23 @@ def test_evaluate_prints_the_run_config_it_would_use(tiny_run):
                                                   "compute_dtype": "bfloat16"}}  # fmt: skip
 
 
+def test_evaluate_prints_the_sampling_and_ais_flags_it_would_use(tiny_run):
+    """--print_config shows the evaluation as the flags set it: K, chunk, batch and every
+    AIS flag given; the fields of flags not given stay as recorded."""
+    result = run([
+        sys.executable, "-m", "experiments.evaluate", f"--workdir={tiny_run.workdir}",
+        "--print_config", "--num_importance_samples=7", "--ais_num_steps=33",
+        "--ais_schedule=linear", "--bdmc_num_examples=4",
+    ])  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout)
+    recorded = files.read_config(tiny_run.workdir)
+    given = {"num_importance_samples": 7, "ais_num_steps": 33, "ais_schedule": "linear",
+             "bdmc_num_examples": 4}  # fmt: skip
+    assert all(recorded["evaluation"][name] != value for name, value in given.items())
+    assert printed == {**recorded, "evaluation": {**recorded["evaluation"], **given}}
+
+
 def test_overrides_without_a_config_get_a_one_line_hint(tmp_path):
     result = run([
         sys.executable, "-m", "experiments.train", f"--workdir={tmp_path / 'run'}",
