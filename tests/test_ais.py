@@ -348,6 +348,9 @@ def test_evaluate_with_ais_and_bdmc_reports_both_from_the_documented_keys(tiny_r
         for i in range(4)
     ]  # fmt: skip
     np.testing.assert_allclose(found["nll_nats"], -np.mean(expected), rtol=1e-5)
+    # bits per dimension of the AIS NLL: nats over the image's pixels and ln 2 (binary data)
+    pixels = int(np.prod(vae.image_shape))
+    assert found["bits_per_dim"] == pytest.approx(found["nll_nats"] / (pixels * np.log(2)))
     wrong = _one_example(vae, params, fold_in(fold_in(eval_stream, 2), 0), x[0], options)
     assert not np.isclose(wrong.log_normalizer, expected[0])
     bound = jax.jit(vae.iwae_bound, static_argnums=3)
