@@ -205,6 +205,7 @@ def test_check_runs_end_to_end_on_this_cpu_with_the_tiny_preset(tmp_path):
     assert "FAILED" not in summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variables", "message"),
     [

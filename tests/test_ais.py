@@ -52,6 +52,7 @@ def _exact_log_px(x) -> np.ndarray:
     return stats.multivariate_normal(B, cov).logpdf(np.asarray(x, np.float64).reshape(-1, 4))
 
 
+@pytest.mark.slow
 def test_ais_converges_to_the_exact_log_likelihood_as_the_steps_grow():
     """From a deliberately poor q(z|x), over 300 examples, AIS's root-mean-square error
     against the exact log p(x) falls as T grows (T = 1 is importance sampling with 4
@@ -73,6 +74,7 @@ def test_ais_converges_to_the_exact_log_likelihood_as_the_steps_grow():
     assert bias[1000][0] > -3 * bias[1000][1], bias
 
 
+@pytest.mark.slow
 def test_bdmc_brackets_the_exact_log_likelihood_on_simulated_data():
     """On 256 examples simulated from the model, one chain each: with T = 3, forward AIS
     is below the exact log p(x) and reverse AIS from the simulating z above it, each by
@@ -100,6 +102,7 @@ def _two_layer_ais(vae, params, key, options):
     return _log_likelihoods(vae, params, key, images, options).log_normalizer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("inference", "initial", "num_chains"),
     [("bottom_up", "prior", 8), ("top_down", "posterior", 64)],
@@ -208,6 +211,7 @@ def _relative_mean_and_error(log_w: np.ndarray, reference: float):
     return w.mean() - 1, w.std(ddof=1) / np.sqrt(w.size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adapt", [False, True], ids=["fixed_step", "adapted_step"])
 def test_ais_weights_are_unbiased_for_the_normalizer(adapt):
     """Over 4000 keys of 4 chains, the mean of exp(log w) is Z (within 4 standard errors
@@ -267,6 +271,7 @@ def _reference_transition(z, momentum, u, beta, step_size, vae, params, x):
     return (proposal if accepted else z), log_f
 
 
+@pytest.mark.slow
 def test_each_documented_key_stream_is_what_is_drawn():
     """With T = 1, chain c's weight is log p(x, z_c) - log q(z_c|x) at z_c drawn from
     fold_in(fold_in(k, 0), c): the IWAE bound at key fold_in(k, 0) with K = chains. With
@@ -316,6 +321,7 @@ def test_each_documented_key_stream_is_what_is_drawn():
     np.testing.assert_allclose(grouped.final_z, found.final_z, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_with_ais_and_bdmc_reports_both_from_the_documented_keys(tiny_run, tmp_path):
     """``evaluate_run(estimator="ais", bdmc=True)`` on the tiny run: report.json's AIS NLL
     is the mean over the first test images of AIS with keys fold_in(fold_in(eval, 6), i),

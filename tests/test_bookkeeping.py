@@ -170,6 +170,7 @@ def _loss_and_metrics(vae, params, objective_config, key, step):
     return loss, metrics
 
 
+@pytest.mark.slow
 def test_elbo_objective_averages_over_unmasked_examples_only(tiny_model):
     """objective.py: "The loss is averaged over the examples where mask is True"; beta is
     beta * min(1, (t + 1) / kl_warmup_steps). Padded images change nothing."""
@@ -198,6 +199,7 @@ def test_elbo_objective_averages_over_unmasked_examples_only(tiny_model):
     assert abs(float(np.mean(out.kl)) - kl) > 1e-3 * abs(kl)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_valid", [1, 0], ids=["one_example", "all_padding"])
 def test_a_batch_of_one_example_or_none_is_averaged_over_what_it_holds(tiny_model, num_valid):
     """A last batch may hold a single example: the loss is that example's; a batch of padding
@@ -213,6 +215,7 @@ def test_a_batch_of_one_example_or_none_is_averaged_over_what_it_holds(tiny_mode
     np.testing.assert_allclose(float(metrics["elbo"]), -expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_monte_carlo_kl_without_free_bits_is_not_clamped(tiny_model):
     """With kl="mc" a dimension's KL estimate can be negative; free_bits = 0 (off) must leave
     it as it is, so the loss is exactly -(log-likelihood - KL), both averaged over examples."""
@@ -251,6 +254,7 @@ def test_free_bits_average_each_dimension_over_unmasked_examples_only(tiny_model
     assert abs(with_padding - penalty) > 1e-3 * penalty
 
 
+@pytest.mark.slow
 def test_iwae_objective_and_metrics_average_over_unmasked_examples_only(tiny_model):
     """IWAE-k: the loss is minus the bound averaged over unmasked examples; the reported ELBO
     terms are the log-likelihood of the same K draws and the analytic KL, and the ELBO is
@@ -311,6 +315,7 @@ def test_epoch_summary_weights_steps_by_unmasked_examples_and_takes_the_last_ste
     assert set(summary) == {f"train/{name}" for name in step_metrics}
 
 
+@pytest.mark.slow
 def test_every_example_is_evaluated_exactly_once_with_its_own_key(tiny_model):
     """per_example.py: one result per example, with key fold_in(key, i), whatever the
     batch size and however the last batch is padded."""
@@ -349,6 +354,7 @@ def test_the_first_non_finite_value_is_found_loss_first():
     assert first_non_finite(later_loss)[:2] == (1, "kl")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "optimizer",
     [
@@ -426,6 +432,7 @@ def run(tmp_path_factory, tiny_data_dir) -> Run:
     return Run(workdir, stopped, steps_when_stopped, stopped_result)
 
 
+@pytest.mark.slow
 def test_checkpoints_every_n_epochs_and_when_stopped(run):
     """README: checkpoints every ``checkpoint_every_epochs`` epochs; a run stopped early
     ends with a checkpoint. Each is numbered by its global step, epoch * steps per epoch."""
@@ -436,12 +443,14 @@ def test_checkpoints_every_n_epochs_and_when_stopped(run):
     assert run.stopped_result == {"status": "stopped", "epochs_completed": STOP_AFTER}
 
 
+@pytest.mark.slow
 def test_only_the_newest_keep_checkpoints_are_kept(run):
     """README: "the newest keep_checkpoints are kept" (saved: epochs 2, 3, 4, 5; keep 3),
     and the last epoch is always saved."""
     assert checkpoint_steps(run.workdir) == [3 * 11, 4 * 11, 5 * 11]
 
 
+@pytest.mark.slow
 def test_a_sweep_saves_the_last_epoch_even_when_it_is_not_due(tiny_data_dir, tmp_path):
     """README: checkpoints "at the end": in a sweep nothing but the schedule saves it."""
     config = tiny_with(
@@ -454,6 +463,7 @@ def test_a_sweep_saves_the_last_epoch_even_when_it_is_not_due(tiny_data_dir, tmp
     assert (recorded["strategy_requested"], recorded["strategy"]) == ("auto", "map")
 
 
+@pytest.mark.slow
 def test_epoch_records_take_learning_rate_and_beta_at_the_last_step(run):
     """Each record is written at its epoch's last step: ``step`` = epoch * steps/epoch, the
     learning rate is the optax schedule and beta the KL warm-up at step ``step - 1``, and
@@ -935,6 +945,7 @@ def test_resume_refuses_a_new_length_when_the_schedule_depends_on_it():
     ]
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_optimizer_field_fails_and_writes_nothing(
     run, tiny_data_dir, tmp_path
 ):
@@ -955,6 +966,7 @@ def test_resume_with_a_changed_optimizer_field_fails_and_writes_nothing(
 # --- reproduce compares parameters, optimizer state and every metric. ---
 
 
+@pytest.mark.slow
 def test_reproduce_fails_when_only_the_optimizer_state_differs(run, tmp_path):
     """README: reproduce "compares parameters, optimizer state and every metric bit for
     bit". One element of Adam's second moment moved by one float32 ulp must be named (the
@@ -986,6 +998,7 @@ def test_reproduce_fails_when_only_the_optimizer_state_differs(run, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epoch", [1, 3, 5])
 def test_first_differing_metric_sees_any_epoch(run, epoch):
     """reproduce compares every metric of every epoch, wall-clock fields excepted."""
@@ -1005,6 +1018,7 @@ def test_first_differing_metric_sees_any_epoch(run, epoch):
     assert first_differing_metric(original, timing) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", [0, 2, 4], ids=["first", "middle", "last"])
 def test_first_differing_metric_sees_a_missing_or_extra_record(run, missing):
     """A record missing from either side, anywhere, is a difference."""

@@ -20,6 +20,7 @@ from vae_jax.training import warmups
 # --- 7. config files that do not load -------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
@@ -55,6 +56,7 @@ def test_a_config_file_that_does_not_load_is_one_line_naming_file_and_line(
 # --- 14. the resolved config, and overrides without a config ----------------------------
 
 
+@pytest.mark.slow
 def test_print_config_prints_every_field_with_the_overrides_and_exits(tmp_path):
     result = run([
         sys.executable, "-m", "experiments.train", f"--config={TINY_CONFIG}", "--print_config",
@@ -75,6 +77,7 @@ def test_print_config_prints_every_field_with_the_overrides_and_exits(tmp_path):
     assert json.loads(sweep.stdout)["objective"]["beta"] == 2.0
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_run_config_it_would_use(tiny_run):
     result = run([
         sys.executable, "-m", "experiments.evaluate", f"--workdir={tiny_run.workdir}",
@@ -87,6 +90,7 @@ def test_evaluate_prints_the_run_config_it_would_use(tiny_run):
                                                   "compute_dtype": "bfloat16"}}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_overrides_without_a_config_get_a_one_line_hint(tmp_path):
     result = run([
         sys.executable, "-m", "experiments.train", f"--workdir={tmp_path / 'run'}",
@@ -126,6 +130,7 @@ def test_a_warmup_longer_than_the_training_is_named_in_one_line(field, value, sc
         assert "\n" not in lines[0]
 
 
+@pytest.mark.slow
 def test_training_warns_of_a_warmup_longer_than_the_training(tiny_config, tmp_path, caplog):
     from vae_jax.single_run import train_and_evaluate
 
@@ -141,6 +146,7 @@ def test_training_warns_of_a_warmup_longer_than_the_training(tiny_config, tmp_pa
 # --- 11. SIGTERM anywhere: the documented resumable status --------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_before_the_training_loop_exits_resumable(tiny_data_dir, tmp_path):
     workdir = tmp_path / "run"
     command = train_command(workdir, tiny_data_dir, "--config.training.num_epochs=2")
@@ -158,6 +164,7 @@ def test_sigterm_before_the_training_loop_exits_resumable(tiny_data_dir, tmp_pat
     assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_sigterm_during_evaluation_exits_resumable(tiny_run, tmp_path):
     import shutil
 

@@ -21,6 +21,9 @@ from test_compositions import (
     _vae,
 )
 
+# Builds and trains every allowed combination: left out by scripts/test.sh --fast.
+pytestmark = pytest.mark.slow
+
 NUM_SAMPLES = 8
 # Tiny programs, run once: XLA's quick compile (less LLVM work; half the compile time of a
 # model's whole matrix here). Nothing here is compared with numbers compiled otherwise.

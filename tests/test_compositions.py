@@ -209,6 +209,7 @@ NEW_COMBINATIONS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("prior", "posterior", "inference"), NEW_COMBINATIONS)
 def test_the_new_combinations_bound_the_brute_force_log_likelihood(prior, posterior, inference):
     """The model is normalized: p(z) integrates to 1 on the grid and p(x) sums to 1 over the

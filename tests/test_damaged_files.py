@@ -50,6 +50,7 @@ def set_aside_copies(path: Path) -> list[Path]:
 # --- files that cannot be rebuilt: one line, nothing changed ------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [files.MANIFEST_FILE, files.CONFIG_FILE])
 def test_a_damaged_start_file_is_one_line_naming_it_and_nothing_changes(
     tiny_run, tiny_config, tmp_path, name
@@ -74,6 +75,7 @@ def test_a_damaged_start_file_is_one_line_naming_it_and_nothing_changes(
 # --- report.json: rebuilt from the checkpoints and metrics -------------------------------
 
 
+@pytest.mark.slow
 def test_a_damaged_report_is_rebuilt_by_the_training_command(tiny_run, tiny_config, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     report_path = workdir / files.REPORT_FILE
@@ -87,6 +89,7 @@ def test_a_damaged_report_is_rebuilt_by_the_training_command(tiny_run, tiny_conf
     assert aside.read_text() == DAMAGED  # kept for inspection
 
 
+@pytest.mark.slow
 def test_a_damaged_report_is_rebuilt_by_evaluation(tiny_run, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     report_path = workdir / files.REPORT_FILE
@@ -121,6 +124,7 @@ def failing_writes(monkeypatch, name: str):
     return Space
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_start_is_one_line_and_the_same_command_continues(
     tiny_config, tmp_path, monkeypatch
 ):
@@ -138,6 +142,7 @@ def test_a_full_disk_at_the_start_is_one_line_and_the_same_command_continues(
     assert train_and_evaluate(tiny_config, workdir)["epochs_completed"] == 1
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_evaluation_is_one_line_and_loses_nothing(
     tiny_run, tmp_path, monkeypatch
 ):
@@ -153,6 +158,7 @@ def test_a_full_disk_during_evaluation_is_one_line_and_loses_nothing(
     assert json.loads(report_path.read_text())["evaluation"] == result
 
 
+@pytest.mark.slow
 def test_a_full_disk_anywhere_else_is_one_line_from_the_command(tmp_path):
     """The entry points' last line of defence: an OSError of a full or read-only file
     system that no layer turned into a message is still one line naming the file."""
@@ -184,6 +190,7 @@ def damage_every_checkpoint(workdir: Path) -> None:
         chunk.write_bytes(chunk.read_bytes()[:100])
 
 
+@pytest.mark.slow
 def test_a_run_whose_checkpoints_are_all_damaged_is_refused_with_nothing_changed(
     tiny_run, tiny_config, tmp_path
 ):
@@ -197,6 +204,7 @@ def test_a_run_whose_checkpoints_are_all_damaged_is_refused_with_nothing_changed
     assert not (workdir / files.DAMAGED_CHECKPOINT_DIR).exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_seed_that_cannot_resume_changes_no_seed(tiny_config, tmp_path):
     tiny_config.training.num_epochs = 1
     workdir = tmp_path / "sweep"
@@ -228,6 +236,7 @@ def grid_sweep(tmp_path_factory, tiny_data_dir):
     return config, workdir
 
 
+@pytest.mark.slow
 def test_aggregate_lists_a_damaged_cell_as_missing_and_a_rerun_rebuilds_it(grid_sweep, tmp_path):
     config, original = grid_sweep
     workdir = copy_of(original, tmp_path, "sweep")
@@ -253,6 +262,7 @@ def test_aggregate_lists_a_damaged_cell_as_missing_and_a_rerun_rebuilds_it(grid_
     assert aggregate_sweep(workdir)["missing"] == []
 
 
+@pytest.mark.slow
 def test_a_damaged_sweep_file_is_one_line_for_aggregate_and_rewritten_by_a_rerun(
     grid_sweep, tmp_path
 ):
@@ -271,6 +281,7 @@ def test_a_damaged_sweep_file_is_one_line_for_aggregate_and_rewritten_by_a_rerun
     assert set_aside_copies(sweep_file)
 
 
+@pytest.mark.slow
 def test_a_seed_sweep_lists_a_damaged_seed_as_missing_and_rebuilds_it(tiny_config, tmp_path):
     tiny_config.training.num_epochs = 1
     workdir = tmp_path / "sweep"

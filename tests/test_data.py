@@ -123,6 +123,7 @@ def test_missing_folder_names_the_fix(tmp_path):
         ingest.prepare_local("mnist", None, str(tmp_path / "tfds"))
 
 
+@pytest.mark.slow
 def test_interrupted_ingestion_leaves_nothing_the_reader_accepts(tmp_path, monkeypatch):
     write_idx_folder(tmp_path / "idx", 50, 10)
 
@@ -157,6 +158,7 @@ def test_interrupted_ingestion_leaves_nothing_the_reader_accepts(tmp_path, monke
     assert unknown.exists()
 
 
+@pytest.mark.slow
 def test_prepare_data_cli_reports_one_line_and_exits_nonzero(tmp_path):
     write_idx_folder(tmp_path / "idx", 20, 10)
     _corrupt(tmp_path / "idx", "truncated")
@@ -196,6 +198,7 @@ def test_reader_errors_name_the_value(tiny_data_dir, tmp_path):
         source.read_split(_data_config(tiny_data_dir, source="web").data, "train")
 
 
+@pytest.mark.slow
 def test_loading_does_not_import_tensorflow(tiny_data_dir, tmp_path):
     """Even with a TensorFlow importable, loading the data must not import it: the
     'tensorflow' found first on the path here raises if anything imports it."""
@@ -304,6 +307,7 @@ def test_tfds_catalog_datasets_go_through_the_same_reader(tmp_path):
         source.read_split(_data_config(tmp_path, "cifar10", source="tfds").data, "train")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path(catalog.DEBIAN_FASHION_MNIST_DIR).exists() and os.environ.get("CI") != "true",
     reason="Debian's dataset-fashion-mnist is not installed (scripts/test.sh installs it in CI)",
@@ -497,6 +501,7 @@ def accepted_bytes(outputs: np.ndarray) -> np.ndarray:
     return (outputs == 0).sum(axis=0) - 1
 
 
+@pytest.mark.slow
 def test_version_2_gives_1_for_exactly_k_of_the_255_accepted_bytes():
     """Exhaustive: a pixel of intensity k is 1 iff its accepted byte u (in 0..254) is below k,
     so for every k = 0, ..., 255 exactly k of the 255 byte values give 1: P = k / 255."""
@@ -514,6 +519,7 @@ def test_version_2_gives_1_for_exactly_k_of_the_255_accepted_bytes():
         assert len(ones) == k  # k of the 255 accepted values, for every k
 
 
+@pytest.mark.slow
 def test_version_2_accepted_bytes_are_uniform_on_0_to_254():
     """Chi-square of the accepted bytes of 16 keys against the uniform law on 0..254 (255
     is rejected and redrawn): a byte left at 255, or a redraw that favoured some values,
@@ -559,6 +565,7 @@ def test_version_2_is_a_function_of_key_and_step():
     assert not np.array_equal(first, version_1)  # another protocol, other bits
 
 
+@pytest.mark.slow
 def test_version_2_reuses_no_key():
     """A run with runtime.debug_key_reuse trains under jax.debug_key_reuse: version 2 draws
     once from the step's key and once from each fold_in(key, r) of its redraws."""

@@ -391,6 +391,7 @@ class ContinuousBernoulliTest(parameterized.TestCase):
             gradients, want_gradients, rtol=gradient_rtol, atol=gradient_atol
         )
 
+    @pytest.mark.slow
     def test_kl_and_its_gradients_match_float64_over_the_logit_grid(self):
         """KL(p || q) = mean_p (l_p - l_q) - A(l_p) + A(l_q), with d/dl_p = var_p (l_p - l_q)
         and d/dl_q = mean_q - mean_p, for p over the grid and q at 6 logits: finite

@@ -5,8 +5,12 @@ rebuilt with jax.random in test_key_derivations) depend on it."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vae_jax.core import draws
+
+# Compiles every draw at every shape: left out by scripts/test.sh --fast.
+pytestmark = pytest.mark.slow
 
 SHAPES = [(), (3, 4), (2, 3, 4, 1)]
 

@@ -103,6 +103,7 @@ def stopped_run(tmp_path_factory, tiny_data_dir):
     return workdir, report
 
 
+@pytest.mark.slow
 def test_a_run_stops_after_patience_and_keeps_its_best_epoch(stopped_run):
     """The run ends ``patience + 1`` epochs after its best validation ELBO, before
     ``num_epochs``; ``best_checkpoint/`` holds exactly that epoch's state (bit-equal to the
@@ -125,6 +126,7 @@ def test_a_run_stops_after_patience_and_keeps_its_best_epoch(stopped_run):
     _assert_same_bits(loaded, _restore(workdir, files.CHECKPOINT_DIR, best_step))
 
 
+@pytest.mark.slow
 def test_a_finished_run_trains_no_further(stopped_run, tmp_path):
     """Running an early-stopped run's command again adds no epoch (the count is replayed
     from its records, already past the patience)."""
@@ -140,6 +142,7 @@ def test_a_finished_run_trains_no_further(stopped_run, tmp_path):
     assert len(read_metrics(copy)) == len(read_metrics(workdir))
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_its_count_and_ends_as_an_unbroken_one(stopped_run, tmp_path):
     """Stopped one epoch after its best (the count at 1 of 2) and resumed: the same
     records, stop epoch, best epoch and best checkpoint bits as the unbroken run; the best

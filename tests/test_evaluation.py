@@ -69,6 +69,7 @@ def _shared(kind, params, images, num_samples, *, chunk=500, seed):
     return per_example.evaluate_examples(evaluator, params, jax.random.key(seed), images, 50)
 
 
+@pytest.mark.slow
 def test_exact_posterior_makes_every_bound_exact():
     vae = linear_gaussian_vae()
     params = posterior_params(vae, exact_posterior=True)
@@ -86,6 +87,7 @@ def test_exact_posterior_makes_every_bound_exact():
     assert abs(np.mean(elbo["elbo"] - exact)) < 0.015  # standard error ~0.0013
 
 
+@pytest.mark.slow
 def test_importance_weighted_bound_approaches_the_exact_likelihood_from_below():
     vae = linear_gaussian_vae()
     params = posterior_params(vae, exact_posterior=False)
@@ -109,6 +111,7 @@ def test_importance_weighted_bound_approaches_the_exact_likelihood_from_below():
     assert np.mean(gaps[1]) < -0.5  # the worse encoder really is worse
 
 
+@pytest.mark.slow
 def test_chunked_padded_evaluation_equals_one_pass():
     vae = linear_gaussian_vae()
     params = posterior_params(vae, exact_posterior=False)
@@ -182,6 +185,7 @@ def test_mutual_information_is_saturated_within_half_a_nat_of_log_n(
     assert diagnostics.mutual_information_saturated(estimate, num_examples) is saturated
 
 
+@pytest.mark.slow
 def test_report_shows_the_mutual_information_ceiling_and_saturation(evaluated_2d_run):
     """report.json holds the ceiling log N, the saturation flag by the rule and the rule;
     report.md prints the estimate beside its ceiling, says when it is saturated, and
@@ -228,6 +232,7 @@ FIGURE_SIZES = {  # pixels at figures.DPI for the tiny config (4 figure examples
 }
 
 
+@pytest.mark.slow
 def test_figures_exist_are_pngs_of_the_expected_size_and_not_blank(evaluated_2d_run):
     workdir, result = evaluated_2d_run
     assert sorted(p.split("/")[-1] for p in result["figures"]) == sorted(FIGURE_SIZES)
@@ -241,6 +246,7 @@ def test_figures_exist_are_pngs_of_the_expected_size_and_not_blank(evaluated_2d_
         assert len(np.unique(pixels)) > 20, name
 
 
+@pytest.mark.slow
 def test_report_records_the_protocol_and_re_evaluation_repeats_it(evaluated_2d_run):
     workdir, result = evaluated_2d_run
     report = json.loads((workdir / "report.json").read_text())
@@ -259,6 +265,7 @@ def test_report_records_the_protocol_and_re_evaluation_repeats_it(evaluated_2d_r
     assert again["latent"] == result["latent"]
 
 
+@pytest.mark.slow
 def test_evaluation_phases_are_timed_and_add_up(evaluated_2d_run):
     """report.json's timings: the bound's compile apart from its batches, then the ELBO,
     the latent diagnostics and the figures, together within the whole evaluation."""
@@ -272,6 +279,7 @@ def test_evaluation_phases_are_timed_and_add_up(evaluated_2d_run):
     assert result["compute_dtype"] == "float32"
 
 
+@pytest.mark.slow
 def test_bfloat16_evaluation_is_recorded_and_close_to_float32(evaluated_2d_run, tmp_path):
     """--compute_dtype=bfloat16: the same keys, bfloat16 products, a nearby bound."""
     workdir, result = evaluated_2d_run
@@ -288,6 +296,7 @@ def test_bfloat16_evaluation_is_recorded_and_close_to_float32(evaluated_2d_run, 
     assert "figures" not in low["timings_seconds"]
 
 
+@pytest.mark.slow
 def test_evaluate_command_line_errors(evaluated_2d_run, tmp_path):
     """One subprocess for what only the command line shows (flag parsing, exit code, a
     one-line ``error: ...`` and no traceback); the other message is checked in-process:
@@ -353,6 +362,7 @@ def test_the_test_nll_summary_gives_bits_per_dim_over_every_pixel_and_channel(li
         assert "bits_per_dim" not in summary
 
 
+@pytest.mark.slow
 def test_the_report_gives_the_test_nll_in_bits_per_dim_of_its_nats(evaluated_2d_run):
     """Catches a wrong bits/dim in report.json and report.md (until now only the key was
     checked): the evaluated run's (Bernoulli, 28 x 28 x 1 images) bits/dim is its NLL in

@@ -97,6 +97,7 @@ def run_dirs(workdir: Path, kind: str) -> list[Path]:
     return [grid.cell_workdir(workdir, f"objective.beta={b}", 0) for b in ("0.5", "1.0")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["seeds", "grid"])
 def test_a_sweep_killed_during_a_save_and_mid_epoch_ends_with_agreeing_event_files(
     tiny_data_dir, tmp_path, kind

@@ -83,6 +83,7 @@ def lock_held_elsewhere(workdir: Path, purpose: str = "training"):
 # --- 1. a damaged line in metrics.jsonl ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_damaged_line_costs_only_itself_not_the_records_after_it(tiny_run, tiny_config, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     lines = metrics_lines(workdir)
@@ -100,6 +101,7 @@ def test_a_damaged_line_costs_only_itself_not_the_records_after_it(tiny_run, tin
     assert kept == 'line 2: {"epoch": 2, "st\n'  # kept for inspection, out of the log
 
 
+@pytest.mark.slow
 def test_a_run_recorded_with_other_data_keys_is_not_resumed_on_new_ones(
     tiny_run, tiny_config, tmp_path, caplog
 ):
@@ -131,6 +133,7 @@ def test_a_run_recorded_with_other_data_keys_is_not_resumed_on_new_ones(
     assert f"the data's splits.{name} is" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_run_recorded_before_a_config_field_existed_is_read_with_its_old_value(
     tiny_config, tmp_path
 ):
@@ -183,6 +186,7 @@ def test_protocol_difference_names_the_first_differing_entry():
 # --- 2 and 13. one owner per workdir ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_naming_the_holder(tiny_run, tiny_config, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     before = metrics_lines(workdir)
@@ -199,6 +203,7 @@ def test_a_second_process_is_refused_naming_the_holder(tiny_run, tiny_config, tm
     assert metrics_lines(workdir) == before  # nothing written by the refused process
 
 
+@pytest.mark.slow
 def test_the_same_command_twice_the_second_is_refused_and_the_first_unharmed(
     tiny_data_dir, tmp_path
 ):
@@ -236,6 +241,7 @@ def test_the_same_command_twice_the_second_is_refused_and_the_first_unharmed(
     assert checkpoint_steps(workdir)[-1] == read_metrics(workdir)[-1]["step"]
 
 
+@pytest.mark.slow
 def test_a_lock_dies_with_its_process_even_after_kill_9(tmp_path):
     workdir = tmp_path / "run"
     with lock_held_elsewhere(workdir) as holder:
@@ -247,6 +253,7 @@ def test_a_lock_dies_with_its_process_even_after_kill_9(tmp_path):
         assert recorded["purpose"] == "training"
 
 
+@pytest.mark.slow
 def test_a_sweep_owns_each_seed_directory(tiny_config, tmp_path):
     workdir = tmp_path / "sweep"
     with lock_held_elsewhere(seed_workdir(workdir, 1)) as holder:
@@ -271,6 +278,7 @@ def test_an_evaluation_of_an_older_checkpoint_is_marked_stale(tmp_path):
 # --- 3. a start cut short -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_start_cut_short_starts_afresh_and_is_named_in_one_line(tiny_run, tiny_config, tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
@@ -288,6 +296,7 @@ def test_a_start_cut_short_starts_afresh_and_is_named_in_one_line(tiny_run, tiny
 # --- 4. a sweep killed between two seeds' saves -------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_between_seeds_saves_resumes_bit_identical(tiny_config, tmp_path):
     tiny_config.training.num_epochs = 2
     unbroken = tmp_path / "unbroken"
@@ -314,6 +323,7 @@ def test_a_sweep_killed_between_seeds_saves_resumes_bit_identical(tiny_config, t
 # --- 5. reproduce on edited metrics -------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
@@ -338,6 +348,7 @@ def test_reproduce_refuses_edited_metrics_naming_the_record(tiny_run, tmp_path, 
     assert re.search(named, outcome.difference), outcome.difference
 
 
+@pytest.mark.slow
 def test_reproduce_sees_an_edited_step_of_the_last_record(tiny_run, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     lines = metrics_lines(workdir)
@@ -351,6 +362,7 @@ def test_reproduce_sees_an_edited_step_of_the_last_record(tiny_run, tmp_path):
 # --- 8. a blow-up on an epoch's last step -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_non_finite_parameters_stop_before_the_epoch_is_recorded_or_saved(
     tiny_config, tmp_path, monkeypatch
 ):
@@ -370,6 +382,7 @@ def test_non_finite_parameters_stop_before_the_epoch_is_recorded_or_saved(
     assert checkpoint_steps(workdir) == [11]  # the last good checkpoint, nothing after it
 
 
+@pytest.mark.slow
 def test_non_finite_validation_is_caught_too(tmp_path):
     run = RunDirectory(tmp_path / "run", seed=0, keep_checkpoints=1)
     with pytest.raises(NonFiniteError, match=r"validation/elbo=nan at epoch 4, step 44"):
@@ -383,6 +396,7 @@ def test_non_finite_validation_is_caught_too(tmp_path):
 # --- 9 and 10. values that cannot work, refused in one line before any work ---------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -404,6 +418,7 @@ def test_floats_must_be_finite_in_float32(tiny_config, tmp_path, field, value, m
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_workdir_flag_empty_is_refused_and_tilde_expanded(tiny_data_dir, tmp_path):
     with pytest.raises(ConfigError, match="--workdir is empty"):
         files.workdir_path("")
@@ -417,6 +432,7 @@ def test_workdir_flag_empty_is_refused_and_tilde_expanded(tiny_data_dir, tmp_pat
 # --- 11 and 12. Ctrl-C and exit statuses --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_resumable_like_sigterm(tiny_data_dir, tmp_path):
     workdir = tmp_path / "run"
     command = train_command(workdir, tiny_data_dir, "--config.training.num_epochs=30")
@@ -430,6 +446,7 @@ def test_ctrl_c_saves_and_exits_resumable_like_sigterm(tiny_data_dir, tmp_path):
     assert checkpoint_steps(workdir)[-1] == stopped_at["step"]  # saved where it stopped
 
 
+@pytest.mark.slow
 def test_a_second_signal_exits_at_once():
     script = (
         "import os, signal, time\n"
@@ -455,6 +472,7 @@ def test_termination_request_restores_the_previous_handlers():
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
@@ -474,6 +492,7 @@ def test_a_bad_config_flag_is_one_line_not_a_traceback(tiny_data_dir, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_workdir_that_cannot_be_written_is_one_line(tiny_data_dir, tmp_path):
     (tmp_path / "a_file").write_text("")
     result = run(train_command(tmp_path / "a_file" / "run", tiny_data_dir))
@@ -486,6 +505,7 @@ def test_a_workdir_that_cannot_be_written_is_one_line(tiny_data_dir, tmp_path):
 # --- 7. continuing with a lower learning rate, by choice, reproducibly -------------------
 
 
+@pytest.mark.slow
 def test_a_change_opted_into_on_resume_is_a_segment_that_reproduce_replays(tiny_config, tmp_path):
     workdir = tmp_path / "run"
     train_and_evaluate(tiny_config, workdir, stop_after_epoch=1)
@@ -509,6 +529,7 @@ def test_a_change_opted_into_on_resume_is_a_segment_that_reproduce_replays(tiny_
 # --- one line, not a traceback ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_is_one_line_without_tracebacks(tiny_run, tiny_data_dir, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     for chunk in (workdir / files.CHECKPOINT_DIR).glob("*/state/d/*"):
@@ -547,6 +568,7 @@ def test_unread_errors_of_orbax_reads_are_dropped_and_nothing_else():
     assert unread.filter(record("Unclosed client session"))
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_save_is_one_line_and_loses_nothing(
     tiny_config, tmp_path, monkeypatch
 ):
@@ -576,6 +598,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_loses_nothing(
     assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_an_opted_in_change_must_keep_the_optimizer_state(tiny_run, tiny_config):
     recorded = json.loads((tiny_run.workdir / files.CONFIG_FILE).read_text())
     for field, value in (("optimizer.grad_clip_norm", 1.0), ("optimizer.name", "adamw")):
@@ -589,6 +612,7 @@ def test_an_opted_in_change_must_keep_the_optimizer_state(tiny_run, tiny_config)
     ]
 
 
+@pytest.mark.slow
 def test_a_resume_that_never_restored_is_no_segment(tiny_run, tiny_config, tmp_path):
     workdir = copy_of(tiny_run.workdir, tmp_path)
     recorded = json.loads((workdir / files.MANIFEST_FILE).read_text())
@@ -605,6 +629,7 @@ def test_a_resume_that_never_restored_is_no_segment(tiny_run, tiny_config, tmp_p
 # --- evaluating a run that is training ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluating_a_checkpoint_of_a_run_in_training_writes_files_of_its_own(tiny_run, tmp_path):
     """While a trainer holds the workdir, ``--step=N`` evaluates into
     ``evaluations/step_<N>/``; the files the trainer writes stay untouched."""
@@ -634,6 +659,7 @@ def test_evaluating_a_checkpoint_of_a_run_in_training_writes_files_of_its_own(ti
 # --- reproduce: a dirty work tree, no paths of the deleted re-run ------------------------
 
 
+@pytest.mark.slow
 def test_reproduce_warns_of_a_dirty_work_tree_and_prints_nothing_of_its_scratch(
     tiny_run, tmp_path, capsys, monkeypatch
 ):

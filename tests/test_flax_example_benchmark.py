@@ -32,6 +32,7 @@ def flax_example():
         sys.path.remove(str(REPO / "scripts"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_the_example_loop_trains_its_model_one_jitted_step_per_batch(flax_example, compute_dtype):
     images = np.random.default_rng(0).integers(0, 256, (10, 784), dtype=np.uint8)

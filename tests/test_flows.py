@@ -57,6 +57,7 @@ def _moved_params():
     return _perturbed(jax.jit(_vae().init)(jax.random.key(0)), jax.random.key(1), 0.3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reverse", [False, True])
 def test_made_output_d_depends_only_on_the_coordinates_before_d(reverse):
     dim = 5
@@ -72,6 +73,7 @@ def test_made_output_d_depends_only_on_the_coordinates_before_d(reverse):
         assert np.all(np.abs(jacobian[allowed]) > 0.0)  # and it does see every one of them
 
 
+@pytest.mark.slow
 def test_iaf_log_det_matches_the_autodiff_jacobian():
     flow = flows.IAF(LATENT_DIM, num_steps=3, hidden_size=HIDDEN)
     z = jax.random.normal(jax.random.key(0), (5, LATENT_DIM))
@@ -86,6 +88,7 @@ def test_iaf_log_det_matches_the_autodiff_jacobian():
     np.testing.assert_allclose(log_det, reference, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_iaf_log_q_is_the_change_of_variables_of_the_base_density():
     vae, params = _vae(), _moved_params()
     x, key = _images(), jax.random.key(5)
@@ -116,6 +119,7 @@ def test_iaf_log_q_is_the_change_of_variables_of_the_base_density():
         q.log_prob(z)
 
 
+@pytest.mark.slow
 def test_iaf_bounds_are_built_from_the_draws_and_their_log_density():
     vae, params = _vae(), _moved_params()
     x, key = _images(), jax.random.key(6)
@@ -146,6 +150,7 @@ def test_iaf_bounds_are_built_from_the_draws_and_their_log_density():
     np.testing.assert_allclose(bound, reference, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("likelihood", "prior", "name"),
     [  # each likelihood once, both objectives, with the standard normal and a learned prior
@@ -173,6 +178,7 @@ def test_iaf_trains_with_every_likelihood_and_both_objectives(likelihood, prior,
         assert any(np.abs(np.asarray(g)).max() > 0 for g in leaves)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("prior", "parts"), [("standard_normal", 3), ("mixture", 4)])
 def test_the_flow_is_initialized_from_the_last_part_of_the_init_key(prior, parts):
     """init splits its key in the order encoder, decoder, learned prior, flow."""
@@ -224,6 +230,7 @@ def test_what_needs_the_flows_density_elsewhere_is_refused_in_one_line(
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_core_refuses_the_same_without_a_config():
     with pytest.raises(ValueError, match="'vampprior' needs q's density at any z"):
         model.make_vae(image_shape=IMAGE_SHAPE, latent_dim=2, prior="vampprior", posterior="iaf")
@@ -236,6 +243,7 @@ def test_the_core_refuses_the_same_without_a_config():
     assert model.evaluation_kl(vae) == "mc"
 
 
+@pytest.mark.slow
 def test_an_iaf_run_with_a_learned_prior_trains_and_evaluates_end_to_end(tiny_config, tmp_path):
     """Training, validation, the test bounds, the diagnostics and the figures (generations
     draw z from the mixture prior; interpolation uses the flow's image of the base mean)."""
@@ -272,6 +280,7 @@ def _prefix_jacobians(flow_steps: int, dim: int, z0, context, params) -> list[np
     return jacobians
 
 
+@pytest.mark.slow
 def test_iaf_steps_alternate_their_order_so_the_flow_mixes_every_dimension():
     """Catches IAF steps that all use the same variable order (the module docstring: the
     order is "reversed every other step"). With one order, every step's Jacobian is lower

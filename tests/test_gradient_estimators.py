@@ -107,6 +107,7 @@ def _assert_unbiased(samples: np.ndarray, reference: np.ndarray):
     ).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "estimator"), [("elbo", "stl"), ("iwae", "dreg")])
 def test_an_estimator_leaves_the_value_unchanged(name, estimator):
     """The same loss for every key, up to float32 rounding: XLA may fuse the bound's
@@ -116,6 +117,7 @@ def test_an_estimator_leaves_the_value_unchanged(name, estimator):
     np.testing.assert_allclose(plain, other, rtol=3e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["reparameterization", "stl"])
 def test_elbo_gradients_are_unbiased_against_the_closed_form(estimator):
     """Mean over keys = the exact gradient of the exact ELBO (not just of each other)."""
@@ -137,12 +139,14 @@ def test_sticking_the_landing_has_zero_variance_at_the_exact_posterior():
     assert _flat(plain, "encoder").std(0).max() > 0.05
 
 
+@pytest.mark.slow
 def test_dreg_decoder_gradient_is_the_iwae_gradient_key_by_key():
     _, dreg = _gradients_over_keys("iwae", "dreg", 16, False)
     _, plain = _gradients_over_keys("iwae", "reparameterization", 16, False)
     np.testing.assert_allclose(_flat(dreg, "decoder"), _flat(plain, "decoder"), atol=2e-5)
 
 
+@pytest.mark.slow
 def test_dreg_encoder_gradient_is_unbiased_with_lower_variance():
     """Tucker et al.: the same mean as the IWAE encoder gradient (paired over keys), and a
     variance that does not grow with K: at K = 16 it is measured several times lower."""
@@ -154,6 +158,7 @@ def test_dreg_encoder_gradient_is_unbiased_with_lower_variance():
     assert dreg_encoder.var(0).sum() < 0.5 * plain_encoder.var(0).sum()
 
 
+@pytest.mark.slow
 def test_an_estimator_trains_the_real_model():
     """Both estimators compile into a train step of the MLP model and give finite
     gradients that differ from the plain ones."""

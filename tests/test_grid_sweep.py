@@ -131,6 +131,7 @@ def test_which_configs_share_a_program(tiny_config):
     assert int(traced["objective.kl_warmup_steps"]) == 10
 
 
+@pytest.mark.slow
 def test_traced_hyperparameters_compute_what_the_constants_do():
     # The KL weight and the learning-rate schedule with traced values against the
     # documented formulas; Adam with traced b1, b2 against optax with constants.
@@ -226,6 +227,7 @@ def grid_sweep(tmp_path_factory, tiny_data_dir):
     return workdir, result, dict(compilations)
 
 
+@pytest.mark.slow
 def test_one_compilation_per_program_and_cells_equal_single_runs(grid_sweep, tiny_run):
     workdir, result, compilations = grid_sweep
     assert result["status"] == "complete"
@@ -242,6 +244,7 @@ def test_one_compilation_per_program_and_cells_equal_single_runs(grid_sweep, tin
     )
 
 
+@pytest.mark.slow
 def test_a_traced_cell_equals_its_single_run_and_reproduces(grid_sweep, tiny_config, tmp_path):
     workdir, _, _ = grid_sweep
     cell = grid.cell_workdir(workdir, "objective.beta=0.5,model.latent_dim=2", 0)
@@ -260,6 +263,7 @@ def test_a_traced_cell_equals_its_single_run_and_reproduces(grid_sweep, tiny_con
     assert outcome.difference is None
 
 
+@pytest.mark.slow
 def test_the_table_has_a_row_per_cell_with_its_evaluation(grid_sweep):
     workdir, result, _ = grid_sweep
     table = files.read_json(workdir / files.SWEEP_TABLE_JSON)
@@ -276,6 +280,7 @@ def test_the_table_has_a_row_per_cell_with_its_evaluation(grid_sweep):
     assert (workdir / files.FIGURES_DIR / "grid_objective.beta.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_running_the_sweep_again_redoes_nothing(grid_sweep, tiny_config):
     workdir, first, _ = grid_sweep
     runs = [grid.cell_workdir(workdir, c["name"], 0) for c in first["table"]["cells"]]
@@ -292,6 +297,7 @@ def test_running_the_sweep_again_redoes_nothing(grid_sweep, tiny_config):
     assert json.dumps(again["table"]) == json.dumps(first["table"])  # NaN std of one seed
 
 
+@pytest.mark.slow
 def test_another_grid_in_the_same_workdir_is_refused(grid_sweep, tiny_config):
     workdir, _, _ = grid_sweep
     before = (workdir / files.SWEEP_FILE).read_text()
@@ -316,6 +322,7 @@ def sweep_command(workdir, data_dir, *flags):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_tasks_share_a_workdir_one_killed_and_restarted(tiny_config, tiny_data_dir, tmp_path):
     workdir = tmp_path / "sweep"
     first = subprocess.Popen(

@@ -92,6 +92,7 @@ def _log_importance_weights(vae, params, key, num):
     return log_joint - log_q
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_the_two_layer_bound_converges_to_the_brute_force_log_likelihood(inference):
     """p(x) by quadrature over (z1, z2) sums to 1 over the four images. The importance
@@ -125,6 +126,7 @@ def _densities_and_draws(vae, params, z, keys):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_both_densities_integrate_to_one_and_their_samples_follow_them(inference):
     """On the grid, q(z|x) and p(z) integrate to 1; 20000 draws of each (q.sample, the
@@ -180,6 +182,7 @@ def _manual_draw(vae, params, x, key, swap: bool = False) -> np.ndarray:
     return np.asarray(jnp.concatenate(layers, -1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_each_layer_draws_with_its_documented_key(inference):
     """A draw of q uses split(key, L)[l - 1] for layer l, and the model's draw s of an
@@ -212,6 +215,7 @@ def _layers_at_the_draws(vae, params, x, key):
     return z, layers, [q.layer(i, layers) for i in range(2)], [p.layer(i, layers) for i in range(2)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_the_elbo_reports_each_layers_kl_at_the_documented_draws(inference):
     """Layer sizes (3, 2): kl_per_dim summed within each layer is the mean over draws of
@@ -240,6 +244,7 @@ def test_the_elbo_reports_each_layers_kl_at_the_documented_draws(inference):
     np.testing.assert_array_equal(decode_log_prob(params, z), decode_log_prob(params, changed_top))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("likelihood", "name", "inference", "architecture"),
     [  # each likelihood once, both objectives and inferences, one conv encoder
@@ -314,6 +319,7 @@ def _assert_same_mean(a: np.ndarray, b: np.ndarray):
     assert np.all(np.abs(difference.mean(0)) <= 5 * standard_error + 1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_stl_and_dreg_are_unbiased_in_a_hierarchy(inference):
     """Each estimator's mean over keys equals the plain gradient's of the same bound, for
@@ -393,6 +399,7 @@ def test_the_core_refuses_analytic_kl_for_a_hierarchy_without_a_config():
     assert model.evaluation_kl(vae) == "mc"
 
 
+@pytest.mark.slow
 def test_the_hierarchy_is_initialized_from_the_last_part_of_the_init_key():
     """init splits its key in the order encoder, decoder, hierarchy; the hierarchy splits
     its part in 2 (L - 1), the generative networks first."""

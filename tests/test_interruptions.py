@@ -27,6 +27,9 @@ from vae_jax.rundir import loading
 from vae_jax.rundir.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
+# Kills, damages and resumes training runs: left out by scripts/test.sh --fast.
+pytestmark = pytest.mark.slow
+
 # Long enough (in epochs) to be interrupted three times; 54 steps per epoch on the tiny data.
 DURABLE = {
     "training.batch_size": 10,

@@ -388,6 +388,7 @@ def max_difference(a, b) -> float:
     )
 
 
+@pytest.mark.slow
 def test_training_replays_from_the_documented_keys(run, replay):
     """init = fold_in(root, 0); epoch e shuffles with fold_in(data, e - 1); step t
     binarizes with fold_in(binarize, t) and draws z with fold_in(latent, t): replaying two
@@ -400,6 +401,7 @@ def test_training_replays_from_the_documented_keys(run, replay):
     np.testing.assert_allclose(epoch_elbos, recorded, rtol=0, atol=ELBO_ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neighbour", list(TRAINING_NEIGHBOURS))
 def test_training_replay_with_a_neighbouring_key_differs(run, replay, neighbour):
     """The replay can tell: one key off (another stream or counter) and the parameters end
@@ -408,6 +410,7 @@ def test_training_replay_with_a_neighbouring_key_differs(run, replay, neighbour)
     assert max_difference(params, run["params"]) > 1000 * PARAMS_ATOL
 
 
+@pytest.mark.slow
 def test_training_replays_version_2_from_the_documented_keys(run_v2, replay):
     """A new run (version 2): the same keys, each step's batch drawn from fold_in(binarize,
     t) by version 2's rule (8 random bits per pixel, 255 redrawn), rebuilt in numpy: the
@@ -577,6 +580,7 @@ def redraw_cases() -> dict:
 binarize_v2 = jax.jit(preprocess.dynamic_binarize_bytes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["many", "more_than_m"])
 def test_version_2_redraws_by_the_documented_rule(case):
     """With pixels at byte 255 in round 0 (more than a redraw round holds, in
@@ -640,6 +644,7 @@ def _random_bits_draws(jaxpr, within: tuple[str, ...] = ()):
             yield from _random_bits_draws(sub, within + loop)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", [1, 2])
 def test_a_training_epoch_draws_the_documented_number_of_random_bits(config, dataset, version):
     """The jaxpr of a run's epoch (the real objective and optimizer): each step (the scan's
@@ -1027,6 +1032,7 @@ EVAL_NEIGHBOURS = {  # id -> (quantity, purpose, example index offset)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantity", list(REPORTED))
 def test_evaluation_numbers_use_their_purpose_and_example_keys(
     quantity, run, config, dataset, direct, evaluation
@@ -1045,6 +1051,7 @@ def test_evaluation_numbers_use_their_purpose_and_example_keys(
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neighbour", list(EVAL_NEIGHBOURS))
 def test_evaluation_numbers_differ_with_a_neighbouring_key(
     neighbour, run, config, dataset, direct, evaluation
@@ -1073,6 +1080,7 @@ def per_example_bounds(run, config, dataset):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_per_example_bounds_use_the_example_index_whatever_the_batch(
     per_example_bounds, config, dataset, direct
 ):
@@ -1083,6 +1091,7 @@ def test_per_example_bounds_use_the_example_index_whatever_the_batch(
     np.testing.assert_allclose(per_example_bounds, alone, rtol=0, atol=EXAMPLE_ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neighbour", ["example_index_plus_1", "test_elbo_purpose"])
 def test_per_example_bounds_differ_with_a_neighbouring_key(
     per_example_bounds, config, dataset, direct, neighbour
@@ -1166,6 +1175,7 @@ def model_draws(run, dataset, config, direct):
     }
 
 
+@pytest.mark.slow
 def test_latent_draw_s_uses_fold_in_of_the_key(model_draws):
     """Within the model, draw s of a key uses fold_in(key, s): reparameterize's draws and
     the K draws of the importance-weighted bound (in chunks) equal draws made by hand."""
@@ -1174,6 +1184,7 @@ def test_latent_draw_s_uses_fold_in_of_the_key(model_draws):
     np.testing.assert_allclose(model_draws["bounds"], bounds, rtol=0, atol=BOUND_ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neighbour", list(DRAW_NEIGHBOURS))
 def test_latent_draws_differ_from_a_neighbouring_derivation(model_draws, neighbour):
     """The check above can tell: the draws or the bounds move far beyond the tolerance."""
@@ -1233,6 +1244,7 @@ FIGURE_NEIGHBOURS = {
 }
 
 
+@pytest.mark.slow
 def test_figures_draw_from_the_figures_purpose(figure_keys, config):
     """Figures draw from the eval stream's figures purpose: split(fold_in(eval, 4), 2),
     the first key for reconstructions, the second for generations from the prior."""
@@ -1241,6 +1253,7 @@ def test_figures_draw_from_the_figures_purpose(figure_keys, config):
         np.testing.assert_array_equal(figure_keys[figure], expected[figure], err_msg=figure)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neighbour", list(FIGURE_NEIGHBOURS))
 def test_figure_keys_differ_from_a_neighbouring_derivation(figure_keys, config, neighbour):
     """The check above can tell."""

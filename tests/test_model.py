@@ -6,6 +6,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 import vae_jax
@@ -130,12 +131,14 @@ class BoundsTest(parameterized.TestCase):
         self.vae, self.params = _tiny_vae_and_params()
         self.x = _binary_images(jax.random.key(1), 32)
 
+    @pytest.mark.slow
     def test_iwae_with_one_sample_is_the_mc_elbo(self):
         key = jax.random.key(3)
         bound = self.vae.iwae_bound(self.params, key, self.x, num_samples=1)
         elbo = self.vae.elbo(self.params, key, self.x, num_samples=1, kl="mc").elbo
         np.testing.assert_allclose(bound, elbo, rtol=1e-6)
 
+    @pytest.mark.slow
     def test_mean_bound_does_not_decrease_with_k(self):
         key = jax.random.key(4)
 
@@ -149,6 +152,7 @@ class BoundsTest(parameterized.TestCase):
         self.assertLessEqual(means[0], means[1])
         self.assertLessEqual(means[1], means[2])
 
+    @pytest.mark.slow
     def test_chunked_k5000_equals_unchunked(self):
         key = jax.random.key(5)
         x = self.x[:4]
@@ -166,6 +170,7 @@ class BoundsTest(parameterized.TestCase):
         for chunked in all_chunked:
             np.testing.assert_allclose(chunked, unchunked, rtol=1e-6)
 
+    @pytest.mark.slow
     def test_analytic_and_mc_kl_agree_in_mean(self):
         keys = jax.random.split(jax.random.key(6), 2000)
 
@@ -179,6 +184,7 @@ class BoundsTest(parameterized.TestCase):
         se = mc.std(0) / np.sqrt(mc.shape[0])
         np.testing.assert_array_less(np.abs(mc.mean(0) - analytic), 4 * se + 1e-6)
 
+    @pytest.mark.slow
     def test_elbo_terms_add_up_and_beta_scales_kl(self):
         out = self.vae.elbo(self.params, jax.random.key(7), self.x, beta=0.5)
         np.testing.assert_allclose(out.elbo, out.log_likelihood - 0.5 * out.kl, rtol=1e-6)
@@ -194,6 +200,7 @@ class BoundsTest(parameterized.TestCase):
 
 
 class TransformsTest(parameterized.TestCase):
+    @pytest.mark.slow
     def test_jit_vmap_grad(self):
         vae, params = _tiny_vae_and_params()
         x = _binary_images(jax.random.key(1), 4)
@@ -216,6 +223,7 @@ class TransformsTest(parameterized.TestCase):
         self.assertGreater(sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)), 0)
         self.assertTrue(all(np.all(np.isfinite(g)) for g in jax.tree.leaves(iwae_grads)))
 
+    @pytest.mark.slow
     def test_no_key_reuse(self):
         vae, _ = _tiny_vae_and_params()
         x = _binary_images(jax.random.key(1), 4)
@@ -243,6 +251,7 @@ class ArchitecturesTest(parameterized.TestCase):
         ("conv_gray", "conv", (28, 28, 1), "bernoulli"),
         ("conv_rgb", "conv", (32, 32, 3), "discretized_logistic"),
     )
+    @pytest.mark.slow
     def test_shapes_and_heads(self, architecture, image_shape, likelihood):
         config = fashion_conv.get_config()
         config.model.architecture = architecture
@@ -275,6 +284,7 @@ class ArchitecturesTest(parameterized.TestCase):
         self.assertEqual(log_prob.shape, (2,))
         self.assertTrue(np.all(np.isfinite(elbo)))
 
+    @pytest.mark.slow
     def test_conv_kernels_are_flax_lecun_normal_bit_for_bit(self):
         """The conv layers draw their kernels as matrices (faster to compile); the values
         must stay Flax's default initializer's, or every conv run's numbers change."""
@@ -295,6 +305,7 @@ class ArchitecturesTest(parameterized.TestCase):
         self.assertAlmostEqual(float(np.std(ours[1])), 1 / 6, delta=0.03)
 
     @parameterized.parameters("fixed", "shared", "per_pixel", "predicted")
+    @pytest.mark.slow
     def test_gaussian_scale_options(self, gaussian_scale):
         config = fashion_conv.get_config()
         config.model.likelihood = "gaussian"

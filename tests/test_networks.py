@@ -95,6 +95,7 @@ def _hvae(**overrides):
     return model.make_vae(**{**fields, **overrides})
 
 
+@pytest.mark.slow
 def test_decoder_reading_every_layer_depends_on_the_top_layer():
     """``p(x | z1, z2)``: the decoder's output moves with ``z2`` (one branch per layer);
     with ``decoder_reads="z1"`` it does not."""
@@ -111,6 +112,7 @@ def test_decoder_reading_every_layer_depends_on_the_top_layer():
         assert bool(jnp.any(gradient != 0)) == moves, reads
 
 
+@pytest.mark.slow
 def test_top_down_skip_posterior_is_the_product_of_its_networks_outputs():
     """``log q(z|x) = log N(z2; q(z2|x)) + log N(z1; q(z1|x, z2))``, the two Gaussians read
     from the networks directly and evaluated by scipy (fails if ``q(z1|.)`` ignored x or
@@ -136,6 +138,7 @@ def test_top_down_skip_posterior_is_the_product_of_its_networks_outputs():
     assert not np.allclose(other_x.conditional(q.params, 0, z2, other_x.features[0]).loc, lower.loc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["standard_normal", "vampprior"])
 def test_top_down_skip_vampprior_mixes_the_top_posteriors_at_the_pseudo_inputs(prior):
     """The prior of ``z2``: N(0, I), or the VampPrior ``(1/C) sum_c q(z2 | u_c)``, its

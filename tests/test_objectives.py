@@ -12,6 +12,7 @@ import vae_jax
 from vae_jax import adapter, objectives
 
 
+@pytest.mark.slow
 def test_iwae_objective_is_the_iwae_bound(tiny_config):
     tiny_config.objective.name = "iwae"
     tiny_config.objective.num_samples = 5
@@ -28,6 +29,7 @@ def test_iwae_objective_is_the_iwae_bound(tiny_config):
     assert metrics["iwae_bound"] >= metrics["elbo"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "objective",
     [{"name": "iwae", "num_samples": 5}, {"name": "elbo", "num_samples": 5, "kl": "analytic"},
@@ -87,6 +89,7 @@ def test_kl_warmup_in_epochs_is_the_vampprior_codes_set_beta():
     np.testing.assert_allclose(weight, np.minimum(1.0, epoch / warmup), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_kl_warmup_in_epochs_reaches_the_objective_through_the_config(tiny_config):
     """The trainer's objective reports ``beta`` = (e + 1) / W in epoch e: the adapter
     passes the epoch's steps (540 images in batches of 50: 11 steps)."""

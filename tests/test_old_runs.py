@@ -72,6 +72,7 @@ def test_every_field_added_since_the_first_release_has_the_value_the_old_code_us
             assert config.evaluation[field.partition(".")[2]] == value, field
 
 
+@pytest.mark.slow
 def test_an_old_run_loads(old_run):
     vae, params, config = vae_jax.load_run(old_run)
     assert list(config.model.upper_latent_dims) == []
@@ -82,6 +83,7 @@ def test_an_old_run_loads(old_run):
     assert networks.num_parameters(params) == recorded
 
 
+@pytest.mark.slow
 def test_an_old_run_resumes_to_the_bits_of_a_run_trained_today(old_run, tiny_config, tmp_path):
     """Resumed from its epoch 2 to epoch 3 (the data now elsewhere) with the binarization it
     recorded (version 1: it has no such field), it ends where today's 3-epoch run with that
@@ -119,6 +121,7 @@ def test_an_old_run_reads_as_binarization_version_1_and_draws_as_it_did(old_run,
         )
 
 
+@pytest.mark.slow
 def test_an_old_run_resumed_with_binarization_version_2_is_refused_in_one_line(
     old_run, tiny_config
 ):
@@ -143,6 +146,7 @@ def test_an_old_run_resumed_with_binarization_version_2_is_refused_in_one_line(
     )
 
 
+@pytest.mark.slow
 def test_an_old_run_evaluates_and_reproduces(old_run, tiny_data_dir):
     result = evaluate_run(old_run, num_importance_samples=2, make_figures=False,
                           data_dir=tiny_data_dir)  # fmt: skip

@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 
@@ -25,6 +26,7 @@ def _run_outside_repository(tmp_path: Path, *args: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_packages_import_from_outside_the_repository(tmp_path):
     result = _run_outside_repository(
         tmp_path, "-c", "import vae_jax, experiments.train; print(vae_jax.__file__)"
@@ -34,6 +36,7 @@ def test_packages_import_from_outside_the_repository(tmp_path):
     assert imported_from.is_relative_to(REPO), imported_from
 
 
+@pytest.mark.slow
 def test_train_entry_point_runs_from_outside_the_repository(tmp_path):
     result = _run_outside_repository(tmp_path, "-m", "experiments.train", "--help")
     # absl's --help prints the main module's flags to stdout and exits with status 1; a

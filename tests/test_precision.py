@@ -51,6 +51,7 @@ def _bf16_round(a) -> np.ndarray:
     return np.asarray(a, np.float32).astype(ml_dtypes.bfloat16).astype(np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_parameters_are_float32_and_the_same_for_both_compute_dtypes(architecture):
     key = jax.random.key(0)
@@ -113,6 +114,7 @@ def test_every_product_of_an_iaf_model_and_its_mades_is_bfloat16_in_float32_out(
     assert len(products) == 3 * (4 + 3 + 4 * flow_steps)
 
 
+@pytest.mark.slow
 def test_made_matches_a_numpy_reference_with_bfloat16_operands():
     """Each of a MADE's products rounds its operands (the masked float32 kernels) to
     bfloat16 and sums exactly; biases, the ELU and the outputs stay float32."""
@@ -161,6 +163,7 @@ def test_convolutions_take_bfloat16_forward_and_float32_backward():
     assert others == {"convert_element_type", "rev"}
 
 
+@pytest.mark.slow
 def test_mixed_matmul_gradients_equal_a_numpy_reference():
     """The custom VJP: dx = round(g) @ round(w).T, dw = round(x).T @ round(g), float32."""
     x = jax.random.normal(jax.random.key(0), (2, 3, 5))
@@ -183,6 +186,7 @@ def test_mixed_matmul_gradients_equal_a_numpy_reference():
     assert np.max(np.abs(dw - exact_dw)) > 1e-4
 
 
+@pytest.mark.slow
 def test_encoder_matches_a_numpy_reference_with_bfloat16_operands():
     """Each layer: operands rounded to bfloat16, products summed exactly (float64 here,
     float32 accumulation in the model), bias and activation in float32."""
@@ -211,6 +215,7 @@ def test_encoder_matches_a_numpy_reference_with_bfloat16_operands():
     assert np.max(np.abs(np.asarray(full.loc) - loc)) > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "likelihood", ["bernoulli", "continuous_bernoulli", "gaussian", "discretized_logistic"]
 )

@@ -74,6 +74,7 @@ def test_mixture_log_prob_matches_scipy():
     assert log_prob.shape == (4, 5)
 
 
+@pytest.mark.slow
 def test_mixture_samples_follow_the_mixture_and_the_documented_keys():
     mixture = _random_mixture(jax.random.key(0))
     key = jax.random.key(3)
@@ -105,6 +106,7 @@ def test_mixture_samples_follow_the_mixture_and_the_documented_keys():
     np.testing.assert_allclose(mixture.mean(), weights @ loc, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_mixture_prior_is_built_from_its_parameters_and_its_init_key():
     vae = _vae("mixture", num_components=4)
     key = jax.random.key(11)
@@ -127,6 +129,7 @@ def test_a_mixture_prior_is_built_from_its_parameters_and_its_init_key():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["standard_normal", "mixture"])
 def test_the_encoder_is_initialized_from_the_documented_part_of_the_init_key(prior):
     """split(key) for the standard normal prior (unchanged by learned priors), split(key, 3)
@@ -141,6 +144,7 @@ def test_the_encoder_is_initialized_from_the_documented_part_of_the_init_key(pri
     assert ("prior" in params) == (prior != "standard_normal")
 
 
+@pytest.mark.slow
 def test_vampprior_is_the_mean_of_the_encoders_posteriors_at_the_pseudo_inputs():
     vae = _vae("vampprior", num_components=5)
     params = jax.jit(vae.init)(jax.random.key(4))
@@ -163,6 +167,7 @@ def _draws_and_log_q(q, key):
     return z, q.log_prob(z)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["mixture", "vampprior"])
 def test_monte_carlo_kl_is_log_q_minus_log_p_at_the_documented_draws(prior):
     vae, params = _vae(prior), _params(prior)
@@ -179,6 +184,7 @@ def test_monte_carlo_kl_is_log_q_minus_log_p_at_the_documented_draws(prior):
     np.testing.assert_allclose(out.elbo, out.log_likelihood - out.kl, rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_mixture_of_standard_normals_gives_the_standard_normal_bounds():
     """A second way to compute the same numbers: every component N(0, I), any weights."""
     vae, plain = (
@@ -217,6 +223,7 @@ def test_a_mixture_of_standard_normals_gives_the_standard_normal_bounds():
     np.testing.assert_array_equal(generated.z, vae.prior(params).sample(latent_key, (4,)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("prior", "likelihood", "name"),
     [  # each prior with both objectives, each likelihood once (compilations are the cost)
@@ -243,6 +250,7 @@ def test_learned_priors_train_with_every_likelihood_and_both_objectives(prior, l
     assert any(np.abs(np.asarray(g)).max() > 0 for g in prior_grads)
 
 
+@pytest.mark.slow
 def test_dreg_gives_the_generative_model_the_iwae_gradient_with_a_mixture_prior():
     """DReG changes only the encoder's gradient: decoder and prior get IWAE's, per key."""
     vae, params = _vae("mixture"), _params("mixture")
@@ -293,6 +301,7 @@ def _diag_gaussian_log_pdf(z, loc, log_scale):
     return jnp.sum(-0.5 * standardized**2 - log_scale - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("upper_latent_dims", [(), (3,)], ids=["one_layer", "hierarchy_top_layer"])
 def test_vampprior_passes_the_gradient_of_log_p_to_the_encoder_and_the_pseudo_inputs(
     upper_latent_dims,

@@ -36,6 +36,7 @@ def randomness_report(tmp_path_factory, tiny_run):
     return workdir, report
 
 
+@pytest.mark.slow
 def test_networks_are_exactly_deterministic(randomness_report):
     _, report = randomness_report
     determinism = report["determinism"]
@@ -44,6 +45,7 @@ def test_networks_are_exactly_deterministic(randomness_report):
     assert determinism["decoder_samples_fraction_of_pixels_differing"] > 0.01
 
 
+@pytest.mark.slow
 def test_variance_decomposition_adds_up(randomness_report):
     _, report = randomness_report
     for source in ("posterior", "prior"):
@@ -66,6 +68,7 @@ def test_variance_decomposition_adds_up(randomness_report):
         assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / 399)), ratio
 
 
+@pytest.mark.slow
 def test_no_gradient_through_a_bernoulli_sample(randomness_report):
     _, report = randomness_report
     gradients = report["sampling_before_the_loss"]["gradients"]
@@ -75,6 +78,7 @@ def test_no_gradient_through_a_bernoulli_sample(randomness_report):
     assert score > 10 * closed
 
 
+@pytest.mark.slow
 def test_report_figures_summary_and_page(randomness_report, tmp_path):
     workdir, report = randomness_report
     saved = json.loads((workdir / "randomness" / "report.json").read_text())

@@ -20,6 +20,7 @@ def test_the_readme_has_the_snippets_this_file_runs():
     assert BLOCK.findall("```python\nprint(1)\n```\n") == ["print(1)\n"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_a_readme_snippet_runs_as_written(index, tiny_data_dir):
     result = subprocess.run(

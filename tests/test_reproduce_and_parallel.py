@@ -49,12 +49,14 @@ def _reproduce(workdir, *flags):
     return _run([sys.executable, "-m", "experiments.reproduce", f"--workdir={workdir}", *flags])
 
 
+@pytest.mark.slow
 def test_reproduce_prints_reproduced(finished_run):
     result = _reproduce(finished_run)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1].startswith("reproduced")
 
 
+@pytest.mark.slow
 def test_reproduce_names_the_changed_leaf_and_exits_1(finished_run, tmp_path):
     workdir = tmp_path / "tampered"
     shutil.copytree(finished_run, workdir)
@@ -73,6 +75,7 @@ def test_reproduce_names_the_changed_leaf_and_exits_1(finished_run, tmp_path):
     assert "parameter decoder/pixels/bias differs" in last, last
 
 
+@pytest.mark.slow
 def test_reproduce_warns_when_the_code_is_another_commit(finished_run, tmp_path, monkeypatch):
     # A change of code can change the bits of the same config: reproduce names the commits.
     workdir = tmp_path / "other_code"
@@ -92,6 +95,7 @@ def test_reproduce_warns_when_the_code_is_another_commit(finished_run, tmp_path,
     assert code_warnings() == []  # outside git: nothing to compare
 
 
+@pytest.mark.slow
 def test_reproduce_a_prefix_and_refuse_a_missing_epoch(finished_run, tmp_path, capsys):
     # The manifest says the run used another jax: reproduce warns first, naming it (the
     # usual reason a re-run is not bit-identical), and still compares.
@@ -135,6 +139,7 @@ def _close(a: list[dict], b: list[dict]) -> None:
             )
 
 
+@pytest.mark.slow
 def test_four_devices_agree_with_one(finished_run, tiny_data_dir, tmp_path):
     env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
     never, sharded = tmp_path / "never", tmp_path / "sharded"
@@ -162,6 +167,7 @@ def test_four_devices_agree_with_one(finished_run, tiny_data_dir, tmp_path):
     _close_params(finished_run, sharded)
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback_agree_with_one(finished_run, tiny_data_dir, tmp_path):
     workdir = tmp_path / "two_processes"
     port = 20000 + os.getpid() % 20000

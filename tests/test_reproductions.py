@@ -148,6 +148,7 @@ def test_a_started_row_resumes_with_the_binarization_version_it_recorded(tmp_pat
         assert config.data.binarization_version == expected
 
 
+@pytest.mark.slow
 def test_the_command_trains_evaluates_once_and_writes_the_page(
     tiny_data_dir, tmp_path, monkeypatch
 ):

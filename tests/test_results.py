@@ -28,6 +28,7 @@ def results(tmp_path_factory, tiny_data_dir):
     return config, workdir, outcome
 
 
+@pytest.mark.slow
 def test_each_row_is_its_seeds_evaluations_with_a_t_interval(results):
     """Rows in the table's order; the NLL per seed is that run's report.json, the interval
     the 95% Student-t interval of their mean; a hierarchy reports each layer."""
@@ -55,6 +56,7 @@ def test_each_row_is_its_seeds_evaluations_with_a_t_interval(results):
     assert rows[0]["layers"] is None
 
 
+@pytest.mark.slow
 def test_a_two_layer_run_reports_active_units_and_kl_per_layer(results):
     """The two-layer model's runs (trained, validated and evaluated by the sweep): active
     units and KL per layer add up to the whole code's, and report.md has a row per layer."""
@@ -75,6 +77,7 @@ def test_a_two_layer_run_reports_active_units_and_kl_per_layer(results):
     assert np.isfinite(json.loads(records[-1])["validation/kl"])  # the Monte Carlo KL
 
 
+@pytest.mark.slow
 def test_the_page_shows_the_command_the_rows_and_the_figure(results, tmp_path):
     _, workdir, outcome = results
     pages = experiment.write(outcome, workdir, tmp_path / "docs" / "results.md", notes="## Notes")
@@ -91,6 +94,7 @@ def test_the_page_shows_the_command_the_rows_and_the_figure(results, tmp_path):
         assert files.read_json(folder / "results.json")["models"] == outcome["models"]
 
 
+@pytest.mark.slow
 def test_a_second_run_evaluates_nothing_again(results, monkeypatch):
     config, workdir, outcome = results
 
@@ -109,6 +113,7 @@ def test_a_second_run_evaluates_nothing_again(results, monkeypatch):
     assert not table.is_evaluated(workdir / "vae", [0, 1, 2], 8, 1)  # another seed: not done
 
 
+@pytest.mark.slow
 def test_every_models_config_is_checked_before_any_model_trains(tiny_config, tmp_path):
     """Free bits are fine for the VAE but refused for IWAE, which comes second: the command
     fails in one line before the VAE's sweep writes anything."""

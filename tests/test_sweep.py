@@ -60,6 +60,7 @@ def mapped_sweep(tmp_path_factory, tiny_data_dir):
     return workdir, result
 
 
+@pytest.mark.slow
 def test_map_sweep_equals_single_runs_bit_for_bit(mapped_sweep, single_runs):
     workdir, result = mapped_sweep
     assert result["strategy"] == "map"
@@ -69,6 +70,7 @@ def test_map_sweep_equals_single_runs_bit_for_bit(mapped_sweep, single_runs):
         assert read_metrics_without_timing(swept) == read_metrics_without_timing(single)
 
 
+@pytest.mark.slow
 def test_vmap_sweep_equals_single_runs_within_the_stated_tolerance(
     single_runs, tiny_config, tmp_path
 ):
@@ -82,6 +84,7 @@ def test_vmap_sweep_equals_single_runs_within_the_stated_tolerance(
             assert np.max(np.abs(a - b)) / scale < VMAP_RELATIVE_TOLERANCE
 
 
+@pytest.mark.slow
 def test_shard_sweep_over_two_devices_equals_single_runs(single_runs, tiny_data_dir, tmp_path):
     """The seed axis split over 2 (forced CPU) devices, through the command line: one seed
     per device runs the single-run arithmetic."""
@@ -103,6 +106,7 @@ def test_shard_sweep_over_two_devices_equals_single_runs(single_runs, tiny_data_
             assert np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12) < VMAP_RELATIVE_TOLERANCE
 
 
+@pytest.mark.slow
 def test_every_seed_has_the_files_of_a_single_run(mapped_sweep):
     workdir, _ = mapped_sweep
     for seed in SEEDS:
@@ -119,6 +123,7 @@ def test_every_seed_has_the_files_of_a_single_run(mapped_sweep):
     assert (workdir / "figures" / "sweep_curves.png").exists()
 
 
+@pytest.mark.slow
 def test_aggregate_table_matches_the_per_seed_numbers(mapped_sweep):
     workdir, _ = mapped_sweep
     table = json.loads((workdir / files.SWEEP_TABLE_JSON).read_text())
@@ -154,6 +159,7 @@ def test_seed_specifications():
             parse_seeds(bad)
 
 
+@pytest.mark.slow
 def test_unknown_strategy_fails_before_any_work(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="--strategy='pmap' is not one of"):
         run_sweep(tiny_config, tmp_path / "never", [0, 1], strategy="pmap")

@@ -45,6 +45,7 @@ def test_long_cell_names_are_cut_with_a_hash_and_stay_distinct():
     assert all(f.startswith("data.data_dir=%2Fxxx") for f in folders)
 
 
+@pytest.mark.slow
 def test_a_grid_over_paths_keeps_each_cell_in_one_folder_and_the_table_finds_them(
     tiny_config, tiny_data_dir, tmp_path
 ):
@@ -68,6 +69,7 @@ def test_a_grid_over_paths_keeps_each_cell_in_one_folder_and_the_table_finds_the
 # --- 10. a diverging cell --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_diverging_cell_is_recorded_as_failed_and_the_others_finish(tiny_config, tmp_path):
     tiny_config.training.num_epochs = 2
     workdir = tmp_path / "sweep"
@@ -122,6 +124,7 @@ def test_a_failed_seed_is_listed_not_counted_in_a_seed_table(tmp_path):
 # --- 13. a finished seed sweep run again ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_finished_seed_sweep_run_again_neither_trains_nor_evaluates_again(tiny_config, tmp_path):
     tiny_config.training.num_epochs = 1
     workdir = tmp_path / "sweep"

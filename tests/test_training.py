@@ -47,6 +47,7 @@ def reference_run(tmp_path_factory, tiny_data_dir) -> Path:
     return workdir
 
 
+@pytest.mark.slow
 def test_tiny_trains_end_to_end_and_writes_its_files(tiny_config, tmp_path):
     tiny_config.training.num_epochs = 4
     workdir = tmp_path / "run"
@@ -93,6 +94,7 @@ def test_tiny_trains_end_to_end_and_writes_its_files(tiny_config, tmp_path):
     assert vae.encode(params, jnp.zeros((1, 28, 28, 1))).loc.shape == (1, 4)
 
 
+@pytest.mark.slow
 def test_step_and_epoch_compile_once(tiny_run, tiny_config):
     # The session's tiny run (3 epochs) counted XLA's compilations while it trained.
     assert tiny_run.epochs == 3
@@ -111,6 +113,7 @@ def test_step_and_epoch_compile_once(tiny_run, tiny_config):
     assert int(state.step) == 4
 
 
+@pytest.mark.slow
 def test_same_seed_two_processes_identical_different_seed_differs(
     reference_run, tiny_run, tiny_config, tmp_path
 ):
@@ -139,6 +142,7 @@ def test_corrupted_bytes_are_caught_by_the_checksum(tmp_path):
     checkpointer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -161,6 +165,7 @@ def test_invalid_config_fails_naming_the_field_before_any_work(
     assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_invalid_config_on_the_command_line_is_one_line_and_exit_1(tiny_data_dir, tmp_path):
     workdir = tmp_path / "never_created"
     result = run(train_command(workdir, tiny_data_dir, "--config.optimizer.learning_rate=-0.1"))
@@ -172,6 +177,7 @@ def test_invalid_config_on_the_command_line_is_one_line_and_exit_1(tiny_data_dir
     assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_epoch_step_and_metric(tiny_config, tmp_path, monkeypatch):
     make_objective = objectives.make_objective
 
@@ -229,6 +235,7 @@ def _with_one_element_moved(state, index: int):
     )
 
 
+@pytest.mark.slow
 def test_the_state_checksum_covers_every_leaf_of_the_train_state():
     """Catches a checkpoint checksum that covers only part of the state (e.g. the parameters
     and not the optimizer's moments or the step): one element of any single leaf of a real
