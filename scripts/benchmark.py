@@ -82,13 +82,13 @@ from absl import app, flags
 from sweep_benchmark import NUM_TRAIN, synthetic_images, timed
 
 from experiments.configs import fashion_mlp
-from vae_jax import adapter, hyperparameters, manifest, runtime
+from vae_jax import adapter, hyperparameters
 from vae_jax.core import rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example, vae_ais
 from vae_jax.evaluation.ais import HMCSettings
-from vae_jax.rundir import loading
+from vae_jax.run import loading, manifest, runtime
 from vae_jax.train_state import create_train_state
 from vae_jax.training import step as step_lib
 from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
@@ -974,7 +974,7 @@ def rerun_compared_bit_for_bit(preset: AcceleratorPreset, data_dir: str, determi
     """Trains ``preset.rerun_config`` for one epoch in a fresh process with
     ``runtime.deterministic_gpu_ops=deterministic``, then ``experiments.reproduce`` re-runs
     it in another and compares parameters, optimizer state and every metric bit for bit."""
-    from vae_jax.rundir import files
+    from vae_jax.run import files
 
     with tempfile.TemporaryDirectory(prefix="vae_jax_rerun_") as scratch:
         workdir = Path(scratch) / "run"

@@ -29,8 +29,8 @@ CORE_TESTS="tests/test_rng.py tests/test_draws.py tests/test_distributions.py te
   tests/test_objectives.py tests/test_precision.py tests/test_priors.py
   tests/test_gradient_estimators.py tests/test_flows.py tests/test_hierarchy.py tests/test_compositions.py
   tests/test_evaluation.py tests/test_key_derivations.py tests/test_bookkeeping.py"
-RUN_MODULES="vae_jax/training/resume.py vae_jax/training/fit.py vae_jax/rundir/checkpointing.py
-  vae_jax/rundir/metrics_log.py vae_jax/rundir/directory.py vae_jax/reproduce.py
+RUN_MODULES="vae_jax/training/resume.py vae_jax/training/fit.py vae_jax/run/checkpointing.py
+  vae_jax/run/metrics_log.py vae_jax/run/directory.py vae_jax/reproduce.py
   vae_jax/config_checks.py"
 # The fault, interruption and sweep tests exercise resume, retention and the loop's stops.
 RUN_TESTS="tests/test_bookkeeping.py tests/test_training.py tests/test_faults.py

@@ -20,7 +20,7 @@ import numpy as np
 from conftest import REPO, subprocess_env
 
 import vae_jax
-from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.run.metrics_log import read_metrics, without_timing
 
 TINY_CONFIG = "experiments/configs/tiny.py"
 

@@ -33,9 +33,9 @@ from vae_jax import config_checks
 from vae_jax.data import Preprocessing, idx, ingest, load_dataset, source
 from vae_jax.errors import ConfigError
 from vae_jax.reproduce import first_differing_metric, reproduce
-from vae_jax.rundir import checkpointing
-from vae_jax.rundir.loading import load_state
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import checkpointing
+from vae_jax.run.loading import load_state
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep.runner import run_sweep
 from vae_jax.training import resume

@@ -12,9 +12,8 @@ import pytest
 from run_helpers import TINY_CONFIG, run, run_until, train_command
 
 from experiments.configs import tiny
-from vae_jax import cli
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import cli, files
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.training import warmups
 
 # --- 7. config files that do not load -------------------------------------------------

@@ -19,8 +19,8 @@ from run_helpers import checkpoint_steps
 
 from vae_jax.errors import CheckpointError, UserFacingError
 from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import MetricsWriter, read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import MetricsWriter, read_metrics
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep.grid import cell_workdir
 from vae_jax.sweep.grid_runner import aggregate_sweep, run_grid_sweep

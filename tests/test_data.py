@@ -585,7 +585,7 @@ def test_the_version_is_recorded_and_a_change_is_named_in_one_line(tiny_config):
     """Version 2 records its version and its draw; version 1's record is the one runs
     wrote before versions existed (so they resume), and a resume or evaluation across
     versions finds the difference in one line naming the version."""
-    from vae_jax.rundir import files
+    from vae_jax.run import files
 
     assert tiny_config.data.binarization_version == 2  # new runs
     version_2 = data.load_dataset(tiny_config)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from vae_jax import adapter
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.checkpointing import Checkpointer
-from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.run import files, loading
+from vae_jax.run.checkpointing import Checkpointer
+from vae_jax.run.metrics_log import read_metrics, without_timing
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.training.early_stopping import STOP, EarlyStopping
 

@@ -300,7 +300,7 @@ def test_bfloat16_evaluation_is_recorded_and_close_to_float32(evaluated_2d_run, 
 def test_evaluate_command_line_errors(evaluated_2d_run, tmp_path):
     """One subprocess for what only the command line shows (flag parsing, exit code, a
     one-line ``error: ...`` and no traceback); the other message is checked in-process:
-    any ``UserFacingError`` takes that same path (``vae_jax.cli.run``)."""
+    any ``UserFacingError`` takes that same path (``vae_jax.run.cli.run``)."""
     workdir, _ = evaluated_2d_run
     result = run(
         [

@@ -20,8 +20,8 @@ from run_helpers import (
     saving_in_progress,
 )
 
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import MetricsWriter, read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import MetricsWriter, read_metrics
 from vae_jax.sweep import grid
 
 

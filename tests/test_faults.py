@@ -30,14 +30,14 @@ from run_helpers import (
     train_command,
 )
 
-from vae_jax import cli, config_checks, manifest
+from vae_jax import config_checks
 from vae_jax.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from vae_jax.evaluation.evaluate_run import evaluate_run
 from vae_jax.reproduce import environment_warnings, reproduce, segments
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.directory import RunDirectory
-from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
-from vae_jax.rundir.metrics_log import read_metrics, read_records
+from vae_jax.run import cli, files, loading, manifest
+from vae_jax.run.directory import RunDirectory
+from vae_jax.run.lock import WorkdirBusyError, WorkdirLock
+from vae_jax.run.metrics_log import read_metrics, read_records
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep.runner import run_sweep
 from vae_jax.sweep.seeds import seed_workdir
@@ -64,7 +64,7 @@ def lock_held_elsewhere(workdir: Path, purpose: str = "training"):
     """Another process holding ``workdir``'s lock (as a running training would)."""
     script = (
         "import sys, time\n"
-        "from vae_jax.rundir.lock import WorkdirLock\n"
+        "from vae_jax.run.lock import WorkdirLock\n"
         f"lock = WorkdirLock(sys.argv[1], {purpose!r}).acquire()\n"
         "print('held', flush=True)\n"
         "time.sleep(600)\n"

@@ -28,7 +28,7 @@ from run_helpers import (
 from vae_jax import hyperparameters, objectives, optimizers
 from vae_jax.errors import ConfigError
 from vae_jax.reproduce import reproduce
-from vae_jax.rundir import files
+from vae_jax.run import files
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep import grid, grid_runner
 from vae_jax.sweep.grid import Cell

@@ -14,7 +14,7 @@ import pytest
 from matplotlib import image
 from scipy import stats
 
-from vae_jax.rundir import files
+from vae_jax.run import files
 from vae_jax.sweep import grid_table
 from vae_jax.sweep.grid import cell_name, cell_workdir
 

@@ -21,10 +21,9 @@ from run_helpers import (
     train_command,
 )
 
-from vae_jax import cli
 from vae_jax.errors import CheckpointError, ConfigError
-from vae_jax.rundir import loading
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import cli, loading
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
 # Kills, damages and resumes training runs: left out by scripts/test.sh --fast.

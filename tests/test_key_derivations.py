@@ -29,7 +29,7 @@ from vae_jax import data
 from vae_jax.data import preprocess
 from vae_jax.evaluation import bounds, diagnostics, figures
 from vae_jax.evaluation.evaluate_run import Evaluator
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
 fold_in = jax.random.fold_in

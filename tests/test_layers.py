@@ -19,9 +19,8 @@ LAYERS = (
     ("core", ("errors", "core", "distributions")),  # distributions: the public alias
     ("model", ("model", "objectives", "optimizers", "train_state")),
     ("data", ("data",)),
-    ("adapter", ("adapter", "hyperparameters", "config_checks", "manifest", "runtime",
-                 "parallel", "progress", "cli")),
-    ("run directory", ("rundir",)),
+    ("adapter", ("adapter", "hyperparameters", "config_checks")),
+    ("run", ("run",)),  # run directory, manifest, runtime, cli, progress, devices
     ("training", ("training",)),
     ("evaluation", ("evaluation",)),
     ("runs", ("single_run", "reproduce", "sweep")),

@@ -22,8 +22,8 @@ from vae_jax.core import networks
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation.evaluate_run import evaluate_run
 from vae_jax.reproduce import reproduce
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.directory import RunDirectory
+from vae_jax.run import files, loading
+from vae_jax.run.directory import RunDirectory
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.training import resume
 

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from vae_jax import config_checks, manifest, model, runtime
+from vae_jax import config_checks, model
 from vae_jax.core import precision
 from vae_jax.errors import ConfigError
 from vae_jax.model import flows
+from vae_jax.run import manifest, runtime
 
 MATMUL_PRIMITIVES = {"dot_general", "conv_general_dilated"}
 

@@ -16,12 +16,11 @@ import pytest
 from conftest import REPO, subprocess_env
 from run_helpers import final_params, train_command
 
-from vae_jax import manifest, runtime
 from vae_jax.errors import CheckpointError
 from vae_jax.reproduce import environment_warnings, reproduce
-from vae_jax.rundir import checkpointing
-from vae_jax.rundir.loading import load_state
-from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.run import checkpointing, manifest, runtime
+from vae_jax.run.loading import load_state
+from vae_jax.run.metrics_log import read_metrics, without_timing
 
 # Data parallel over 4 CPU devices sums each gradient in 4 parts before adding them, so
 # the numbers drift from the 1-device run by rounding: measured here, metrics agree to

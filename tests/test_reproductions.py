@@ -13,7 +13,7 @@ from experiments.reproductions import experiment, page
 from experiments.reproductions import rows as rows_lib
 from vae_jax import config_checks
 from vae_jax.errors import ConfigError
-from vae_jax.rundir import files
+from vae_jax.run import files
 
 
 @pytest.mark.parametrize("row", rows_lib.ROWS + rows_lib.MNIST_ROWS, ids=lambda r: r.name)

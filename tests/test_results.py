@@ -11,7 +11,7 @@ from scipy import stats
 
 from experiments.results import experiment, models, table
 from vae_jax.errors import ConfigError
-from vae_jax.rundir import files
+from vae_jax.run import files
 
 
 @pytest.fixture(scope="module")

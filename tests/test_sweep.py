@@ -15,8 +15,8 @@ from run_helpers import assert_same_params, final_params
 from scipy import stats
 
 from vae_jax.errors import ConfigError
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import read_metrics, without_timing
+from vae_jax.run import files
+from vae_jax.run.metrics_log import read_metrics, without_timing
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.sweep import strategies
 from vae_jax.sweep.runner import run_sweep, seed_workdir

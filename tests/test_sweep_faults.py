@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from vae_jax.rundir import files
-from vae_jax.rundir.directory import RunDirectory
+from vae_jax.run import files
+from vae_jax.run.directory import RunDirectory
 from vae_jax.sweep import aggregate, grid
 from vae_jax.sweep.grid_runner import aggregate_sweep, run_grid_sweep
 from vae_jax.sweep.runner import run_sweep

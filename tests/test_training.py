@@ -30,8 +30,8 @@ from experiments.configs import tiny
 from vae_jax import adapter, model, objectives
 from vae_jax.core import rng
 from vae_jax.errors import CheckpointError, ConfigError, NonFiniteError
-from vae_jax.rundir import checkpointing, loading
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import checkpointing, loading
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.train_state import create_train_state
 from vae_jax.training import step

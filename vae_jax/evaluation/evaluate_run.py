@@ -32,11 +32,11 @@ from vae_jax.evaluation import (
     report_files,
 )
 from vae_jax.model import hierarchy
-from vae_jax.progress import Progress
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
-from vae_jax.rundir.metrics_log import read_metrics
-from vae_jax.rundir.reports import final_report
+from vae_jax.run import files, loading
+from vae_jax.run.lock import WorkdirBusyError, WorkdirLock
+from vae_jax.run.metrics_log import read_metrics
+from vae_jax.run.progress import Progress
+from vae_jax.run.reports import final_report
 
 # Likelihoods whose log-likelihood is a log-probability of discrete data (bits/dim apply).
 DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")

@@ -10,8 +10,8 @@ import numpy as np
 from scipy import stats
 
 from vae_jax.evaluation import figures
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import TIMING_PREFIX, read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import TIMING_PREFIX, read_metrics
 from vae_jax.sweep.seeds import seed_workdir
 
 # Evaluation numbers that go into the table, by their path in report.json.

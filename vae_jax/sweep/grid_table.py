@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from vae_jax.evaluation import figures
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.sweep.aggregate import seed_metrics, seed_status, summarize
 from vae_jax.sweep.grid import cell_workdir
 

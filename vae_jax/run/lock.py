@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 
 from vae_jax.errors import UserFacingError
-from vae_jax.rundir.files import LOCK_FILE
+from vae_jax.run.files import LOCK_FILE
 
 
 class WorkdirBusyError(UserFacingError):

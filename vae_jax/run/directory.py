@@ -16,12 +16,11 @@ import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import manifest
 from vae_jax.core import rng
 from vae_jax.errors import ConfigError, DataError
-from vae_jax.rundir import files
-from vae_jax.rundir.checkpointing import Checkpointer
-from vae_jax.rundir.metrics_log import MetricsWriter
+from vae_jax.run import files, manifest
+from vae_jax.run.checkpointing import Checkpointer
+from vae_jax.run.metrics_log import MetricsWriter
 
 
 class _NoMetrics:

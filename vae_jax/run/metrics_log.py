@@ -22,7 +22,7 @@ from pathlib import Path
 
 from absl import logging
 
-from vae_jax.rundir.files import (
+from vae_jax.run.files import (
     DAMAGED_METRICS_FILE,
     METRICS_FILE,
     TENSORBOARD_DIR,

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from vae_jax.errors import CheckpointError
-from vae_jax.rundir.files import DAMAGED_CHECKPOINT_DIR
+from vae_jax.run.files import DAMAGED_CHECKPOINT_DIR
 
 
 def state_checksum(state) -> str:

@@ -14,7 +14,7 @@ import ml_collections
 
 from vae_jax import adapter, model
 from vae_jax.errors import CheckpointError
-from vae_jax.rundir import checkpointing, files
+from vae_jax.run import checkpointing, files
 from vae_jax.train_state import TrainState
 
 
