@@ -13,6 +13,18 @@ from conftest import REPO
 
 PACKAGE = REPO / "vae_jax"
 
+# The modules that moved into vae_jax/run/, by their old name under vae_jax.
+OLD_PATHS = {
+    "rundir": "run",
+    "manifest": "run.manifest",
+    "runtime": "run.runtime",
+    "parallel": "run.parallel",
+    "progress": "run.progress",
+    "cli": "run.cli",
+}
+RUNDIR_MODULES = ("checkpointing", "directory", "files", "loading", "lock", "metrics_log",
+                  "reports")  # fmt: skip
+
 # Lowest first. A module may import its own layer and the layers below it; training and
 # evaluation share a rank and must not import each other.
 LAYERS = (
@@ -25,6 +37,9 @@ LAYERS = (
     ("evaluation", ("evaluation",)),
     ("runs", ("single_run", "reproduce", "sweep")),
     ("package", ("__init__",)),
+    # The paths these modules had before vae_jax/run/, kept for outside code: each is the
+    # module of vae_jax.run itself; nothing in the library imports them.
+    ("old paths", tuple(OLD_PATHS)),
 )  # fmt: skip
 SIBLINGS = {"training": "evaluation", "evaluation": "training"}
 
@@ -201,3 +216,25 @@ def test_the_public_imports_keep_working_after_the_move():
     assert set(core.__all__) <= set(dir(public))
     for name in ("make_vae", "vae_from_config", "objectives", "load_run", "VAE", "rng"):
         assert hasattr(vae_jax, name), name
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(f"vae_jax.{old}", f"vae_jax.{new}") for old, new in OLD_PATHS.items() if old != "rundir"]
+    + [(f"vae_jax.rundir.{name}", f"vae_jax.run.{name}") for name in RUNDIR_MODULES],
+)
+def test_an_old_import_path_is_the_moved_module_itself(old, new):
+    """Outside code that imports (or monkeypatches) a module by its path before
+    vae_jax/run/ gets the one module, executed once (the absl flags of ``cli`` are
+    defined once)."""
+    import importlib
+
+    moved = importlib.import_module(new)
+    assert importlib.import_module(old) is moved
+    assert moved.__name__ == new
+    package, _, name = old.rpartition(".")
+    assert getattr(importlib.import_module(package), name) is moved
+    public = [n for n in vars(moved) if not n.startswith("_")]
+    assert public, new
+    for attribute in public:
+        assert getattr(importlib.import_module(old), attribute) is getattr(moved, attribute)
