@@ -650,7 +650,7 @@ def report_reproduction(rates: dict, repeats: int) -> dict:
 #
 # The measurements the design's claims about accelerators rest on, at the sizes a GPU needs
 # (--preset=gpu) or at sizes this CPU runs in seconds (--preset=tiny: the same code paths,
-# tested by tests/test_accelerator_check.py). The model is always the default one
+# tested by tests/scripts/test_accelerator_check.py). The model is always the default one
 # (fashion_mlp); every rate is a fraction of the matrix-product rate that the same process
 # measures at the preset's size, with the matmul precision runs use.
 
