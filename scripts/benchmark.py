@@ -87,13 +87,13 @@ from absl import app, flags
 from sweep_benchmark import NUM_TRAIN, synthetic_images, timed
 
 from experiments.configs import fashion_mlp
-from vae_jax import adapter, manifest, runtime
+from vae_jax import adapter
 from vae_jax.core import rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example, vae_ais
 from vae_jax.evaluation.ais import HMCSettings
-from vae_jax.rundir import loading
+from vae_jax.run import loading, manifest, runtime
 from vae_jax.training import step as step_lib
 from vae_jax.training.program import build_program
 
@@ -681,7 +681,7 @@ def report_iwae(rates: dict, repeats: int) -> dict:
 #
 # The measurements the design's claims about accelerators rest on, at the sizes a GPU needs
 # (--preset=gpu) or at sizes this CPU runs in seconds (--preset=tiny: the same code paths,
-# tested by tests/test_accelerator_check.py). The model is always the default one
+# tested by tests/scripts/test_accelerator_check.py). The model is always the default one
 # (fashion_mlp); every rate is a fraction of the matrix-product rate that the same process
 # measures at the preset's size, with the matmul precision runs use.
 
@@ -1011,7 +1011,7 @@ def rerun_compared_bit_for_bit(preset: AcceleratorPreset, data_dir: str, determi
     """Trains ``preset.rerun_config`` for one epoch in a fresh process with
     ``runtime.deterministic_gpu_ops=deterministic``, then ``experiments.reproduce`` re-runs
     it in another and compares parameters, optimizer state and every metric bit for bit."""
-    from vae_jax.rundir import files
+    from vae_jax.run import files
 
     with tempfile.TemporaryDirectory(prefix="vae_jax_rerun_") as scratch:
         workdir = Path(scratch) / "run"

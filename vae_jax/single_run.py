@@ -18,13 +18,13 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from vae_jax import config_checks, parallel, runtime
+from vae_jax import config_checks
 from vae_jax.core import rng
 from vae_jax.data import load_dataset
 from vae_jax.evaluation.validation import make_validation
-from vae_jax.rundir import files
-from vae_jax.rundir.lock import ownership
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import files, parallel, runtime
+from vae_jax.run.lock import ownership
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.training import fit, resume, warmups
 from vae_jax.training.early_stopping import EarlyStopping
 from vae_jax.training.program import build_program

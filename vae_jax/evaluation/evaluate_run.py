@@ -23,11 +23,11 @@ from vae_jax.core import networks, rng
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError, DataError
 from vae_jax.evaluation import ais_evaluation, evaluators, report_files, report_schema
-from vae_jax.progress import Progress
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
-from vae_jax.rundir.metrics_log import read_metrics
-from vae_jax.rundir.reports import final_report
+from vae_jax.run import files, loading
+from vae_jax.run.lock import WorkdirBusyError, WorkdirLock
+from vae_jax.run.metrics_log import read_metrics
+from vae_jax.run.progress import Progress
+from vae_jax.run.reports import final_report
 
 DISCRETE_LIKELIHOODS = report_schema.DISCRETE_LIKELIHOODS
 

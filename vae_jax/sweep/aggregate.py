@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import TIMING_PREFIX
+from vae_jax.run import files
+from vae_jax.run.metrics_log import TIMING_PREFIX
 from vae_jax.sweep import markdown as markdown_pages
 from vae_jax.sweep import plots, statistics
 from vae_jax.sweep.seeds import seed_workdir

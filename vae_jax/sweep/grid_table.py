@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vae_jax.rundir import files
+from vae_jax.run import files
 from vae_jax.sweep import markdown as markdown_pages
 from vae_jax.sweep import plots, statistics
 from vae_jax.sweep.aggregate import seed_metrics, seed_status

@@ -23,14 +23,14 @@ from typing import Any, NamedTuple
 import jax
 from absl import logging
 
-from vae_jax import adapter, config_checks, hyperparameters, manifest, runtime
+from vae_jax import adapter, config_checks, hyperparameters
 from vae_jax.core import rng
 from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
 from vae_jax.evaluation.validation import make_validation
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.lock import WorkdirLock
+from vae_jax.run import files, loading, manifest, runtime
+from vae_jax.run.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.seeds import seed_config, seed_workdir
