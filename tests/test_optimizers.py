@@ -6,6 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vae_jax import adapter, optimizers
 
@@ -63,3 +64,11 @@ def test_learning_rate_schedules(tiny_config):
     np.testing.assert_allclose(schedule(10), 1e-3, rtol=1e-5)
     np.testing.assert_allclose(schedule(60), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-4)
     np.testing.assert_allclose(schedule(110), 1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("norm", [0, 0.0, -1.0])
+def test_a_clip_norm_at_or_below_zero_is_refused_not_applied(norm):
+    """``grad_clip_norm=0`` meant "off" before the program builder made clipping a
+    structural choice (None); clipping to 0 would zero every update, so it is refused."""
+    with pytest.raises(ValueError, match=r"^grad_clip_norm="):
+        optimizers.make_optimizer(1e-3, grad_clip_norm=norm)

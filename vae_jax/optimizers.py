@@ -89,8 +89,13 @@ def make_optimizer(
       eps: added to the root of the second moment.
       weight_decay: adamw only: decoupled weight decay.
       grad_clip_norm: clip the global gradient norm to this; None: no clipping stage (a
-        config's 0 = off becomes None in ``vae_jax.adapter``).
+        config's 0 = off becomes None in ``vae_jax.adapter``). A number at or below 0 is
+        refused: it used to mean "off" here, and clipping to 0 would zero every update.
     """
+    if isinstance(grad_clip_norm, (int, float)) and grad_clip_norm <= 0:
+        raise ValueError(
+            f"grad_clip_norm={grad_clip_norm!r}: give a positive norm, or None for no clipping"
+        )
     common = dict(b1=b1, b2=b2, eps=eps)
     if name == "adam":
         optimizer = optax.adam(learning_rate, **common)
