@@ -35,6 +35,7 @@ def _rule_in_numpy(key, u: np.ndarray, m: int) -> np.ndarray:
     ("n", "fraction"),
     [(2048, 0.0), (2048, 1 / 256), (2048, 0.02), (2048, 0.3), (64, 1.0), (5000, 0.05)],
 )
+@pytest.mark.slow
 def test_compacted_rounds_take_the_same_bytes_as_the_written_rule(n, fraction):
     """Within and beyond the capacity (2 m slots: m = 64 for 2,048 pixels, so 0.3 of them at
     255, about 614, and all 64 of 64, overflow and run the rounds over the whole batch)."""

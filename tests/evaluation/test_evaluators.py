@@ -34,6 +34,7 @@ def trained(tiny_run):
     return vae, params, config, dataset
 
 
+@pytest.mark.slow
 def test_each_evaluator_returns_its_part_and_evaluate_is_their_parts(trained, tmp_path):
     vae, params, config, dataset = trained
     test = dataset.test
@@ -68,6 +69,7 @@ def test_each_evaluator_returns_its_part_and_evaluate_is_their_parts(trained, tm
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_figures_take_their_records_and_folder(trained, tiny_run, tmp_path):
     vae, params, _, dataset = trained
     plots = evaluators.Figures(

@@ -33,6 +33,7 @@ def _first_leaf_path(tree) -> tuple:
 
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("inference", ["bottom_up", "top_down", "top_down_skip"])
+@pytest.mark.slow
 def test_the_vampprior_density_has_the_gradient_of_every_part_on_its_way(inference, version):
     vae = _vae(inference, version)
     with jax.enable_x64(True):

@@ -48,6 +48,7 @@ def test_switched_on_names_the_switches_above_zero(tiny_config):
 
 
 @pytest.mark.parametrize("overrides", [{}, SWITCHES_ON], ids=["switches_off", "switches_on"])
+@pytest.mark.slow
 def test_the_program_is_the_epoch_every_caller_compiled_before(tiny_config, overrides):
     """``Program.train_epoch`` traces to the jaxpr of ``epoch_with_traced_hyperparameters``
     (the public name, kept) and its initial state is the trainer's: one builder."""
@@ -67,6 +68,7 @@ def test_the_program_is_the_epoch_every_caller_compiled_before(tiny_config, over
     assert program.steps_per_epoch == trainer.steps_per_epoch
 
 
+@pytest.mark.slow
 def test_one_compiled_program_serves_other_hyperparameters(tiny_config):
     """The values are inputs: another beta and learning rate change the result, not the
     program; the same values give the same bits as a fresh compilation."""
