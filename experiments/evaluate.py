@@ -15,10 +15,10 @@ evaluation is refused, naming the training's process.
 
 from absl import flags
 
-from vae_jax import cli
 from vae_jax.core import precision
 from vae_jax.evaluation import ais, ais_evaluation, vae_ais
 from vae_jax.evaluation.evaluate_run import evaluate_run, resolved_config
+from vae_jax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint (global step); default: the newest.")

@@ -11,8 +11,8 @@ import sys
 
 from absl import flags
 
-from vae_jax import cli
 from vae_jax.reproduce import reproduce
+from vae_jax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to reproduce.")
 _EPOCHS = flags.DEFINE_integer(

@@ -30,8 +30,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from vae_jax import cli
 from vae_jax.errors import ConfigError
+from vae_jax.run import cli
 from vae_jax.sweep.grid_runner import aggregate_sweep, run_grid_sweep
 from vae_jax.sweep.runner import run_sweep
 from vae_jax.sweep.seeds import parse_seeds

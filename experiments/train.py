@@ -22,8 +22,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from vae_jax import cli, parallel
 from vae_jax.errors import ConfigError
+from vae_jax.run import cli, parallel
 from vae_jax.single_run import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -87,16 +87,15 @@ from absl import app, flags
 from sweep_benchmark import NUM_TRAIN, synthetic_images, timed
 
 from experiments.configs import fashion_mlp
-from vae_jax import adapter, hyperparameters, manifest, runtime
+from vae_jax import adapter
 from vae_jax.core import rng
 from vae_jax.data import batching, load_dataset
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.evaluation import per_example, vae_ais
 from vae_jax.evaluation.ais import HMCSettings
-from vae_jax.rundir import loading
-from vae_jax.train_state import create_train_state
+from vae_jax.run import loading, manifest, runtime
 from vae_jax.training import step as step_lib
-from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+from vae_jax.training.program import build_program
 
 _SECTIONS = flags.DEFINE_list(
     "sections", ["training", "evaluation", "sweep", "grid"], "What to measure."
@@ -202,21 +201,22 @@ def matmul_flops(config, image_size: int = 784) -> dict[str, float]:
 def bench_training(config, rate: float, repeats: int) -> dict:
     """Examples/s of the compiled epoch and where a step's time goes; ``rate`` is the
     matrix-product GFLOP/s of ``config.model.compute_dtype``."""
-    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    program = program_of(config, NUM_TRAIN)
+    trainer = program.trainer()
     images = synthetic_images(NUM_TRAIN)
     streams = rng.make_streams(0)
-    state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+    state = program.initial_state(streams.init)
     # The epoch a run compiles: its hyperparameters are inputs (vae_jax/hyperparameters.py).
-    epoch_fn = epoch_with_traced_hyperparameters(config, (28, 28, 1), preprocessing, NUM_TRAIN)
-    traced = hyperparameters.traced_values(config)
-    compiled = jax.jit(epoch_fn).lower(state, streams, images, jnp.int32(0), traced).compile()
+    traced = program.hyperparameters
+    compiled = (
+        jax.jit(program.train_epoch).lower(state, streams, images, jnp.int32(0), traced).compile()
+    )
     seconds = timed(lambda: compiled(state, streams, images, jnp.int32(0), traced), repeats=repeats)
     examples_per_second = NUM_TRAIN / seconds
     flops = matmul_flops(config)
     achieved = flops["train_step"] * examples_per_second / 1e9
     batch_size = config.training.batch_size
-    breakdown = step_breakdown(trainer, state, images, batch_size, repeats, preprocessing)
+    breakdown = step_breakdown(trainer, state, images, batch_size, repeats, program.preprocessing)
     step_gflop = flops["train_step"] * batch_size / 1e9
     pass_at_rate_ms = step_gflop / rate * 1e3
     # the matrix products at the matrix-product rate, one optimizer update (a memory pass
@@ -452,10 +452,10 @@ def bench_flax_example(config, num_train: int, rate: float, repeats: int) -> dic
     r = flax_example_benchmark.against_compiled_epoch(
         config, program, args, num_train, repeats, images
     )
-    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    built = program_of(config, num_train)
+    trainer = built.trainer()
     batch_size = config.training.batch_size
-    measured = step_breakdown(trainer, state, images, batch_size, repeats, preprocessing)
+    measured = step_breakdown(trainer, state, images, batch_size, repeats, built.preprocessing)
     x = jnp.asarray(images[:batch_size] > 127, jnp.float32)
     batch = step_lib.Batch(x, jnp.ones((batch_size,), bool))
     metrics = flax_example_benchmark.metrics_ms(
@@ -681,7 +681,7 @@ def report_iwae(rates: dict, repeats: int) -> dict:
 #
 # The measurements the design's claims about accelerators rest on, at the sizes a GPU needs
 # (--preset=gpu) or at sizes this CPU runs in seconds (--preset=tiny: the same code paths,
-# tested by tests/test_accelerator_check.py). The model is always the default one
+# tested by tests/scripts/test_accelerator_check.py). The model is always the default one
 # (fashion_mlp); every rate is a fraction of the matrix-product rate that the same process
 # measures at the preset's size, with the matmul precision runs use.
 
@@ -795,15 +795,21 @@ def compiled_epoch(config, num_train: int):
     return _COMPILED_EPOCHS[key]
 
 
-def _compile_epoch(config, num_train: int):
+def program_of(config, num_train: int):
+    """The program a run of ``config`` trains with (``vae_jax.training.program``), on
+    ``num_train`` synthetic images of ``IMAGE_SHAPE`` binarized by the config's protocol."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    return build_program(
+        config, image_shape=IMAGE_SHAPE, preprocessing=preprocessing, num_train_examples=num_train
+    )
+
+
+def _compile_epoch(config, num_train: int):
+    program = program_of(config, num_train)
     streams = rng.make_streams(0)
-    state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
-    epoch_fn = epoch_with_traced_hyperparameters(config, IMAGE_SHAPE, preprocessing, num_train)
-    traced = hyperparameters.traced_values(config)
-    args = (state, streams, synthetic_images(num_train), jnp.int32(0), traced)
-    return jax.jit(epoch_fn).lower(*args).compile(), args
+    state = program.initial_state(streams.init)
+    args = (state, streams, synthetic_images(num_train), jnp.int32(0), program.hyperparameters)
+    return jax.jit(program.train_epoch).lower(*args).compile(), args
 
 
 def training_rates(config, num_examples: int, seconds: float, rate: float) -> dict:
@@ -840,11 +846,12 @@ def python_loop_epoch(config, num_train: int):
     epoch's batch indices read to the host once. The step is the compiled epoch's scan body
     (``vae_jax/training/step.py``): the same gather, binarization key, latent key and
     update, so both give the same parameters up to XLA's choice of fusions."""
-    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
+    program = program_of(config, num_train)
+    preprocessing = program.preprocessing
     batch_size = config.training.batch_size
 
     def one_step(state, streams, images, indices, mask, traced):
-        trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train, None, traced)
+        trainer = program.trainer(traced)
         x = preprocessing.train_input(images[indices], rng.step_key(streams.binarize, state.step))
         latent_key = rng.step_key(streams.latent, state.step)
         return trainer.train_step(state, step_lib.Batch(x, mask), latent_key)
@@ -934,11 +941,10 @@ def bench_seed_sweep_epochs(config, num_train: int, num_seeds: int, rate: float,
 
     single_program, single_args = compiled_epoch(config, num_train)  # seed 0
     _, _, images, epoch, traced = single_args
-    preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    program = program_of(config, num_train)
     streams = [rng.make_streams(seed) for seed in range(num_seeds)]
-    states = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
-    train_epoch = epoch_with_traced_hyperparameters(config, IMAGE_SHAPE, preprocessing, num_train)
+    states = [program.initial_state(s.init) for s in streams]
+    train_epoch = program.train_epoch
     compiled = {"single": (single_program, single_args)}
     stacked = tuple(strategies.stack(trees) for trees in (states, streams, [traced] * num_seeds))
     names = ["map", "vmap"]
@@ -1005,7 +1011,7 @@ def rerun_compared_bit_for_bit(preset: AcceleratorPreset, data_dir: str, determi
     """Trains ``preset.rerun_config`` for one epoch in a fresh process with
     ``runtime.deterministic_gpu_ops=deterministic``, then ``experiments.reproduce`` re-runs
     it in another and compares parameters, optimizer state and every metric bit for bit."""
-    from vae_jax.rundir import files
+    from vae_jax.run import files
 
     with tempfile.TemporaryDirectory(prefix="vae_jax_rerun_") as scratch:
         workdir = Path(scratch) / "run"

@@ -43,9 +43,9 @@ from pathlib import Path
 
 from absl import flags
 
-from vae_jax import cli, manifest
 from vae_jax.data import catalog, idx, ingest
 from vae_jax.errors import UserFacingError
+from vae_jax.run import cli, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1 << 20

@@ -31,8 +31,7 @@ from vae_jax import hyperparameters
 from vae_jax.core import rng
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.sweep import strategies
-from vae_jax.train_state import create_train_state
-from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+from vae_jax.training.program import build_program
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "experiments/configs/fashion_mlp.py"
@@ -82,15 +81,17 @@ def command_ratio(epochs: int) -> dict:
 def compiled_epoch_ratio(config, repeats: int) -> dict:
     """One compiled epoch of the 16 runs (``map``) against 16 single-run epochs."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
-    epoch_fn = epoch_with_traced_hyperparameters(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    program = build_program(
+        config, image_shape=(28, 28, 1), preprocessing=preprocessing, num_train_examples=NUM_TRAIN
+    )
+    epoch_fn = program.train_epoch
     images, epoch = synthetic_images(NUM_TRAIN), jnp.int32(0)
     runs = []
     for beta, lr, seed in itertools.product(BETAS, LEARNING_RATES, SEEDS):
         cell = config.copy_and_resolve_references()
         cell.objective.beta, cell.optimizer.learning_rate, cell.seed = beta, lr, seed
         streams = rng.make_streams(seed)
-        state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+        state = program.initial_state(streams.init)
         runs.append((state, streams, hyperparameters.traced_values(cell)))
     single = jax.jit(epoch_fn).lower(*runs[0][:2], images, epoch, runs[0][2]).compile()
     stacked = [strategies.stack(list(trees)) for trees in zip(*runs, strict=True)]

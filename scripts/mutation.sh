@@ -7,7 +7,7 @@
 #                                                 # per-example evaluation
 #   scripts/mutation.sh run                       # the run layer: resume, retention, metrics,
 #                                                 # reproduce
-#   scripts/mutation.sh vae_jax/core/rng.py -- tests/test_rng.py tests/test_key_derivations.py
+#   scripts/mutation.sh vae_jax/core/rng.py -- tests/core/test_rng.py tests/promises/test_key_derivations.py
 #
 # Work happens in a scratch copy ($MUTATION_DIR, default /tmp/vae_jax_mutation/<name>), so
 # the checkout is never touched. Prints the kill rate per module and writes every
@@ -25,16 +25,26 @@ CORE_MODULES="vae_jax/core/rng.py vae_jax/core/draws.py vae_jax/data/batching.py
   vae_jax/core/distributions/mixture.py vae_jax/core/likelihoods.py
   vae_jax/evaluation/bounds.py vae_jax/core/precision.py vae_jax/model/priors.py
   vae_jax/model/flows.py vae_jax/model/hierarchy.py"
-CORE_TESTS="tests/test_rng.py tests/test_draws.py tests/test_distributions.py tests/test_model.py tests/test_data.py
-  tests/test_objectives.py tests/test_precision.py tests/test_priors.py
-  tests/test_gradient_estimators.py tests/test_flows.py tests/test_hierarchy.py tests/test_compositions.py
-  tests/test_evaluation.py tests/test_key_derivations.py tests/test_bookkeeping.py"
-RUN_MODULES="vae_jax/training/resume.py vae_jax/training/fit.py vae_jax/rundir/checkpointing.py
-  vae_jax/rundir/metrics_log.py vae_jax/rundir/directory.py vae_jax/reproduce.py
+CORE_TESTS="tests/core/test_rng.py tests/core/test_draws.py tests/core/test_distributions.py
+  tests/core/test_precision.py tests/model/test_vae.py tests/model/test_bounds.py
+  tests/model/test_priors.py tests/model/test_flows.py tests/model/test_hierarchy.py
+  tests/model/test_compatibility.py tests/data/test_ingest.py tests/data/test_source.py
+  tests/data/test_pipeline.py tests/data/test_preprocess.py tests/data/test_batching.py
+  tests/scripts/test_prepare_data.py tests/test_objectives.py tests/test_optimizers.py
+  tests/test_config_checks.py tests/training/test_summaries.py tests/training/test_step.py
+  tests/training/test_resume.py tests/evaluation/test_bounds.py
+  tests/evaluation/test_diagnostics.py tests/evaluation/test_per_example.py
+  tests/evaluation/test_evaluate_run.py tests/promises/test_key_derivations.py
+  tests/promises/test_run_bookkeeping.py tests/sweep/test_runner.py"
+RUN_MODULES="vae_jax/training/resume.py vae_jax/training/fit.py vae_jax/run/checkpointing.py
+  vae_jax/run/metrics_log.py vae_jax/run/directory.py vae_jax/reproduce.py
   vae_jax/config_checks.py"
 # The fault, interruption and sweep tests exercise resume, retention and the loop's stops.
-RUN_TESTS="tests/test_bookkeeping.py tests/test_training.py tests/test_faults.py
-  tests/test_interruptions.py tests/test_sweep.py"
+RUN_TESTS="tests/test_config_checks.py tests/training/test_summaries.py tests/training/test_step.py
+  tests/training/test_resume.py tests/evaluation/test_per_example.py tests/test_objectives.py
+  tests/data/test_source.py tests/promises/test_run_bookkeeping.py tests/test_single_run.py
+  tests/run/test_checkpointing.py tests/promises/test_faults.py tests/promises/test_interruptions.py
+  tests/sweep/test_runner.py tests/sweep/test_seeds.py tests/sweep/test_strategies.py"
 
 usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -47,7 +57,7 @@ case "$1" in
     while [ $# -gt 0 ] && [ "$1" != "--" ]; do modules="$modules $1"; shift; done
     [ "${1:-}" = "--" ] && shift
     tests="$*"
-    [ -n "$tests" ] || { log "error: name the tests after '--' (e.g. -- tests/test_rng.py)"; exit 2; }
+    [ -n "$tests" ] || { log "error: name the tests after '--' (e.g. -- tests/core/test_rng.py)"; exit 2; }
     ;;
 esac
 for path in $modules $tests; do

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from vae_jax import cli
 from vae_jax.data import catalog, ingest, source
 from vae_jax.errors import DataError
+from vae_jax.run import cli
 
 _DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name (data.name in configs).")
 _SOURCE = flags.DEFINE_enum("source", "local", list(catalog.SOURCES), "local IDX files or tfds.")

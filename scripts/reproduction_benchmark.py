@@ -22,12 +22,10 @@ import optax
 from sweep_benchmark import synthetic_images, timed  # scripts/, this file's directory
 
 from experiments.reproductions import rows as rows_lib
-from vae_jax import hyperparameters
 from vae_jax.core import rng
 from vae_jax.data.preprocess import make_preprocessing
-from vae_jax.train_state import create_train_state
 from vae_jax.training import step as step_lib
-from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+from vae_jax.training.program import build_program
 
 IMAGE_SHAPE = (28, 28, 1)
 PROTOCOL_TRAIN = 50_000  # the protocol's training images: an epoch's steps
@@ -69,10 +67,13 @@ def bench_row(config, rate: float, repeats: int, num_train: int) -> dict:
     protocol's 50,000 training images (and 10,000 validation images, one forward pass each
     at the same rate as the step's forward third)."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_train)
+    program = build_program(
+        config, image_shape=IMAGE_SHAPE, preprocessing=preprocessing, num_train_examples=num_train
+    )
+    trainer = program.trainer()
     images = synthetic_images(num_train)
     streams = rng.make_streams(0)
-    state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+    state = program.initial_state(streams.init)
     batch_size = config.training.batch_size
     x = jax.random.bernoulli(jax.random.key(1), images[:batch_size] / 255.0).astype(jnp.float32)
     batch = step_lib.Batch(x, jnp.ones((batch_size,), bool))
@@ -81,8 +82,8 @@ def bench_row(config, rate: float, repeats: int, num_train: int) -> dict:
     grads = jax.tree.map(jnp.ones_like, state.params)
     update = jax.jit(lambda g, s, p: optax.apply_updates(p, trainer.optimizer.update(g, s, p)[0]))
     binarize = jax.jit(preprocessing.train_input)  # the row's own draw (its protocol version)
-    epoch_fn = epoch_with_traced_hyperparameters(config, IMAGE_SHAPE, preprocessing, num_train)
-    traced = hyperparameters.traced_values(config)
+    epoch_fn = program.train_epoch
+    traced = program.hyperparameters
     epoch = jax.jit(epoch_fn).lower(state, streams, images, jnp.int32(0), traced).compile()
     epoch_seconds = timed(
         lambda: epoch(state, streams, images, jnp.int32(0), traced),

@@ -23,13 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import hyperparameters
 from vae_jax.core import rng
 from vae_jax.data import catalog
 from vae_jax.data.preprocess import make_preprocessing
 from vae_jax.sweep import strategies
-from vae_jax.train_state import create_train_state
-from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+from vae_jax.training.program import build_program
 
 NUM_TRAIN = 54000  # the default Fashion-MNIST training split (60000 minus validation)
 
@@ -62,12 +60,14 @@ def compute_ratios(config, num_seeds: int, repeats: int) -> dict:
     ratio is the median over repeats of sweep / (num_seeds * the single epoch timed next to
     it), so that drifts in machine load cancel."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    trainer = trainer_from_config(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    program = build_program(
+        config, image_shape=(28, 28, 1), preprocessing=preprocessing, num_train_examples=NUM_TRAIN
+    )
     images = synthetic_images(NUM_TRAIN)
     streams = [rng.make_streams(seed) for seed in range(num_seeds)]
-    states = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
-    epoch, traced = jnp.int32(0), hyperparameters.traced_values(config)
-    train_epoch = epoch_with_traced_hyperparameters(config, (28, 28, 1), preprocessing, NUM_TRAIN)
+    states = [program.initial_state(s.init) for s in streams]
+    epoch, traced = jnp.int32(0), program.hyperparameters
+    train_epoch = program.train_epoch
     programs = {"single": (jax.jit(train_epoch), (states[0], streams[0], images, epoch, traced))}
     stacked = tuple(strategies.stack(trees) for trees in (states, streams, [traced] * num_seeds))
     for strategy in ["map", "vmap"] + (["shard"] if jax.device_count() > 1 else []):

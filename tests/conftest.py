@@ -1,4 +1,6 @@
-"""Shared test fixtures: small generated IDX datasets, prepared once per session."""
+"""Shared test fixtures: small generated IDX datasets, prepared once per session, and one
+trained ``tiny`` run per test process. Helpers that are not fixtures live in
+``tests/helpers/``."""
 
 from __future__ import annotations
 
@@ -8,13 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from vae_jax.data import idx, ingest
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.idx_data import write_idx_folder
+from vae_jax.data import ingest
 
 # One persistent XLA compilation cache for the whole test run: the pytest processes and
 # every subprocess they start (which inherit the environment) compile each program once
@@ -43,38 +43,6 @@ def pytest_unconfigure(config):
         shutil.rmtree(created, ignore_errors=True)
 
 
-def synthetic_images(num: int, seed: int, image_shape=(28, 28)) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable uint8 images: one smooth template per class, noise, random brightness."""
-    rng = np.random.default_rng(seed)
-    height, width = image_shape
-    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
-    template_rng = np.random.default_rng(1234)  # the same ten classes in every split
-    templates = []
-    for _ in range(10):
-        cy, cx, sy, sx = template_rng.uniform([0.25, 0.25, 0.08, 0.08], [0.75, 0.75, 0.3, 0.3])
-        templates.append(np.exp(-(((yy - cy) / sy) ** 2) - ((xx - cx) / sx) ** 2))
-    labels = rng.integers(0, 10, size=num)
-    brightness = rng.uniform(0.6, 1.0, size=(num, 1, 1))
-    noise = rng.normal(0, 0.05, size=(num, height, width))
-    images = np.clip(np.stack(templates)[labels] * brightness + noise, 0, 1)
-    return (images * 255).round().astype(np.uint8), labels.astype(np.uint8)
-
-
-def write_idx_folder(
-    folder: Path, num_train: int, num_test: int, *, seed: int = 0, compress: bool = True
-) -> dict:
-    """Writes MNIST-style IDX files into ``folder``; returns the arrays written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = ".gz" if compress else ""
-    arrays = {}
-    for split, prefix, num in (("train", "train", num_train), ("test", "t10k", num_test)):
-        images, labels = synthetic_images(num, seed + (split == "test"))
-        idx.write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
-        idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
-        arrays[split] = (images, labels)
-    return arrays
-
-
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> str:
     """A TFDS data dir holding a generated 'fashion_mnist' (600 train, 100 test)."""
@@ -94,8 +62,7 @@ class TinyRun(NamedTuple):
 def tiny_run(tmp_path_factory, tiny_data_dir) -> TinyRun:
     """The ``tiny`` config as it is (seed 0, 3 epochs) trained in-process once per test
     process, with XLA's compilations counted. Read it; copy the workdir to change it."""
-    from run_helpers import counting_compilations
-
+    from tests.helpers.runs import counting_compilations
     from vae_jax.single_run import train_and_evaluate
 
     config = tiny.get_config()
@@ -106,17 +73,22 @@ def tiny_run(tmp_path_factory, tiny_data_dir) -> TinyRun:
     return TinyRun(workdir, config.training.num_epochs, dict(compilations))
 
 
+@pytest.fixture(scope="module")
+def tiny_model():
+    """The tiny VAE, its initial parameters and its ELBO compiled once per test module."""
+    import jax
+
+    import vae_jax
+
+    vae = vae_jax.vae_from_config(tiny.get_config(), (28, 28, 1))
+    params = jax.jit(vae.init)(jax.random.key(0))
+    elbo = jax.jit(vae.elbo, static_argnames=("num_samples", "kl"))
+    return vae, params, elbo
+
+
 @pytest.fixture
 def tiny_config(tiny_data_dir):
     """The ``tiny`` experiment config reading the generated data."""
     config = tiny.get_config()
     config.data.data_dir = tiny_data_dir
     return config
-
-
-def subprocess_env(**extra) -> dict:
-    """Environment for running entry points in a subprocess (the project is installed, so
-    nothing is added to the path): os.environ plus ``extra``."""
-    env = dict(os.environ)
-    env.update(extra)
-    return env

@@ -1,12 +1,14 @@
-"""The optimizers of ``vae_jax.optimizers`` against transcriptions of their originals."""
+"""The optimizers of ``vae_jax.optimizers`` against transcriptions of their originals, and
+the learning-rate schedule."""
 
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from vae_jax import optimizers
+from vae_jax import adapter, optimizers
 
 
 def _adam_norm_grad_reference(params, gradients, lr, betas=(0.9, 0.999), eps=1e-8):
@@ -51,3 +53,22 @@ def test_adam_normgrad_is_the_vampprior_codes_adam_norm_grad():
     for name in params:
         np.testing.assert_allclose(ours[name], expected[name], rtol=1e-6, atol=1e-7)
         assert not np.allclose(expected[name], params[name])
+
+
+def test_learning_rate_schedules(tiny_config):
+    tiny_config.optimizer.schedule = "warmup_cosine"
+    tiny_config.optimizer.warmup_steps = 10
+    tiny_config.optimizer.final_learning_rate_ratio = 0.1
+    _, schedule = adapter.optimizer_from_config(tiny_config, total_steps=110)
+    np.testing.assert_allclose(schedule(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(schedule(10), 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(schedule(60), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-4)
+    np.testing.assert_allclose(schedule(110), 1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("norm", [0, 0.0, -1.0])
+def test_a_clip_norm_at_or_below_zero_is_refused_not_applied(norm):
+    """``grad_clip_norm=0`` meant "off" before the program builder made clipping a
+    structural choice (None); clipping to 0 would zero every update, so it is refused."""
+    with pytest.raises(ValueError, match=r"^grad_clip_norm="):
+        optimizers.make_optimizer(1e-3, grad_clip_norm=norm)

@@ -11,7 +11,7 @@ from vae_jax import distributions, objectives
 from vae_jax.adapter import vae_from_config
 from vae_jax.core import rng
 from vae_jax.model import VAE, ElboOutput, Generation, make_vae, reparameterize
-from vae_jax.rundir.loading import load_run
+from vae_jax.run.loading import load_run
 
 __all__ = [
     "VAE",

@@ -35,11 +35,20 @@ def objective_from_config(
     vae: model.VAE, config, traced: dict | None = None, num_train_examples: int = 0
 ):
     """``make_objective(vae, **config.objective)``, the fields in ``traced`` (traced
-    scalars by field name, ``vae_jax.hyperparameters``) taken from there; an epoch's
-    steps from ``num_train_examples`` (for a KL warm-up counted in epochs)."""
-    fields = {**config.objective, **hyperparameters.group_fields(traced or {}, "objective")}
+    scalars by field name, ``vae_jax.hyperparameters``) taken from there, with the
+    config's switches said explicitly; an epoch's steps from ``num_train_examples`` (for a
+    KL warm-up counted in epochs)."""
+    fields = {**config.objective}
+    if traced is not None:
+        fields.update(hyperparameters.group_fields(traced, "objective"))
+        fields["switched_on"] = _group_names(hyperparameters.switched_on(config), "objective")
     steps_per_epoch = batching.num_batches(num_train_examples, config.training.batch_size)
     return objectives.make_objective(vae, steps_per_epoch=steps_per_epoch, **fields)
+
+
+def _group_names(fields, group: str) -> frozenset[str]:
+    """``{"free_bits", ...}`` of the ``{"objective.free_bits", ...}`` in one group."""
+    return frozenset(name.split(".")[1] for name in fields if name.split(".")[0] == group)
 
 
 def total_steps(config, num_train_examples: int) -> int:
@@ -53,8 +62,10 @@ def optimizer_from_config(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The optimizer of ``config.optimizer`` and its learning-rate schedule (built once,
     shared by the update and the reported learning rate); the fields in ``traced`` taken
-    from there."""
+    from there. Clipping that is off (``grad_clip_norm`` 0) is left out of the program."""
     fields = {**config.optimizer, **hyperparameters.group_fields(traced or {}, "optimizer")}
+    if "optimizer.grad_clip_norm" not in hyperparameters.switched_on(config):
+        fields["grad_clip_norm"] = None
     schedule = optimizers.learning_rate_schedule(
         total_steps=total_steps, **{name: fields.pop(name) for name in SCHEDULE_FIELDS}
     )

@@ -11,6 +11,10 @@ bits, no warm-up, no clipping): whether it is on belongs to the program's struct
 value when on is traced. Every other field (widths, latent size, likelihood, K, batch size,
 schedule kind, epochs, ...) is structure too: ``structure_key`` tells which configs can
 share a program.
+
+The split is made here, once, from the config's numbers: ``switched_on`` (structure, static)
+and ``traced_values`` (data, the pytree passed at call time). The factories are told which
+switches are on; none of them asks whether a value is traced.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ def traced_values(config) -> dict[str, jnp.ndarray]:
         for field, dtype in TRACED.items()
         if field not in SWITCHES or _get(config, field) > 0
     }
+
+
+def switched_on(config) -> frozenset[str]:
+    """The fields of ``SWITCHES`` that are on in ``config`` (above 0): structure, fixed
+    when the program is built."""
+    return frozenset(field for field in SWITCHES if _get(config, field) > 0)
 
 
 def group_fields(values: dict, group: str) -> dict:

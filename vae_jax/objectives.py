@@ -21,6 +21,8 @@ Gradient estimators change the loss's gradient, not its value (up to float32 rou
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import jax
 import jax.numpy as jnp
 
@@ -31,7 +33,7 @@ def kl_weight(
     step: jax.Array,
     *,
     beta: float,
-    warmup_steps: int,
+    warmup_steps: int | None,
     warmup_epochs: int = 0,
     steps_per_epoch: int = 0,
 ) -> jax.Array:
@@ -39,7 +41,8 @@ def kl_weight(
 
     A linear warm-up (Bowman et al., 2016) that starts at ``beta / warmup_steps`` at step 0
     (not at 0: the first step already sees some KL) and reaches ``beta`` at step
-    ``warmup_steps - 1``; ``beta`` throughout when ``warmup_steps`` is 0.
+    ``warmup_steps - 1``. ``warmup_steps`` may be a traced scalar; None means no warm-up in
+    the program (``beta`` throughout), and so does 0 (``min(1, inf)`` is exactly 1).
 
     Counted in epochs instead (``warmup_epochs > 0``), the weight is constant within an
     epoch: ``beta * min(1, (e + 1) / warmup_epochs)`` in epoch ``e = step //
@@ -51,16 +54,22 @@ def kl_weight(
         epoch = step // int(steps_per_epoch)
         warmup = jnp.float32(warmup_epochs)
         return beta * jnp.minimum(1.0, (epoch.astype(jnp.float32) + 1.0) / warmup)
-    if not _switched_on(warmup_steps):
+    if warmup_steps is None:
         return beta
     warmup = jnp.asarray(warmup_steps, jnp.float32)
     return beta * jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / warmup)
 
 
-def _switched_on(value) -> bool:
-    """A traced value is on (``vae_jax.hyperparameters`` traces only switches that are
-    on); a number when it is above 0."""
-    return isinstance(value, jax.Array) or value > 0
+# Fields that are off at 0 and add a branch to the program when on.
+SWITCHES = ("kl_warmup_steps", "free_bits")
+
+
+def _switches_on(switched_on, **numbers) -> frozenset[str]:
+    """``switched_on`` when given (by the program builder: the values may be traced), else
+    the switches whose number is above 0."""
+    if switched_on is not None:
+        return frozenset(switched_on)
+    return frozenset(name for name, value in numbers.items() if value > 0)
 
 
 def _masked_mean(values: jax.Array, weights: jax.Array, count: jax.Array) -> jax.Array:
@@ -119,12 +128,14 @@ def make_objective(
     gradient_estimator: str = "reparameterization",
     kl_warmup_epochs: int = 0,
     steps_per_epoch: int = 0,
+    switched_on: Collection[str] | None = None,
 ):
     """The loss to minimize, ``objective(params, key, x, mask, step) -> (loss, metrics)``.
 
     The arguments are the fields of ``config.objective``
     (``make_objective(vae, **config.objective)``). ``beta``, ``kl_warmup_steps`` and
-    ``free_bits`` may be traced scalars (``vae_jax.hyperparameters``); a traced switch is on.
+    ``free_bits`` may be traced scalars (``vae_jax.hyperparameters``); which switches are
+    on is then given by ``switched_on``, never read from a value.
 
     Args:
       vae: the model's pure functions.
@@ -141,16 +152,22 @@ def make_objective(
         (Kingma et al., 2016; 0 = off).
       gradient_estimator: ``"reparameterization"``, ``"stl"`` (elbo with ``kl="mc"``) or
         ``"dreg"`` (iwae); see the module docstring.
+      switched_on: the names in ``SWITCHES`` that are on (each adds a branch to the
+        program), given when their values are traced
+        (``vae_jax.hyperparameters.switched_on``); None: those above 0.
     """
     num_samples = int(num_samples)
     kl_estimator = kl
     kl_warmup_epochs = int(kl_warmup_epochs)
-    if kl_warmup_epochs and (_switched_on(kl_warmup_steps) or int(steps_per_epoch) < 1):
+    if switched_on is None:  # numbers
+        free_bits = float(free_bits)
+    on = _switches_on(switched_on, kl_warmup_steps=kl_warmup_steps, free_bits=free_bits)
+    warmup_steps = kl_warmup_steps if "kl_warmup_steps" in on else None
+    if kl_warmup_epochs and (warmup_steps is not None or int(steps_per_epoch) < 1):
         raise ValueError(
             "kl_warmup_epochs needs steps_per_epoch >= 1 and excludes kl_warmup_steps, got "
             f"kl_warmup_steps={kl_warmup_steps}, steps_per_epoch={steps_per_epoch}"
         )
-    free_bits = free_bits if isinstance(free_bits, jax.Array) else float(free_bits)
     check_gradient_estimator(gradient_estimator, name=name, kl=kl)
     combination = compatibility.Combination(
         prior=vae.prior_name,
@@ -160,7 +177,8 @@ def make_objective(
         objective=name,
         kl=kl,
         gradient_estimator=gradient_estimator,
-        free_bits=free_bits if isinstance(free_bits, float) else 1.0,  # traced: on
+        # a number as given (a refusal names it); with switched_on given: on or off
+        free_bits=free_bits if switched_on is None else float("free_bits" in on),
     )
     refused = compatibility.refusals(combination, upper_latent_dims=vae.latent_layers[1:])
     if refused:  # the one compatibility table's first reason
@@ -182,11 +200,11 @@ def make_objective(
         weight = kl_weight(
             step,
             beta=beta,
-            warmup_steps=kl_warmup_steps,
+            warmup_steps=warmup_steps,
             warmup_epochs=kl_warmup_epochs,
             steps_per_epoch=steps_per_epoch,
         )
-        if _switched_on(free_bits):
+        if "free_bits" in on:
             # Free bits (Kingma et al., 2016): each latent dimension's KL, averaged over the
             # batch, is only penalized above `free_bits` nats.
             kl_per_dim = jnp.sum(out.kl_per_dim * weights[:, None], axis=0) / count

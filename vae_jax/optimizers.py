@@ -1,7 +1,8 @@
 """The optax optimizer and its learning-rate schedule, from keyword arguments.
 
 Numeric arguments may be traced scalars (``vae_jax.hyperparameters``): a grid sweep passes
-them as inputs of one compiled program. A traced ``grad_clip_norm`` counts as on.
+them as inputs of one compiled program. Whether clipping is on is structure, said by
+``grad_clip_norm`` being given (not None), never read from its value.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
-
-
-def _number_or_traced(value, kind):
-    return value if isinstance(value, jax.Array) else kind(value)
 
 
 def learning_rate_schedule(
@@ -32,7 +29,7 @@ def learning_rate_schedule(
       warmup_steps: warmup_cosine: steps of the linear warm-up from 0.
       final_learning_rate_ratio: warmup_cosine: final / peak learning rate.
     """
-    peak = _number_or_traced(learning_rate, float)
+    peak = learning_rate
     if schedule == "constant":
         return optax.constant_schedule(peak)
     if schedule == "warmup_cosine":
@@ -40,7 +37,7 @@ def learning_rate_schedule(
         # here from its parts because it branches on the peak's value (which may be traced).
         warmup = int(warmup_steps)
         decay_steps = max(int(total_steps), warmup + 1)
-        ratio = _number_or_traced(final_learning_rate_ratio, float)
+        ratio = final_learning_rate_ratio
         return optax.join_schedules(
             [
                 optax.linear_schedule(0.0, peak, warmup),
@@ -78,7 +75,7 @@ def make_optimizer(
     b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 1e-4,
-    grad_clip_norm: float = 0.0,
+    grad_clip_norm: float | None = None,
 ) -> optax.GradientTransformation:
     """Adam (Kingma & Ba, 2015), AdamW (Loshchilov & Hutter, 2019) or ``adam_normgrad``
     (Adam on each parameter array's gradient divided by its norm, the VampPrior code's
@@ -91,8 +88,14 @@ def make_optimizer(
       b2: decay of the second-moment average.
       eps: added to the root of the second moment.
       weight_decay: adamw only: decoupled weight decay.
-      grad_clip_norm: clip the global gradient norm to this (0 = off).
+      grad_clip_norm: clip the global gradient norm to this; None: no clipping stage (a
+        config's 0 = off becomes None in ``vae_jax.adapter``). A number at or below 0 is
+        refused: it used to mean "off" here, and clipping to 0 would zero every update.
     """
+    if isinstance(grad_clip_norm, (int, float)) and grad_clip_norm <= 0:
+        raise ValueError(
+            f"grad_clip_norm={grad_clip_norm!r}: give a positive norm, or None for no clipping"
+        )
     common = dict(b1=b1, b2=b2, eps=eps)
     if name == "adam":
         optimizer = optax.adam(learning_rate, **common)
@@ -102,6 +105,6 @@ def make_optimizer(
         optimizer = optax.chain(normalize_each_gradient(), optax.adam(learning_rate, **common))
     else:
         raise ValueError(f"optimizer.name={name!r}")
-    if isinstance(grad_clip_norm, jax.Array) or grad_clip_norm > 0:
+    if grad_clip_norm is not None:
         return optax.chain(optax.clip_by_global_norm(grad_clip_norm), optimizer)
     return optimizer

@@ -19,10 +19,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax import manifest, runtime
 from vae_jax.errors import CheckpointError
-from vae_jax.rundir import checkpointing, files, loading
-from vae_jax.rundir.metrics_log import read_metrics, read_records, without_timing
+from vae_jax.run import checkpointing, files, loading, manifest, runtime
+from vae_jax.run.metrics_log import read_metrics, read_records, without_timing
 from vae_jax.single_run import train_and_evaluate
 from vae_jax.training import resume
 

@@ -2,10 +2,10 @@
 
 Order of work: check the config (and the dataset's metadata) and, if the workdir holds a
 run, that the config may resume it -- all before anything is written; load the data;
-take the workdir's lock (one process owns a workdir); build the trainer and the
-validation evaluator; restore the newest valid checkpoint (reading only: a run that
-cannot be resumed is refused with nothing changed); write ``config.json`` and
-``manifest.json``; compile the epoch; then the one training loop
+take the workdir's lock (one process owns a workdir); build the program
+(``vae_jax.training.program``) and the validation evaluator; restore the newest valid
+checkpoint (reading only: a run that cannot be resumed is refused with nothing changed);
+write ``config.json`` and ``manifest.json``; compile the epoch; then the one training loop
 (``vae_jax.training.fit``), data parallel over ``runtime.num_devices``; ``report.json``
 holds the final metrics.
 """
@@ -18,17 +18,16 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from vae_jax import config_checks, hyperparameters, parallel, runtime
+from vae_jax import config_checks
 from vae_jax.core import rng
 from vae_jax.data import load_dataset
 from vae_jax.evaluation.validation import make_validation
-from vae_jax.rundir import files
-from vae_jax.rundir.lock import ownership
-from vae_jax.rundir.metrics_log import read_metrics
-from vae_jax.train_state import create_train_state
+from vae_jax.run import files, parallel, runtime
+from vae_jax.run.lock import ownership
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.training import fit, resume, warmups
 from vae_jax.training.early_stopping import EarlyStopping
-from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+from vae_jax.training.program import build_program
 
 
 def check_before_start(config):
@@ -78,16 +77,15 @@ def train_and_evaluate(
 
 def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change, announce) -> dict:
     data_parallel = mesh.devices.size > 1
-    trainer_args = (
+    program = build_program(
         config,
-        dataset.image_shape,
-        dataset.preprocessing,
-        dataset.train.num_examples,
-        parallel.sharded_along(mesh, parallel.DATA_AXIS) if data_parallel else None,
+        image_shape=dataset.image_shape,
+        preprocessing=dataset.preprocessing,
+        num_train_examples=dataset.train.num_examples,
+        batch_sharding=parallel.sharded_along(mesh, parallel.DATA_AXIS) if data_parallel else None,
     )
-    trainer = trainer_from_config(*trainer_args)
     validation = make_validation(
-        trainer.vae,
+        program.vae,
         dataset,
         num_samples=config.training.validation_num_samples,
         batch_size=config.training.eval_batch_size,
@@ -97,7 +95,7 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change,
         logging.warning("%s", line)
     run = resume.open_run(workdir, config, dataset.record, primary=parallel.is_primary())
     try:
-        initial = create_train_state(trainer.vae, trainer.optimizer, streams.init)
+        initial = program.initial_state(streams.init)
         images = dataset.train.images
         if data_parallel:
             initial = parallel.put_tree(initial, parallel.replicated(mesh))
@@ -111,12 +109,8 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change,
             start_step=int(state.step),
             allow_change=allow_change,
         )
-        epoch_program, compile_seconds = fit.compile_epoch(
-            epoch_with_traced_hyperparameters(*trainer_args),
-            state,
-            streams,
-            images,
-            hyperparameters.traced_values(config),
+        epoch_program, compile_seconds = program.compile(
+            state, streams, images, program.hyperparameters
         )
         logging.info("compiled the training epoch in %.1f s", compile_seconds)
         stopping = early_stopping_of(run, config, start_epoch)
@@ -137,7 +131,7 @@ def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change,
         if result.status != "complete":
             return {"status": result.status, "epochs_completed": result.epochs_completed}
         final = fit.write_final_report(
-            run, trainer.vae, dataset.record, result.train_seconds, compile_seconds, stopping
+            run, program.vae, dataset.record, result.train_seconds, compile_seconds, stopping
         )
     finally:
         run.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from absl import flags
 
 from experiments.likelihoods import experiment, page
-from vae_jax import cli
+from vae_jax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/likelihoods", "Where the run and results go.")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Training epochs of the model.")

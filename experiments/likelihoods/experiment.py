@@ -23,8 +23,8 @@ from vae_jax.errors import ConfigError
 from vae_jax.evaluation import ais_evaluation, bounds, vae_ais
 from vae_jax.evaluation.ais import HMCSettings
 from vae_jax.evaluation.evaluate_run import Evaluator
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import files, loading
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
 CONFIG = "experiments/configs/fashion_mlp.py"

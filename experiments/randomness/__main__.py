@@ -13,7 +13,7 @@ from absl import flags
 
 from experiments.randomness import docs_page
 from experiments.randomness.experiment import run_experiment, summary_lines
-from vae_jax import cli
+from vae_jax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint (global step); default: the newest.")

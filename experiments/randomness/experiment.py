@@ -26,7 +26,7 @@ from experiments.randomness import (
 from vae_jax.core import rng
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError
-from vae_jax.rundir import files, loading
+from vae_jax.run import files, loading
 
 OUTPUT_DIR = "randomness"
 

@@ -23,8 +23,8 @@ from absl import flags
 
 from experiments.reproductions import experiment, page
 from experiments.reproductions import rows as rows_lib
-from vae_jax import cli
 from vae_jax.errors import ConfigError
+from vae_jax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Where the rows' runs go.")
 _ROWS = flags.DEFINE_list("rows", [r.name for r in rows_lib.ROWS], "Rows to train and report.")

@@ -23,8 +23,8 @@ from scipy import stats
 from experiments.reproductions import rows as rows_lib
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation.evaluate_run import evaluate_run
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.single_run import train_and_evaluate
 
 EXIT_STOPPED = 75  # as experiments.train: stopped by a signal, the same command resumes

@@ -16,8 +16,8 @@ from ml_collections import config_flags
 
 from experiments.results import experiment
 from experiments.results.models import NAMES
-from vae_jax import cli
 from vae_jax.errors import ConfigError
+from vae_jax.run import cli
 from vae_jax.sweep.seeds import parse_seeds
 
 DEFAULT_CONFIG = "experiments/configs/fashion_mlp.py"

@@ -16,7 +16,7 @@ from absl import logging
 from experiments.results import models as results_models
 from experiments.results import table
 from vae_jax import config_checks
-from vae_jax.rundir import files
+from vae_jax.run import files
 from vae_jax.sweep.runner import run_sweep
 
 RESULTS_JSON = "results.json"

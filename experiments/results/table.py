@@ -9,8 +9,8 @@ import numpy as np
 
 from experiments.results.models import Model
 from vae_jax.evaluation import figures
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.sweep import aggregate
 from vae_jax.sweep.seeds import seed_workdir
 

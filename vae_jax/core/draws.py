@@ -2,7 +2,7 @@
 
 Each function returns the bits of the ``jax.random`` function it names, called with the
 same key and shape: JAX derives an element's bits from its position in row-major order,
-not from the shape (``tests/test_draws.py`` checks it for every function here). The
+not from the shape (``tests/core/test_draws.py`` checks it for every function here). The
 reason is compile time. XLA on CPU compiles a draw of rank 3 or 4 several times slower
 than the same draw of rank 1 (jax 0.10.2: 0.56 s and 1.8 s against 0.16 s for
 ``jax.random.bits``), and a step draws images (rank 4) and importance samples (rank 3).

@@ -94,9 +94,11 @@ def prepared_spec(data_dir: str | None, name: str) -> DatasetSpec | None:
     if not info_path.exists():
         return None
     info = json.loads(info_path.read_text())
-    features = json.loads(
-        (info_path.parent / "features.json").read_text()
-    ) if (info_path.parent / "features.json").exists() else None
+    features = (
+        json.loads((info_path.parent / "features.json").read_text())
+        if (info_path.parent / "features.json").exists()
+        else None
+    )
     shape = _image_shape_from_features(features)
     sizes = {
         split["name"]: int(sum(int(n) for n in split.get("shardLengths", [])))

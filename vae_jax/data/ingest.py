@@ -30,7 +30,7 @@ class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """TFDS builder for in-memory IDX arrays; one builder config per dataset name."""
 
     VERSION = tfds.core.Version(catalog.LOCAL_VERSION)
-    RELEASE_NOTES = {catalog.LOCAL_VERSION: "Ingested from local IDX files."}
+    RELEASE_NOTES = {catalog.LOCAL_VERSION: "Ingested from local IDX files."}  # noqa: RUF012
 
     def __init__(self, *, splits: dict, num_classes: int, source: dict, **kwargs):
         self._splits = splits

@@ -58,7 +58,11 @@ def validation_rule(data_config, num_train: int) -> tuple[np.ndarray, np.ndarray
             "num_train": num_train - num_validation,
             "num_validation": num_validation,
         }
-        return np.arange(num_train - num_validation), np.arange(num_train - num_validation, num_train), rule
+        return (
+            np.arange(num_train - num_validation),
+            np.arange(num_train - num_validation, num_train),
+            rule,
+        )
     split_seed = int(data_config.split_seed)
     permutation = np.asarray(jax.random.permutation(rng.data_key(split_seed, "split"), num_train))
     train_indices = np.sort(permutation[: num_train - num_validation])
@@ -69,8 +73,8 @@ def validation_rule(data_config, num_train: int) -> tuple[np.ndarray, np.ndarray
             f"jax.random.permutation(fold_in(key({split_seed}), "
             f"{rng.DATA_KEY_TAGS['split']}), {num_train})"
         ),
-        "num_train": int(len(train_indices)),
-        "num_validation": int(len(validation_indices)),
+        "num_train": len(train_indices),
+        "num_validation": len(validation_indices),
     }
     return train_indices, validation_indices, rule
 
@@ -147,7 +151,7 @@ def load_dataset(config) -> Dataset:
         "num_classes": spec.num_classes,
         "protocol": preprocessing.describe(),
         "splits": split_rule,
-        "num_examples": {name: int(len(images)) for name, (images, _) in stored.items()},
+        "num_examples": {name: len(images) for name, (images, _) in stored.items()},
         # Of the source splits as read, before any preprocessing or carving.
         "fingerprint_sha256": {name: source.fingerprint(*arrays) for name, arrays in raw.items()},
     }

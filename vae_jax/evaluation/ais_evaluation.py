@@ -25,8 +25,8 @@ from vae_jax.core import rng
 from vae_jax.data import batching
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import ais, bounds, per_example, vae_ais
-from vae_jax.progress import Progress
-from vae_jax.rundir import files
+from vae_jax.run import files
+from vae_jax.run.progress import Progress
 
 ESTIMATORS = ("iwae", "ais")
 # Sub-streams of ``eval`` (fixed ids, after rng.EVAL_PURPOSE_IDS's 0-5).

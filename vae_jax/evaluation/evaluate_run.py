@@ -15,35 +15,30 @@ import contextlib
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 from absl import logging
 
-from vae_jax import adapter, model
+from vae_jax import adapter
 from vae_jax.core import networks, rng
-from vae_jax.data import batching, load_dataset
+from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError, DataError
-from vae_jax.evaluation import (
-    ais_evaluation,
-    bounds,
-    diagnostics,
-    figures,
-    per_example,
-    report_files,
-)
-from vae_jax.model import hierarchy
-from vae_jax.progress import Progress
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.lock import WorkdirBusyError, WorkdirLock
-from vae_jax.rundir.metrics_log import read_metrics
-from vae_jax.rundir.reports import final_report
+from vae_jax.evaluation import ais_evaluation, evaluators, report_files, report_schema
+from vae_jax.run import files, loading
+from vae_jax.run.lock import WorkdirBusyError, WorkdirLock
+from vae_jax.run.metrics_log import read_metrics
+from vae_jax.run.progress import Progress
+from vae_jax.run.reports import final_report
 
-# Likelihoods whose log-likelihood is a log-probability of discrete data (bits/dim apply).
-DISCRETE_LIKELIHOODS = ("bernoulli", "discretized_logistic")
+DISCRETE_LIKELIHOODS = report_schema.DISCRETE_LIKELIHOODS
+
+# The eval stream's purposes the test numbers draw from, in the report's order.
+EVALUATION_PURPOSES = ("test_iwae", "test_elbo", "mutual_information")
 
 
 class Evaluator:
-    """The compiled evaluation of one model on one dataset's test split.
+    """The compiled evaluation of one model on one dataset's test split: the evaluators of
+    ``vae_jax.evaluation.evaluators``, built here from the config (the one place it is
+    read), run in order, timed and reported in ``report_schema``'s layout.
 
     ``vae`` is the model in its evaluation precision (``adapter.evaluation_vae_from_config``).
     The bound is compiled once, timed apart from its first batch, and reused for every run;
@@ -51,146 +46,76 @@ class Evaluator:
     """
 
     def __init__(self, vae, dataset, config, *, num_importance_samples, chunk_size, batch_size):
-        self.vae, self.dataset, self.config = vae, dataset, config
+        self.vae, self.dataset = vae, dataset
         self.k, self.chunk, self.batch = num_importance_samples, chunk_size, batch_size
-        evaluation = config.evaluation
-        self._iwae = bounds.make_iwae_evaluator(
-            vae, dataset.preprocessing, num_samples=self.k, chunk_size=self.chunk
+        self.compute_dtype = config.evaluation.compute_dtype
+        test, preprocessing = dataset.test, dataset.preprocessing
+        common = dict(vae=vae, preprocessing=preprocessing, images=test.images)
+        self.test_nll = evaluators.TestNLL(
+            **common, image_shape=dataset.image_shape, num_importance_samples=self.k,
+            chunk_size=self.chunk, batch_size=self.batch,
+        )  # fmt: skip
+        self.test_elbo = evaluators.TestELBO(
+            **common, num_samples=config.evaluation.num_elbo_samples, batch_size=self.batch
         )
-        self._elbo = bounds.make_elbo_evaluator(
-            vae, dataset.preprocessing, num_samples=evaluation.num_elbo_samples
-        )
-        self._bound_compiled = False
+        self.latents = evaluators.LatentDiagnostics(**common, batch_size=self.batch)
+        self.plots = evaluators.Figures(
+            **common, labels=test.labels, num_examples=config.evaluation.num_figure_examples,
+            num_bins=config.model.num_bins, batch_size=self.batch,
+        )  # fmt: skip
         self.timings: dict[str, float] = {}
 
-    def _compile_bound(self, params, key, images) -> None:
-        """Compiles the bound's batch evaluator ahead of its first batch, to time it apart
-        (the jitted function then finds the executable in JAX's compilation cache)."""
-        if not self._bound_compiled:
-            started = time.perf_counter()
-            indices = np.asarray(batching.ordered_batches(1, self.batch).indices[0])
-            self._iwae.lower(params, key, images, indices).compile()
-            self.timings["compile_test_nll_bound"] = time.perf_counter() - started
-            self._bound_compiled = True
+    @contextlib.contextmanager
+    def _timed(self, phase: str):
+        started = time.perf_counter()
+        yield
+        self.timings[phase] = time.perf_counter() - started
 
     def evaluate(self, params, seed: int, *, description: str = "test NLL") -> dict:
         """All numbers for the parameters of the run with this seed (its keys)."""
-        vae, dataset, test = self.vae, self.dataset, self.dataset.test
         streams = rng.make_streams(seed)
-        keys = {p: rng.eval_key(streams.eval, p) for p in ("test_iwae", "test_elbo")}
-        keys["mutual_information"] = rng.eval_key(streams.eval, "mutual_information")
+        keys = {p: rng.eval_key(streams.eval, p) for p in EVALUATION_PURPOSES}
         self.timings = {k: v for k, v in self.timings.items() if k.startswith("compile")}
-        self._compile_bound(params, keys["test_iwae"], test.images)
-        progress = Progress(
-            test.num_examples, unit="example", description=f"{description} (K={self.k})"
-        )
-        started = time.perf_counter()
+        if not self.test_nll.compiled:
+            with self._timed("compile_test_nll_bound"):
+                self.test_nll.compile(params, keys["test_iwae"])
+        num_examples = self.dataset.test.num_examples
+        progress = Progress(num_examples, unit="example", description=f"{description} (K={self.k})")
         try:
-            iwae = per_example.evaluate_examples(
-                self._iwae, params, keys["test_iwae"], test.images, self.batch,
-                on_batch=progress.update,
-            )  # fmt: skip
+            with self._timed("test_nll_bound"):
+                test_nll = self.test_nll.run(params, keys["test_iwae"], on_batch=progress.update)
         finally:
             progress.close()
-        self.timings["test_nll_bound"] = time.perf_counter() - started
-        started = time.perf_counter()
-        elbo = per_example.evaluate_examples(
-            self._elbo, params, keys["test_elbo"], test.images, self.batch
+        with self._timed("test_elbo"):
+            test_elbo, kl_per_dim = self.test_elbo.run(params, keys["test_elbo"])
+        with self._timed("latent_diagnostics"):
+            latent, layers = self.latents.run(
+                params, keys["mutual_information"], kl_per_dim=kl_per_dim
+            )
+        return report_schema.measured_part(
+            num_examples=num_examples,
+            compute_dtype=self.compute_dtype,
+            num_importance_samples=self.k,
+            importance_chunk_size=self.chunk,
+            seed=seed,
+            purposes=keys,
+            test_nll=test_nll,
+            test_elbo=test_elbo,
+            latent=latent,
+            layers=layers,
+            data=report_schema.data_part(self.dataset),
         )
-        self.timings["test_elbo"] = time.perf_counter() - started
-        started = time.perf_counter()
-        means, log_scales = diagnostics.posterior_parameters(
-            vae, params, test.images, dataset.preprocessing, self.batch
-        )
-        activity, active = diagnostics.active_units(means)
-        mutual_information = diagnostics.mutual_information(
-            keys["mutual_information"], means, log_scales
-        )
-        self.timings["latent_diagnostics"] = time.perf_counter() - started
-        return {
-            "split": "test",
-            "num_examples": test.num_examples,
-            "compute_dtype": self.config.evaluation.compute_dtype,
-            "num_importance_samples": self.k,
-            "importance_chunk_size": self.chunk,
-            "keys": {
-                "seed": int(seed),
-                "derivation": "fold_in(fold_in(eval_stream, purpose_id), example_index)",
-                "purpose_ids": {p: rng.EVAL_PURPOSE_IDS[p] for p in keys},
-            },
-            "test_nll": _nll_summary(iwae, vae, dataset),
-            "test_elbo": _elbo_summary(
-                elbo, self.config.evaluation.num_elbo_samples, model.evaluation_kl(vae)
-            ),
-            "latent": {
-                "dimensions": vae.latent_dim,
-                "active_units": int(active.sum()),
-                "activity_threshold": diagnostics.ACTIVITY_THRESHOLD,
-                "activity": activity.tolist(),
-                # Against N(0, 1); a learned prior or a flow has no KL per dimension.
-                "kl_per_dim": (
-                    diagnostics.kl_per_dimension(means, log_scales).tolist()
-                    if model.evaluation_kl(vae) == "analytic"
-                    else None
-                ),
-                # Active units and I(x;z) describe this Gaussian.
-                "posterior_described": vae.posterior_described,
-                "mutual_information_nats": mutual_information,
-                "mutual_information_upper_bound_log_n": float(np.log(test.num_examples)),
-                # At its ceiling: the number measures the test set's size, not the code.
-                "mutual_information_saturated": diagnostics.mutual_information_saturated(
-                    mutual_information, test.num_examples
-                ),
-                "mutual_information_saturated_rule": (
-                    f"log N - I < {diagnostics.SATURATION_GAP_NATS:g} nats"
-                ),
-            },
-            "layers": _layer_summaries(vae, active, elbo["kl_per_dim"]),
-            "data": {
-                "dataset": dataset.name,
-                "protocol": dataset.record["protocol"],
-                "fingerprint_sha256": dataset.record["fingerprint_sha256"],
-            },
-        }
 
     def figures(self, params, seed: int, workdir: Path, out_dir: Path | None = None) -> list[str]:
         """The figures of the run in ``workdir``, with keys from its ``eval`` stream, in
         ``<out_dir>/figures`` (default: the workdir's)."""
-        started = time.perf_counter()
-        paths = self._figures(params, seed, Path(workdir), Path(out_dir or workdir))
-        self.timings["figures"] = time.perf_counter() - started
-        return paths
-
-    def _figures(self, params, seed: int, workdir: Path, out_dir: Path) -> list[str]:
-        vae, dataset, config = self.vae, self.dataset, self.config
-        folder = out_dir / files.FIGURES_DIR
-        test = dataset.test
-        key = rng.eval_key(rng.make_streams(seed).eval, "figures")
-        keys = jax.random.split(key, 2)
-        count = min(config.evaluation.num_figure_examples, test.num_examples)
-        x = dataset.preprocessing.eval_input(test.images[:count])
-        num_bins = config.model.num_bins
-        paths = [
-            figures.reconstructions(vae, params, keys[0], x, folder / "reconstructions.png",
-                                    num_bins=num_bins),
-            figures.generations(vae, params, keys[1], folder / "generations.png",
-                                num_bins=num_bins),
-            figures.training_curves(read_metrics(workdir), folder / "training_curves.png"),
-        ]  # fmt: skip
-        if test.num_examples >= 2:
-            x_pair = dataset.preprocessing.eval_input(test.images[:2])
-            paths.append(figures.interpolation(vae, params, x_pair, folder / "interpolation.png",
-                                               num_bins=num_bins))  # fmt: skip
-        if vae.latent_dim == 2 and len(vae.latent_layers) == 1:
-            means, _ = diagnostics.posterior_parameters(
-                vae, params, test.images, dataset.preprocessing, self.batch
+        with self._timed("figures"):
+            return self.plots.run(
+                params,
+                rng.eval_key(rng.make_streams(seed).eval, "figures"),
+                records=read_metrics(Path(workdir)),
+                folder=Path(out_dir or workdir) / files.FIGURES_DIR,
             )
-            paths.append(figures.latent_manifold(vae, params, folder / "latent_manifold.png",
-                                                 num_bins=num_bins))  # fmt: skip
-            paths.append(figures.latent_scatter(means, np.asarray(test.labels),
-                                                folder / "latent_scatter.png"))  # fmt: skip
-        logging.info("figures in %s", folder)
-        return [str(p) for p in paths]
 
 
 def _default(value, default):
@@ -336,15 +261,17 @@ def evaluate_and_report(
     out_dir = Path(out_dir or workdir)
     started = time.perf_counter()
     seed = int(record["seed"])
-    result = {"checkpoint": {"step": int(state.step), "epoch": int(record["epoch"])}}
+    result = report_schema.checkpoint_part(step=int(state.step), epoch=int(record["epoch"]))
     result.update(evaluator.evaluate(state.params, seed))
     for name, evaluate_section in (sections or {}).items():
         result[name] = evaluate_section(state.params, seed)
     try:
-        if make_figures:
-            result["figures"] = evaluator.figures(state.params, seed, workdir, out_dir)
-        result["seconds"] = time.perf_counter() - started
-        result["timings_seconds"] = dict(evaluator.timings)
+        paths = evaluator.figures(state.params, seed, workdir, out_dir) if make_figures else None
+        result.update(
+            report_schema.closing_part(
+                figures=paths, seconds=time.perf_counter() - started, timings=evaluator.timings
+            )
+        )
         report_files.write_evaluation(
             out_dir, result, quiet=quiet, rebuild=lambda: _training_summary(workdir, state)
         )
@@ -374,45 +301,8 @@ def _training_summary(workdir: Path, state) -> dict:
     return report
 
 
-def _layer_summaries(vae, active: np.ndarray, kl_per_dim: np.ndarray) -> list[dict] | None:
-    """Per stochastic layer (``z_1`` first): its size, active units and test KL
-    ``E[log q(z_l|.) - log p(z_l|z_{l+1})]``; None for one layer."""
-    if len(vae.latent_layers) == 1:
-        return None
-    layer_active = hierarchy.layer_sums(active.astype(np.int64), vae.latent_layers)
-    layer_kl = hierarchy.layer_sums(np.asarray(kl_per_dim, np.float64), vae.latent_layers)
-    return [
-        {
-            "layer": i + 1,
-            "dimensions": size,
-            "active_units": int(count),
-            "kl": float(np.mean(kl, dtype=np.float64)),
-        }
-        for i, (size, count, kl) in enumerate(
-            zip(vae.latent_layers, layer_active, layer_kl, strict=True)
-        )
-    ]
-
-
+# Kept for their callers; the sections are spelled in ``report_schema``.
 def _nll_summary(iwae: np.ndarray, vae, dataset) -> dict:
-    bound, standard_error = bounds.mean_and_standard_error(iwae)
-    summary = {
-        "nats": -bound,
-        "standard_error": standard_error,
-        "estimator": "importance-weighted bound (Burda et al. 2015), an upper bound on -log p(x)",
-    }
-    if vae.likelihood in DISCRETE_LIKELIHOODS:
-        summary["bits_per_dim"] = bounds.bits_per_dim(-bound, int(np.prod(dataset.image_shape)))
-    return summary
-
-
-def _elbo_summary(elbo: dict, num_samples: int, kl_estimator: str) -> dict:
-    value, standard_error = bounds.mean_and_standard_error(elbo["elbo"])
-    return {
-        "elbo": value,
-        "standard_error": standard_error,
-        "log_likelihood": float(np.mean(elbo["log_likelihood"], dtype=np.float64)),
-        "kl": float(np.mean(elbo["kl"], dtype=np.float64)),
-        "num_samples": int(num_samples),
-        "kl_estimator": kl_estimator,
-    }
+    return report_schema.nll_section(
+        iwae, likelihood=vae.likelihood, image_shape=dataset.image_shape
+    )

@@ -55,11 +55,16 @@ def _show(ax, image, title=None):
         ax.set_title(title, fontsize=10)
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
+    """Writes ``fig`` to ``path`` (its folder made) at the project's resolution, closes it
+    and returns the path: every figure of the project goes through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+_save = save  # the name its older callers use
 
 
 # Compiled once per model (``vae`` is static), then reused across runs of a sweep.

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vae_jax.evaluation import ais_evaluation
-from vae_jax.rundir import files
+from vae_jax.run import files
 
 
 def _format(value, digits=3) -> str:

@@ -1,18 +1,25 @@
 """The sweep table: every metric per seed, with mean, standard deviation and a 95%
-interval over seeds (Student's t), as JSON and markdown; and the per-seed curves."""
+interval over seeds (Student's t), as JSON and markdown; and the per-seed curves.
+
+This module reads the seeds' runs and writes the table's files; the numbers are
+``vae_jax.sweep.statistics``'s, the page ``vae_jax.sweep.markdown``'s and the figure
+``vae_jax.sweep.plots``'s (the grid's table uses the same three).
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
-from vae_jax.evaluation import figures
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import TIMING_PREFIX, read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import TIMING_PREFIX
+from vae_jax.sweep import markdown as markdown_pages
+from vae_jax.sweep import plots, statistics
 from vae_jax.sweep.seeds import seed_workdir
+
+# Kept under their older names here (their callers import them from this module).
+summarize = statistics.summarize
+markdown = markdown_pages.seed_table
+curves_figure = plots.seed_curves
 
 # Evaluation numbers that go into the table, by their path in report.json.
 EVALUATION_METRICS = {
@@ -60,69 +67,22 @@ def seed_metrics(seed_dir: Path) -> dict[str, float]:
     return values
 
 
-def summarize(values: list[float]) -> dict[str, float]:
-    """Mean, standard deviation (ddof=1) and the 95% t-interval of the mean."""
-    array = np.asarray(values, np.float64)
-    n = array.size
-    mean = float(array.mean())
-    if n < 2:
-        return {"mean": mean, "std": float("nan"), "ci95_low": float("nan"),
-                "ci95_high": float("nan"), "n": n}  # fmt: skip
-    std = float(array.std(ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
-    return {"mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
-
-
 def build_table(workdir: Path, seeds: list[int]) -> dict:
     """Every metric of the seeds that are done; the others listed under ``missing``
     with why (``seed_status``)."""
     status = {seed: seed_status(seed_workdir(workdir, seed)) for seed in seeds}
     per_seed = {s: seed_metrics(seed_workdir(workdir, s)) for s in seeds if status[s] is None}
-    names = sorted(set().union(*(m.keys() for m in per_seed.values())))
     return {
         "seeds": seeds,
         "missing": [{"seed": s, "why": why} for s, why in status.items() if why],
-        "metrics": {
-            name: {
-                "per_seed": {str(s): per_seed.get(s, {}).get(name) for s in seeds},
-                **summarize([m[name] for m in per_seed.values() if name in m]),
-            }
-            for name in names
-        },
+        "metrics": statistics.metric_rows(per_seed, seeds),
     }
-
-
-def markdown(table: dict) -> str:
-    seeds = table["seeds"]
-    header = (
-        "| metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std | 95% interval |"
-    )
-    lines = ["# Sweep", "", header, "|" + "---|" * (len(seeds) + 4)]
-    for name, row in table["metrics"].items():
-        cells = [_cell(row["per_seed"][str(s)]) for s in seeds]
-        interval = f"[{_cell(row['ci95_low'])}, {_cell(row['ci95_high'])}]"
-        lines.append(
-            f"| {name} | " + " | ".join(cells)
-            + f" | {_cell(row['mean'])} | {_cell(row['std'])} | {interval} |"
-        )  # fmt: skip
-    lines += ["", "std: sample standard deviation over seeds; 95% interval: Student's t.", ""]
-    if table.get("missing"):
-        lines += ["## Missing", ""]
-        lines += [f"- seed {m['seed']}: {m['why']}" for m in table["missing"]]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.4g}"
 
 
 def write_table(workdir: Path, seeds: list[int]) -> dict:
     table = build_table(workdir, seeds)
     files.write_json(Path(workdir) / files.SWEEP_TABLE_JSON, table)
-    files.write_text(Path(workdir) / files.SWEEP_TABLE_MARKDOWN, markdown(table))
+    files.write_text(Path(workdir) / files.SWEEP_TABLE_MARKDOWN, markdown_pages.seed_table(table))
     return table
 
 
@@ -135,28 +95,3 @@ def print_table(table: dict) -> None:
                   f"95% {interval} over {row['n']} seeds")  # fmt: skip
     for missing in table.get("missing", []):
         print(f"missing seed {missing['seed']}: {missing['why']}")
-
-
-def curves_figure(workdir: Path, seeds: list[int]) -> Path:
-    """Per-seed ELBO, log-likelihood and KL curves (train solid, validation dashed)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    colours = plt.cm.viridis(np.linspace(0, 0.9, len(seeds)))
-    for seed, colour in zip(seeds, colours, strict=True):
-        records = read_metrics(seed_workdir(workdir, seed))  # a failed seed: up to its stop
-        for ax, name in zip(axes, ("elbo", "log_likelihood", "kl"), strict=True):
-            for split, style in (("train", "-"), ("validation", "--")):
-                key = f"{split}/{name}"
-                points = [(r["epoch"], r[key]) for r in records if key in r]
-                if points:
-                    label = f"seed {seed}" if split == "train" and name == "elbo" else None
-                    ax.plot(*zip(*points, strict=True), style, color=colour, label=label)
-    for ax, title in zip(axes, ("ELBO", "E_q log p(x|z)", "KL"), strict=True):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{len(seeds)} seeds: train (solid) and validation (dashed)", fontsize=10)
-    fig.tight_layout()
-    return figures._save(fig, Path(workdir) / files.FIGURES_DIR / files.SWEEP_CURVES_FIGURE)

@@ -24,12 +24,12 @@ import json
 import os
 from pathlib import Path
 
-from vae_jax import config_checks, hyperparameters, runtime
+from vae_jax import config_checks, hyperparameters
 from vae_jax.data import load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
-from vae_jax.rundir import files
-from vae_jax.rundir.lock import WorkdirLock
+from vae_jax.run import files, runtime
+from vae_jax.run.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, grid, grid_table, runner
 from vae_jax.sweep.seeds import seed_workdir

@@ -23,20 +23,19 @@ from typing import Any, NamedTuple
 import jax
 from absl import logging
 
-from vae_jax import adapter, config_checks, hyperparameters, manifest, runtime
+from vae_jax import adapter, config_checks, hyperparameters
 from vae_jax.core import rng
 from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
 from vae_jax.evaluation.validation import make_validation
-from vae_jax.rundir import files, loading
-from vae_jax.rundir.lock import WorkdirLock
+from vae_jax.run import files, loading, manifest, runtime
+from vae_jax.run.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, strategies
 from vae_jax.sweep.seeds import seed_config, seed_workdir
-from vae_jax.train_state import create_train_state
 from vae_jax.training import fit, resume, warmups
-from vae_jax.training.trainer import epoch_with_traced_hyperparameters, trainer_from_config
+from vae_jax.training.program import build_program
 
 
 class Member(NamedTuple):
@@ -223,16 +222,16 @@ def resolve_strategy(strategy: str, num_runs: int) -> tuple[str, str]:
     )  # fmt: skip
 
 
-def _restore_common_epoch(runs, trainer, streams) -> tuple[list, int]:
+def _restore_common_epoch(runs, program, streams) -> tuple[list, int]:
     """Every run restored at the newest epoch all of them have a checkpoint of (reading
     only: every run's checkpoint restores before any run's files are written)."""
-    initial = [create_train_state(trainer.vae, trainer.optimizer, s.init) for s in streams]
+    initial = [program.initial_state(s.init) for s in streams]
     restored = [run.restore(state) for run, state in zip(runs, initial, strict=True)]
     common = min(epoch for _, epoch in restored)
     states = []
     for run, state0, (state, epoch) in zip(runs, initial, restored, strict=True):
         if epoch != common:  # a kill between the runs' saves: step back to the common epoch
-            state, _ = run.restore(state0, epoch=common, steps_per_epoch=trainer.steps_per_epoch)
+            state, _ = run.restore(state0, epoch=common, steps_per_epoch=program.steps_per_epoch)
         states.append(state)
     return states, common
 
@@ -256,12 +255,14 @@ def train_group(
     """Trains (or resumes) runs whose configs compile to one program
     (``hyperparameters.structure_key`` equal; ``config`` is any of them), each with its
     seed's streams and its own traced hyperparameters, with the resolved ``strategy``."""
-    trainer_args = (
-        config, dataset.image_shape, dataset.preprocessing, dataset.train.num_examples
-    )  # fmt: skip
-    trainer = trainer_from_config(*trainer_args)
+    program = build_program(
+        config,
+        image_shape=dataset.image_shape,
+        preprocessing=dataset.preprocessing,
+        num_train_examples=dataset.train.num_examples,
+    )
     validation = make_validation(
-        trainer.vae,
+        program.vae,
         dataset,
         num_samples=config.training.validation_num_samples,
         batch_size=config.training.eval_batch_size,
@@ -271,7 +272,7 @@ def train_group(
         resume.open_run(m.workdir, m.config, dataset.record, label=m.label) for m in members
     ]  # fmt: skip
     try:
-        states, start_epoch = _restore_common_epoch(runs, trainer, streams)
+        states, start_epoch = _restore_common_epoch(runs, program, streams)
         _start_runs(runs, members, states, start_epoch, dataset.record)
         for member in members:
             for line in warmups.warmup_warnings(member.config, dataset.train.num_examples):
@@ -283,12 +284,12 @@ def train_group(
             len(members),
         )
         images = dataset.train.images
-        epoch_program, compile_seconds = fit.compile_epoch(
-            strategies.multi_run_epoch(epoch_with_traced_hyperparameters(*trainer_args), strategy),
+        epoch_program, compile_seconds = program.compile(
             stacked,
             stacked_streams,
             images,
             stacked_traced,
+            epoch_fn=strategies.multi_run_epoch(program.train_epoch, strategy),
         )
         result = fit.fit(
             epoch_program,
@@ -308,7 +309,7 @@ def train_group(
             for i, run in enumerate(runs):
                 if i not in result.failed:
                     fit.write_final_report(
-                        run, trainer.vae, dataset.record, result.train_seconds, compile_seconds
+                        run, program.vae, dataset.record, result.train_seconds, compile_seconds
                     )
     finally:
         for run in runs:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vae_jax import parallel
 from vae_jax.errors import ConfigError
+from vae_jax.run import parallel
 
 STRATEGIES = ("auto", "map", "vmap", "shard")
 

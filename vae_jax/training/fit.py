@@ -26,10 +26,10 @@ from absl import logging
 
 from vae_jax.core import networks
 from vae_jax.errors import NonFiniteError
-from vae_jax.progress import Progress
-from vae_jax.rundir.directory import RunDirectory
-from vae_jax.rundir.metrics_log import read_metrics
-from vae_jax.rundir.reports import final_report
+from vae_jax.run.directory import RunDirectory
+from vae_jax.run.metrics_log import read_metrics
+from vae_jax.run.progress import Progress
+from vae_jax.run.reports import final_report
 from vae_jax.train_state import param_norm
 from vae_jax.training import summaries
 from vae_jax.training.early_stopping import IMPROVED, STOP, WAITING, EarlyStopping

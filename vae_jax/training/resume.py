@@ -15,10 +15,9 @@ from pathlib import Path
 
 from absl import logging
 
-from vae_jax import manifest
 from vae_jax.errors import ConfigError
-from vae_jax.rundir import files
-from vae_jax.rundir.directory import RunDirectory
+from vae_jax.run import files, manifest
+from vae_jax.run.directory import RunDirectory
 
 # Fields that may differ on resume (prefixes end with '.').
 MAY_CHANGE = (

@@ -1,4 +1,9 @@
-"""The pieces of training: model, objective, optimizer, the pure step and the epoch."""
+"""The pieces of training: model, objective, optimizer, the pure step and the epoch.
+
+``trainer_of`` makes them from a config and the hyperparameters' values (numbers, or the
+traced pytree inside the epoch): the one place ``vae_jax.training.program`` and the older
+``trainer_from_config`` and ``epoch_with_traced_hyperparameters`` get them from.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +57,32 @@ def make_trainer(
     return Trainer(vae, optimizer, schedule, train_step, train_epoch, steps_per_epoch)
 
 
+def trainer_of(
+    config,
+    vae: model.VAE,
+    preprocessing: Preprocessing,
+    num_train_examples: int,
+    batch_sharding=None,
+    values: dict | None = None,
+) -> Trainer:
+    """The trainer of ``config`` for ``vae``, with the hyperparameters ``values`` (traced
+    scalars by field name, ``vae_jax.hyperparameters.traced_values``; None: the config's
+    numbers, baked in). The switches that are on are the config's."""
+    optimizer, schedule = adapter.optimizer_from_config(
+        config, adapter.total_steps(config, num_train_examples), values
+    )
+    return make_trainer(
+        vae=vae,
+        objective=adapter.objective_from_config(vae, config, values, num_train_examples),
+        optimizer=optimizer,
+        schedule=schedule,
+        preprocessing=preprocessing,
+        num_train_examples=num_train_examples,
+        batch_size=config.training.batch_size,
+        batch_sharding=batch_sharding,
+    )
+
+
 def trainer_from_config(
     config,
     image_shape: tuple[int, int, int],
@@ -63,19 +94,7 @@ def trainer_from_config(
     """The trainer a config describes (through ``vae_jax.adapter``); the fields in
     ``traced`` (``vae_jax.hyperparameters.traced_values``) are taken from there."""
     vae = adapter.vae_from_config(config, image_shape)
-    optimizer, schedule = adapter.optimizer_from_config(
-        config, adapter.total_steps(config, num_train_examples), traced
-    )
-    return make_trainer(
-        vae=vae,
-        objective=adapter.objective_from_config(vae, config, traced, num_train_examples),
-        optimizer=optimizer,
-        schedule=schedule,
-        preprocessing=preprocessing,
-        num_train_examples=num_train_examples,
-        batch_size=config.training.batch_size,
-        batch_sharding=batch_sharding,
-    )
+    return trainer_of(config, vae, preprocessing, num_train_examples, batch_sharding, traced)
 
 
 def epoch_with_traced_hyperparameters(
@@ -85,15 +104,12 @@ def epoch_with_traced_hyperparameters(
     num_train_examples: int,
     batch_sharding=None,
 ):
-    """``train_epoch(state, streams, images, epoch, traced)``: the epoch of the config's
-    trainer, built inside the trace with the hyperparameters of ``traced``
-    (``hyperparameters.traced_values``) as inputs. Every run compiles this, so runs that
-    differ only in those values (a grid's cells) share one program and its arithmetic."""
+    """``train_epoch(state, streams, images, epoch, traced)``: the epoch of
+    ``vae_jax.training.program.build_program``, its hyperparameters taken at call time."""
+    vae = adapter.vae_from_config(config, image_shape)
 
     def train_epoch(state, streams, images, epoch, traced):
-        trainer = trainer_from_config(
-            config, image_shape, preprocessing, num_train_examples, batch_sharding, traced
-        )
+        trainer = trainer_of(config, vae, preprocessing, num_train_examples, batch_sharding, traced)
         return trainer.train_epoch(state, streams, images, epoch)
 
     return train_epoch

@@ -1,0 +1,1 @@
+"""Tests of ``vae_jax/core/``: keys, draws, distributions, precision, networks."""

@@ -1,0 +1,1 @@
+"""Tests of ``experiments/``: the randomness study, the results table, the reproductions."""

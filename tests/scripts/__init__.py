@@ -1,0 +1,1 @@
+"""Tests of ``scripts/``: data preparation, benchmarks, the accelerator check."""

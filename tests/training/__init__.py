@@ -1,0 +1,1 @@
+"""Tests of ``vae_jax/training/``: the step, summaries, resume, warm-ups, early stopping."""
