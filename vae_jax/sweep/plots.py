@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from vae_jax.evaluation import figures
-from vae_jax.rundir import files
-from vae_jax.rundir.metrics_log import read_metrics
+from vae_jax.run import files
+from vae_jax.run.metrics_log import read_metrics
 from vae_jax.sweep import statistics
 from vae_jax.sweep.grid import cell_workdir
 from vae_jax.sweep.markdown import value_text
