@@ -156,6 +156,7 @@ RANGE_ROWS = [
             "keep_checkpoints",
             "eval_batch_size",
             "validation_num_samples",
+            "epoch_unroll",
         )
         for row in _int_at_least(f"training.{field}", 1)
     ),

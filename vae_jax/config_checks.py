@@ -186,6 +186,7 @@ def _check_training(t):
         "keep_checkpoints",
         "eval_batch_size",
         "validation_num_samples",
+        "epoch_unroll",
     ):
         _at_least(t[field], 1, f"training.{field}")
     _at_least(t.early_stopping_patience, 0, "training.early_stopping_patience")

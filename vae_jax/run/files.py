@@ -213,6 +213,9 @@ ADDED_CONFIG_FIELDS = {
     # The mixture priors' log-density layout (issue 27): version 1 is how every run
     # computed it before the field existed.
     "model.mixture_density_version": 1,
+    # Steps per iteration of the epoch's compiled loop (issue 32): every run before the
+    # field existed ran one.
+    "training.epoch_unroll": 1,
 }
 
 

@@ -57,11 +57,14 @@ def make_train_epoch(
     num_examples: int,
     batch_size: int,
     batch_sharding=None,
+    unroll: int = 1,
 ):
     """``train_epoch(state, streams, images, epoch) -> (state, per-step metrics)``.
 
     ``images`` are the stored uint8 training images on the device; ``batch_sharding``
-    (optional) places each gathered batch on a device mesh (data parallelism).
+    (optional) places each gathered batch on a device mesh (data parallelism). ``unroll``
+    (``training.epoch_unroll``) steps run per iteration of the compiled loop: the same
+    steps and keys, fused differently, so float rounding may differ between values.
     """
 
     def train_epoch(state: TrainState, streams: rng.Streams, images: jax.Array, epoch):
@@ -76,6 +79,6 @@ def make_train_epoch(
             x = preprocessing.train_input(stored, rng.step_key(streams.binarize, state.step))
             return train_step(state, Batch(x, mask), rng.step_key(streams.latent, state.step))
 
-        return jax.lax.scan(body, state, order)
+        return jax.lax.scan(body, state, order, unroll=unroll)
 
     return train_epoch

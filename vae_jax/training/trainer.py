@@ -36,6 +36,7 @@ def make_trainer(
     num_train_examples: int,
     batch_size: int,
     batch_sharding=None,
+    epoch_unroll: int = 1,
 ) -> Trainer:
     """The step and the epoch of a model trained with ``objective`` and ``optimizer``.
 
@@ -48,10 +49,16 @@ def make_trainer(
       num_train_examples: examples in one epoch.
       batch_size: examples per step; the last batch of an epoch is masked.
       batch_sharding: optional placement of each batch on a device mesh.
+      epoch_unroll: training steps per iteration of the epoch's compiled loop.
     """
     train_step = step_lib.make_train_step(objective, optimizer, schedule)
     train_epoch = step_lib.make_train_epoch(
-        train_step, preprocessing, num_train_examples, batch_size, batch_sharding=batch_sharding
+        train_step,
+        preprocessing,
+        num_train_examples,
+        batch_size,
+        batch_sharding=batch_sharding,
+        unroll=epoch_unroll,
     )
     steps_per_epoch = batching.num_batches(num_train_examples, batch_size)
     return Trainer(vae, optimizer, schedule, train_step, train_epoch, steps_per_epoch)
@@ -80,6 +87,7 @@ def trainer_of(
         num_train_examples=num_train_examples,
         batch_size=config.training.batch_size,
         batch_sharding=batch_sharding,
+        epoch_unroll=config.training.epoch_unroll,
     )
 
 
