@@ -2,12 +2,13 @@
 
 Order of work: check the config (and the dataset's metadata) and, if the workdir holds a
 run, that the config may resume it -- all before anything is written; load the data;
-take the workdir's lock (one process owns a workdir); build the program
-(``vae_jax.training.program``) and the validation evaluator; restore the newest valid
-checkpoint (reading only: a run that cannot be resumed is refused with nothing changed);
-write ``config.json`` and ``manifest.json``; compile the epoch; then the one training loop
-(``vae_jax.training.fit``), data parallel over ``runtime.num_devices``; ``report.json``
-holds the final metrics.
+take the workdir's lock (one process owns a workdir); then train it as a sweep's group of
+one (``vae_jax.sweep.group.train_group`` with ``strategies.SINGLE``: no run axis, so the
+compiled epoch is the single-run epoch), data parallel over ``runtime.num_devices``: it
+restores the newest valid checkpoint (reading only: a run that cannot be resumed is
+refused with nothing changed), writes ``config.json`` and ``manifest.json``, compiles the
+epoch and runs the one training loop (``vae_jax.training.fit``); a non-finite value
+stops it (``NonFiniteError``). ``report.json`` holds the final metrics.
 """
 
 from __future__ import annotations
@@ -16,18 +17,15 @@ import contextlib
 from pathlib import Path
 
 import jax
-from absl import logging
 
 from vae_jax import config_checks
-from vae_jax.core import rng
 from vae_jax.data import load_dataset
-from vae_jax.evaluation.validation import make_validation
 from vae_jax.run import files, parallel, runtime
 from vae_jax.run.lock import ownership
-from vae_jax.run.metrics_log import read_metrics
-from vae_jax.training import fit, resume, warmups
-from vae_jax.training.early_stopping import EarlyStopping
-from vae_jax.training.program import build_program
+from vae_jax.sweep import strategies
+from vae_jax.sweep.group import Member, train_group
+from vae_jax.sweep.group import early_stopping_of as early_stopping_of  # its old path
+from vae_jax.training import resume
 
 
 def check_before_start(config):
@@ -76,78 +74,24 @@ def train_and_evaluate(
 
 
 def _train(config, dataset, workdir: Path, mesh, stop_after_epoch, allow_change, announce) -> dict:
-    data_parallel = mesh.devices.size > 1
-    program = build_program(
+    trained = train_group(
         config,
-        image_shape=dataset.image_shape,
-        preprocessing=dataset.preprocessing,
-        num_train_examples=dataset.train.num_examples,
-        batch_sharding=parallel.sharded_along(mesh, parallel.DATA_AXIS) if data_parallel else None,
-    )
-    validation = make_validation(
-        program.vae,
         dataset,
-        num_samples=config.training.validation_num_samples,
-        batch_size=config.training.eval_batch_size,
+        [Member(config, workdir, label="")],
+        strategies.SINGLE,
+        mesh=mesh,
+        primary=parallel.is_primary(),
+        isolate_failures=False,  # no other run to go on: a non-finite value stops it
+        stop_after_epoch=stop_after_epoch,
+        allow_change=allow_change,
+        announce=announce,
     )
-    streams = rng.make_streams(config.seed)
-    for line in warmups.warmup_warnings(config, dataset.train.num_examples):
-        logging.warning("%s", line)
-    run = resume.open_run(workdir, config, dataset.record, primary=parallel.is_primary())
-    try:
-        initial = program.initial_state(streams.init)
-        images = dataset.train.images
-        if data_parallel:
-            initial = parallel.put_tree(initial, parallel.replicated(mesh))
-            images = parallel.put(images, parallel.replicated(mesh))
-        state, start_epoch = run.restore(initial)  # only reads: a refusal changes nothing
-        resume.start_run(
-            run,
-            config,
-            dataset.record,
-            start_epoch=start_epoch,
-            start_step=int(state.step),
-            allow_change=allow_change,
-        )
-        epoch_program, compile_seconds = program.compile(
-            state, streams, images, program.hyperparameters
-        )
-        logging.info("compiled the training epoch in %.1f s", compile_seconds)
-        stopping = early_stopping_of(run, config, start_epoch)
-        result = fit.fit(
-            epoch_program,
-            state,
-            streams,
-            images,
-            [run],
-            validate=lambda params, _: validation(params, streams.eval),
-            start_epoch=start_epoch,
-            num_epochs=config.training.num_epochs,
-            checkpoint_every_epochs=config.training.checkpoint_every_epochs,
-            stop_after_epoch=stop_after_epoch,
-            announce=announce,
-            early_stopping=[stopping],
-        )
-        if result.status != "complete":
-            return {"status": result.status, "epochs_completed": result.epochs_completed}
-        final = fit.write_final_report(
-            run, program.vae, dataset.record, result.train_seconds, compile_seconds, stopping
-        )
-    finally:
-        run.close()
+    if trained.status != "complete":
+        return {"status": trained.status, "epochs_completed": trained.epochs_completed}
+    (final,) = trained.reports
     if announce:
         _print_summary(workdir, final)
     return final
-
-
-def early_stopping_of(run, config, start_epoch: int) -> EarlyStopping:
-    """The run's early-stopping count, replayed from its records up to ``start_epoch``."""
-    records = [r for r in read_metrics(run.path) if r.get("epoch", 0) <= start_epoch]
-    return EarlyStopping.replay(
-        records,
-        patience=config.training.early_stopping_patience,
-        kl_warmup_epochs=config.objective.kl_warmup_epochs,
-    )
 
 
 def _print_summary(workdir: Path, final: dict) -> None:

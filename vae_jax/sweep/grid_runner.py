@@ -3,7 +3,7 @@
 The cells (``vae_jax.sweep.grid``) are split into groups whose configs compile to the same
 training program (``hyperparameters.structure_key``): in a group, the traced fields (beta,
 learning rate, free bits, warm-up, Adam's b1/b2/eps, clipping) and the seed are inputs of
-one compiled epoch over all its cells and seeds (``runner.train_group``); each group that
+one compiled epoch over all its cells and seeds (``group.train_group``); each group that
 changes a shape is compiled once. ``<workdir>/<cell>/seed_<s>/`` is a single run of the
 cell's config with seed ``s``.
 

@@ -12,48 +12,31 @@ epoch are not trained again, runs evaluated at their final step with this K are 
 evaluated again (their figures stay as they are), and runs recorded as failed (a
 non-finite value stopped them while the others went on) are left as they are unless
 ``retry_failed`` asks to resume them from their last good checkpoint.
+
+Training goes through ``vae_jax.sweep.group.train_group``, the path a single run takes as
+a group of one; this module decides what is left to do and evaluates.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-from absl import logging
 
-from vae_jax import adapter, config_checks, hyperparameters
-from vae_jax.core import rng
+from vae_jax import adapter, config_checks
 from vae_jax.data import Dataset, load_dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
-from vae_jax.evaluation.validation import make_validation
 from vae_jax.run import files, loading, manifest, runtime
 from vae_jax.run.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
 from vae_jax.sweep import aggregate, strategies
+from vae_jax.sweep.group import Member, train_group
+from vae_jax.sweep.group import TrainedGroup as TrainedGroup  # its old path
 from vae_jax.sweep.seeds import seed_config, seed_workdir
-from vae_jax.training import fit, resume, warmups
-from vae_jax.training.program import build_program
-
-
-class Member(NamedTuple):
-    """One run trained by a sweep's program: a seed (of a cell)."""
-
-    config: Any  # the config of the single run it equals
-    workdir: Path
-    label: str  # "seed 3", "objective.beta=0.5, seed 3"
-
-
-class TrainedGroup(NamedTuple):
-    """What training one program's runs leaves for their evaluation."""
-
-    status: str  # "complete" or "stopped"
-    epochs_completed: int
-    states: Any  # final train states, stacked over runs
-    train_seconds: float
-    failed: dict  # label -> why (a non-finite value stopped it; the others went on)
+from vae_jax.training import resume
 
 
 def report_of(member: Member, *, set_aside: bool = True) -> dict | None:
@@ -220,104 +203,6 @@ def resolve_strategy(strategy: str, num_runs: int) -> tuple[str, str]:
         strategy, backend=jax.default_backend(), device_count=jax.device_count(),
         num_runs=num_runs,
     )  # fmt: skip
-
-
-def _restore_common_epoch(runs, program, streams) -> tuple[list, int]:
-    """Every run restored at the newest epoch all of them have a checkpoint of (reading
-    only: every run's checkpoint restores before any run's files are written)."""
-    initial = [program.initial_state(s.init) for s in streams]
-    restored = [run.restore(state) for run, state in zip(runs, initial, strict=True)]
-    common = min(epoch for _, epoch in restored)
-    states = []
-    for run, state0, (state, epoch) in zip(runs, initial, restored, strict=True):
-        if epoch != common:  # a kill between the runs' saves: step back to the common epoch
-            state, _ = run.restore(state0, epoch=common, steps_per_epoch=program.steps_per_epoch)
-        states.append(state)
-    return states, common
-
-
-def _start_runs(runs, members, states, start_epoch: int, data_record: dict) -> None:
-    """The start files and metrics logs of every run, once all restored; checkpoints
-    newer than the common epoch (a kill between the runs' saves) are set aside: they will
-    be written again, bit for bit."""
-    for run, member, state in zip(runs, members, states, strict=True):
-        resume.start_run(
-            run, member.config, data_record, start_epoch=start_epoch, start_step=int(state.step)
-        )
-        newer = [s for s in run.checkpoints.steps() if s > int(state.step)]
-        if newer:
-            run.checkpoints.set_aside(newer, files.SUPERSEDED_CHECKPOINT_DIR)
-
-
-def train_group(
-    config, dataset: Dataset, members: list[Member], strategy: str, description: str
-) -> TrainedGroup:
-    """Trains (or resumes) runs whose configs compile to one program
-    (``hyperparameters.structure_key`` equal; ``config`` is any of them), each with its
-    seed's streams and its own traced hyperparameters, with the resolved ``strategy``."""
-    program = build_program(
-        config,
-        image_shape=dataset.image_shape,
-        preprocessing=dataset.preprocessing,
-        num_train_examples=dataset.train.num_examples,
-    )
-    validation = make_validation(
-        program.vae,
-        dataset,
-        num_samples=config.training.validation_num_samples,
-        batch_size=config.training.eval_batch_size,
-    )
-    streams = [rng.make_streams(m.config.seed) for m in members]
-    runs = [
-        resume.open_run(m.workdir, m.config, dataset.record, label=m.label) for m in members
-    ]  # fmt: skip
-    try:
-        states, start_epoch = _restore_common_epoch(runs, program, streams)
-        _start_runs(runs, members, states, start_epoch, dataset.record)
-        for member in members:
-            for line in warmups.warmup_warnings(member.config, dataset.train.num_examples):
-                logging.warning("%s: %s", member.label, line)
-        traced = [hyperparameters.traced_values(m.config) for m in members]
-        stacked, stacked_streams, stacked_traced = strategies.place(
-            (strategies.stack(states), strategies.stack(streams), strategies.stack(traced)),
-            strategy,
-            len(members),
-        )
-        images = dataset.train.images
-        epoch_program, compile_seconds = program.compile(
-            stacked,
-            stacked_streams,
-            images,
-            stacked_traced,
-            epoch_fn=strategies.multi_run_epoch(program.train_epoch, strategy),
-        )
-        result = fit.fit(
-            epoch_program,
-            stacked,
-            stacked_streams,
-            images,
-            runs,
-            validate=lambda params, i: validation(params, streams[i].eval),
-            start_epoch=start_epoch,
-            num_epochs=config.training.num_epochs,
-            checkpoint_every_epochs=config.training.checkpoint_every_epochs,
-            run_view=strategies.take,
-            description=description,
-            isolate_failures=True,  # a diverging run stops alone; the others go on
-        )
-        if result.status == "complete":
-            for i, run in enumerate(runs):
-                if i not in result.failed:
-                    fit.write_final_report(
-                        run, program.vae, dataset.record, result.train_seconds, compile_seconds
-                    )
-    finally:
-        for run in runs:
-            run.close()
-    failures = {members[i].label: why for i, why in result.failed.items()}
-    return TrainedGroup(
-        result.status, result.epochs_completed, result.state, result.train_seconds, failures
-    )
 
 
 def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, reason) -> None:

@@ -14,6 +14,10 @@ backend.
   ``vmap``; on CPU ``map`` (measured faster there, and bit-identical to single runs). The
   rule depends only on the backend and the device count, so a resumed sweep on the same
   machine runs the same arithmetic.
+
+A single run is a group of one with ``SINGLE``, not a ``--strategy``: no run axis at all
+(``stack_runs``, ``run_view`` and ``multi_run_epoch`` are the identity), so its program is
+the single-run epoch itself.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import jax.numpy as jnp
 
 from vae_jax.errors import ConfigError
 from vae_jax.run import parallel
+from vae_jax.training.fit import single_run_view
 
-STRATEGIES = ("auto", "map", "vmap", "shard")
+STRATEGIES = ("auto", "map", "vmap", "shard")  # what --strategy may name
+SINGLE = "single"  # one run alone, without a run axis: ``train_and_evaluate``
 
 
 def stack(trees: list):
@@ -37,10 +43,26 @@ def take(tree, index: int):
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
+def stack_runs(trees: list, strategy: str):
+    """The runs' pytrees as the strategy's program takes them: stacked over a leading run
+    axis, or (``SINGLE``) the one run's own tree."""
+    if strategy == SINGLE:
+        (tree,) = trees
+        return tree
+    return stack(trees)
+
+
+def run_view(strategy: str):
+    """``run_view(tree, i)`` of ``fit``: run ``i``'s part of a tree of the program."""
+    return single_run_view if strategy == SINGLE else take
+
+
 def multi_run_epoch(train_epoch, strategy: str):
     """``sweep_epoch(states, streams, images, epoch, traced)`` over a leading run axis of
     states, streams and traced hyperparameters (seeds, or a grid's cells and seeds);
-    ``images`` and ``epoch`` are shared."""
+    ``images`` and ``epoch`` are shared; ``SINGLE``: ``train_epoch`` itself."""
+    if strategy == SINGLE:
+        return train_epoch
     if strategy == "map":
 
         def sweep_epoch(states, streams, images, epoch, traced):
@@ -62,7 +84,8 @@ def multi_run_epoch(train_epoch, strategy: str):
 
 
 def place(trees: tuple, strategy: str, num_runs: int) -> tuple:
-    """Puts pytrees stacked over runs where the strategy runs them."""
+    """Puts pytrees stacked over runs where the strategy runs them (``SINGLE``: where they
+    are; a data-parallel single run places its own, replicated)."""
     if strategy != "shard":
         return trees
     mesh = parallel.make_mesh(0, parallel.SEED_AXIS)
