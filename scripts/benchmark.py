@@ -42,7 +42,8 @@ Sections:
                     examples/s of each and ours / the example's (targets >= 1.1 in float32,
                     >= 1.4 in bfloat16); where our step's time goes (its products at the
                     matrix-product rate, the optimizer update, the binarization's random
-                    bits, the metrics). --flax_example_num_train sizes the epochs.
+                    bits, the metrics). --flax_example_num_train sizes the epochs;
+                    --epoch_unroll=2 times our epoch with training.epoch_unroll=2.
   reproduction      each reproduced row's training step (experiments/reproductions/rows.py,
                     --rows) against its floor: its products at the matrix-product rate, one
                     optimizer update and its binarization bits (target <= 1.3x).
@@ -124,6 +125,11 @@ _ROWS = flags.DEFINE_list(
 )
 _ROW_NUM_TRAIN = flags.DEFINE_integer(
     "row_num_train", 2000, "reproduction: synthetic images per timed epoch of each row."
+)
+_EPOCH_UNROLL = flags.DEFINE_integer(
+    "epoch_unroll",
+    None,
+    "training.epoch_unroll of our epoch in the flax_example section (default: the config's).",
 )
 _FLAX_EXAMPLE_NUM_TRAIN = flags.DEFINE_integer(
     "flax_example_num_train", NUM_TRAIN, "Synthetic images per epoch of the flax_example section."
@@ -486,11 +492,15 @@ def report_flax_example(rates: dict, repeats: int) -> dict:
         config.model.compute_dtype = dtype
         if hidden_sizes:
             config.model.hidden_sizes = hidden_sizes
+        if _EPOCH_UNROLL.value is not None:
+            config.training.epoch_unroll = _EPOCH_UNROLL.value
         r = bench_flax_example(config, _FLAX_EXAMPLE_NUM_TRAIN.value, rates[dtype], repeats)
         found[f"{model}_{dtype}"] = r
         ratio = r["ours_over_flax_example"]
+        r["epoch_unroll"] = config.training.epoch_unroll
         print(
-            f"against the Flax example ({r['model']}, {dtype}, batch {r['batch_size']}): ours "
+            f"against the Flax example ({r['model']}, {dtype}, batch {r['batch_size']}, "
+            f"epoch_unroll {config.training.epoch_unroll}): ours "
             f"{r['ours']['examples_per_second']:.0f} examples/s, the example's "
             f"{r['flax_example']['examples_per_second']:.0f}: {ratio:.2f} "
             f"{_verdict(ratio, f'over_flax_example_{dtype}')}"

@@ -75,18 +75,14 @@ def row_config(row: rows_lib.Row, seed: int, budget: Budget, data_dir: str | Non
 
 
 # Recorded protocol versions: a started run resumes with the ones it recorded.
-RECORDED_VERSIONS = (
-    "data.binarization_version",
-    "model.mixture_density_version",
-    "training.epoch_unroll",
-)
+RECORDED_VERSIONS = ("data.binarization_version", "model.mixture_density_version")
 
 
 def keep_recorded_versions(config, workdir: Path):
     """``config`` for the run in ``workdir``: a started run keeps the versions it recorded
-    (``RECORDED_VERSIONS``: the dynamic binarization's, the mixture prior density's and the
-    epoch loop's unroll; 1 if it started before the field existed), so a row trained with
-    version 1 resumes as it was; a new run takes the row's (2)."""
+    (``RECORDED_VERSIONS``: the dynamic binarization's and the mixture prior density's; 1
+    if it started before the field existed), so a row trained with version 1 resumes as it
+    was; a new run takes the row's (2)."""
     if files.run_started(workdir):
         recorded = files.read_config(workdir)
         for field in RECORDED_VERSIONS:

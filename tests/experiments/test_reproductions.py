@@ -125,8 +125,7 @@ def _tiny_row(data_dir):
 @pytest.mark.parametrize("field", experiment.RECORDED_VERSIONS)
 def test_a_started_row_resumes_with_the_versions_it_recorded(tmp_path, field):
     """A row's run started before a version field existed (data.binarization_version,
-    model.mixture_density_version, training.epoch_unroll: its config.json has no such
-    field) resumes with version
+    model.mixture_density_version: its config.json has no such field) resumes with version
     1, one recorded with 2 with 2; a new run takes the row's config (2)."""
     from vae_jax.training import resume
 

@@ -86,11 +86,10 @@ def test_an_old_run_loads(old_run):
 
 @pytest.mark.slow
 def test_an_old_run_resumes_to_the_bits_of_a_run_trained_today(old_run, tiny_config, tmp_path):
-    """Resumed from its epoch 2 to epoch 3 (the data now elsewhere) with the binarization and
-    the epoch loop it recorded (version 1, one step per iteration: it has neither field), it
-    ends where today's 3-epoch run with those ends, bit for bit."""
+    """Resumed from its epoch 2 to epoch 3 (the data now elsewhere) with the binarization it
+    recorded (version 1: it has no such field), it ends where today's 3-epoch run with that
+    binarization ends, bit for bit."""
     tiny_config.data.binarization_version = 1
-    tiny_config.training.epoch_unroll = 1
     today = tmp_path / "today"
     train_and_evaluate(tiny_config, today)
     report = train_and_evaluate(tiny_config, old_run)
