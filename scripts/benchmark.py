@@ -129,7 +129,8 @@ _ROW_NUM_TRAIN = flags.DEFINE_integer(
 _EPOCH_UNROLL = flags.DEFINE_integer(
     "epoch_unroll",
     None,
-    "training.epoch_unroll of our epoch in the flax_example section (default: the config's).",
+    "training.epoch_unroll of our epoch in the flax_example and reproduction sections "
+    "(default: the config's).",
 )
 _FLAX_EXAMPLE_NUM_TRAIN = flags.DEFINE_integer(
     "flax_example_num_train", NUM_TRAIN, "Synthetic images per epoch of the flax_example section."
@@ -654,11 +655,12 @@ def report_reproduction(rates: dict, repeats: int) -> dict:
     """Each reproduced row's step against its floor (target: at most 1.3x) and its
     protocol epoch's estimated seconds (scripts/reproduction_benchmark.py)."""
     rows = reproduction_benchmark.bench_rows(
-        _ROWS.value, rates["float32"], repeats, _ROW_NUM_TRAIN.value
+        _ROWS.value, rates["float32"], repeats, _ROW_NUM_TRAIN.value, _EPOCH_UNROLL.value
     )
     for name, r in rows.items():
         print(
-            f"reproduction {name}: step {r['step_ms']:.1f} ms, floor {r['floor_ms']:.1f} ms "
+            f"reproduction {name} (epoch_unroll {r['epoch_unroll']}): step {r['step_ms']:.1f} ms, "
+            f"floor {r['floor_ms']:.1f} ms "
             f"({r['product_gflop_per_step']:.2f} GFLOP of products), step/floor "
             f"{r['step_over_floor']:.2f} {_verdict(r['step_over_floor'], 'row_step_over_floor')}"
             f"; a 50,000-image epoch ~{r['protocol_epoch_seconds']:.1f} s"

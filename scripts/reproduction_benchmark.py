@@ -114,7 +114,16 @@ def bench_row(config, rate: float, repeats: int, num_train: int) -> dict:
     }
 
 
-def bench_rows(names, rate: float, repeats: int, num_train: int) -> dict:
-    """``bench_row`` of each row name (experiments/reproductions/rows.py)."""
-    return {name: bench_row(rows_lib.BY_NAME[name].config(), rate, repeats, num_train)
-            for name in names}  # fmt: skip
+def bench_rows(
+    names, rate: float, repeats: int, num_train: int, epoch_unroll: int | None = None
+) -> dict:
+    """``bench_row`` of each row name (experiments/reproductions/rows.py), with
+    ``training.epoch_unroll`` set to ``epoch_unroll`` where given (else the row's)."""
+    found = {}
+    for name in names:
+        config = rows_lib.BY_NAME[name].config()
+        if epoch_unroll is not None:
+            config.training.epoch_unroll = epoch_unroll
+        found[name] = bench_row(config, rate, repeats, num_train)
+        found[name]["epoch_unroll"] = config.training.epoch_unroll
+    return found
