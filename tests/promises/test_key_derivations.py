@@ -272,22 +272,23 @@ def config_v2(config):
     return config_v2
 
 
-@pytest.fixture(scope="module")
-def run(config, tmp_path_factory):
-    """The tiny config trained for two epochs through the public entry point."""
-    workdir = tmp_path_factory.mktemp("keys") / "run"
+def _trained(config, workdir) -> dict:
+    """``config`` trained in ``workdir`` through the public entry point, loaded back."""
     train_and_evaluate(config, workdir)
     vae, params, _ = vae_jax.load_run(workdir)
     return {"vae": vae, "params": params, "metrics": read_metrics(workdir)}
 
 
 @pytest.fixture(scope="module")
+def run(config, tmp_path_factory):
+    """The tiny config trained for two epochs."""
+    return _trained(config, tmp_path_factory.mktemp("keys") / "run")
+
+
+@pytest.fixture(scope="module")
 def run_v2(config_v2, tmp_path_factory):
     """``run`` with version 2 of dynamic binarization."""
-    workdir = tmp_path_factory.mktemp("keys_v2") / "run"
-    train_and_evaluate(config_v2, workdir)
-    vae, params, _ = vae_jax.load_run(workdir)
-    return {"vae": vae, "params": params, "metrics": read_metrics(workdir)}
+    return _trained(config_v2, tmp_path_factory.mktemp("keys_v2") / "run")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ step-by-step loop to float rounding. The config's value reaches the compiled loo
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,26 +59,17 @@ def test_every_unroll_runs_the_same_steps_with_the_same_batches_and_keys(unroll)
     assert record["mask"][-1].sum() == BATCH - 20  # the masked last batch is the last step
 
 
-class _Built(NamedTuple):
-    vae: object
-    optimizer: object
-    train_step: object
-    train_epoch: object
-    preprocessing: object
-
-
-def _trainer(config, num_examples: int = NUM_EXAMPLES) -> _Built:
+def _trainer(config, num_examples: int = NUM_EXAMPLES):
+    """``(trainer, preprocessing)`` of ``config`` over ``num_examples`` stored images."""
     preprocessing = make_preprocessing(config.data, config.model.likelihood, already_binary=False)
-    t = trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_examples)
-    return _Built(t.vae, t.optimizer, t.train_step, t.train_epoch, preprocessing)
+    return trainer_from_config(config, IMAGE_SHAPE, preprocessing, num_examples), preprocessing
 
 
 def _trained(config, num_steps_loop: bool):
     """Params and per-step losses after one epoch of ``config`` on fixed images, by the
     compiled epoch or (``num_steps_loop``) by jitted steps called one by one with the keys
     the epoch documents (``fold_in(stream, step)``) on the batches it gathers."""
-    trainer = _trainer(config)
-    preprocessing = trainer.preprocessing
+    trainer, preprocessing = _trainer(config)
     streams = rng.make_streams(config.seed)
     state = create_train_state(trainer.vae, trainer.optimizer, streams.init)
     images = _images(NUM_EXAMPLES)
@@ -107,7 +96,7 @@ def test_an_unrolled_epoch_trains_as_the_steps_one_by_one():
     np.testing.assert_allclose(losses, loop_losses, rtol=1e-5)
     for leaf, loop_leaf in zip(jax.tree.leaves(params), jax.tree.leaves(loop_params), strict=True):
         np.testing.assert_allclose(leaf, loop_leaf, rtol=1e-4, atol=1e-6)
-    initial = _trainer(config).vae.init(rng.make_streams(config.seed).init)
+    initial = _trainer(config)[0].vae.init(rng.make_streams(config.seed).init)
     moved = max(
         float(jnp.abs(a - b).max())
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(initial), strict=True)
@@ -118,7 +107,7 @@ def test_an_unrolled_epoch_trains_as_the_steps_one_by_one():
 @pytest.mark.parametrize("unroll", [1, 2, 4])
 def test_the_configs_unroll_reaches_the_compiled_loop(unroll):
     config = tiny_with(**{"training.epoch_unroll": unroll})
-    trainer = _trainer(config, NUM_TRAIN)
+    trainer, _ = _trainer(config, NUM_TRAIN)
     streams = rng.make_streams(0)
     state = jax.eval_shape(
         lambda key: create_train_state(trainer.vae, trainer.optimizer, key), streams.init
