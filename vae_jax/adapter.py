@@ -31,6 +31,18 @@ def evaluation_vae_from_config(config, image_shape: tuple[int, int, int]) -> mod
     return model.make_vae(image_shape=image_shape, **fields)
 
 
+def evaluator_options(config) -> dict:
+    """The settings ``evaluate_run.Evaluator`` takes besides the model, the data and the
+    flags' K, chunk and batch: its ELBO draws, figure examples, the likelihood's bins and
+    the evaluation precision's name, as the run's config gives them."""
+    return {
+        "num_elbo_samples": config.evaluation.num_elbo_samples,
+        "num_figure_examples": config.evaluation.num_figure_examples,
+        "num_bins": config.model.num_bins,
+        "compute_dtype": config.evaluation.compute_dtype,
+    }
+
+
 def objective_from_config(
     vae: model.VAE, config, traced: dict | None = None, num_train_examples: int = 0
 ):

@@ -105,7 +105,7 @@ def run(workdir: Path, settings: Settings, *, command: str) -> dict:
     evaluator = Evaluator(
         adapter.evaluation_vae_from_config(run_config, dataset.image_shape),
         dataset,
-        run_config,
+        **adapter.evaluator_options(run_config),
         num_importance_samples=settings.num_importance_samples,
         chunk_size=run_config.evaluation.importance_chunk_size,
         batch_size=batch,

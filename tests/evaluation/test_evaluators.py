@@ -55,8 +55,9 @@ def test_each_evaluator_returns_its_part_and_evaluate_is_their_parts(trained, tm
     assert layers is None  # one stochastic layer
     assert latent["dimensions"] == vae.latent_dim
     evaluator = Evaluator(
-        adapter.evaluation_vae_from_config(config, dataset.image_shape), dataset, config,
-        num_importance_samples=4, chunk_size=2, batch_size=25,
+        adapter.evaluation_vae_from_config(config, dataset.image_shape), dataset,
+        **adapter.evaluator_options(config), num_importance_samples=4, chunk_size=2,
+        batch_size=25,
     )  # fmt: skip
     result = evaluator.evaluate(params, config.seed)
     assert list(result) == MEASURED_KEYS

@@ -25,7 +25,7 @@ import pytest
 import vae_jax
 from experiments.configs import tiny
 from tests.helpers.idx_data import synthetic_images
-from vae_jax import data
+from vae_jax import adapter, data
 from vae_jax.data import preprocess
 from vae_jax.evaluation import bounds, diagnostics, figures
 from vae_jax.evaluation.evaluate_run import Evaluator
@@ -968,7 +968,12 @@ def direct(run):
 @pytest.fixture(scope="module")
 def evaluation(run, dataset, config):
     evaluator = Evaluator(
-        run["vae"], dataset, config, num_importance_samples=K, chunk_size=CHUNK, batch_size=25
+        run["vae"],
+        dataset,
+        **adapter.evaluator_options(config),
+        num_importance_samples=K,
+        chunk_size=CHUNK,
+        batch_size=25,
     )
     return evaluator.evaluate(run["params"], config.seed)
 
@@ -1213,7 +1218,12 @@ def figure_keys(run, dataset, config, tmp_path_factory):
         return path
 
     evaluator = Evaluator(
-        run["vae"], dataset, config, num_importance_samples=1, chunk_size=1, batch_size=25
+        run["vae"],
+        dataset,
+        **adapter.evaluator_options(config),
+        num_importance_samples=1,
+        chunk_size=1,
+        batch_size=25,
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(figures, "reconstructions", reconstructions)

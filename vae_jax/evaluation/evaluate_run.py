@@ -37,18 +37,32 @@ EVALUATION_PURPOSES = ("test_iwae", "test_elbo", "mutual_information")
 
 class Evaluator:
     """The compiled evaluation of one model on one dataset's test split: the evaluators of
-    ``vae_jax.evaluation.evaluators``, built here from the config (the one place it is
-    read), run in order, timed and reported in ``report_schema``'s layout.
+    ``vae_jax.evaluation.evaluators``, built from keyword arguments (never a config:
+    ``adapter.evaluator_options(config)`` reads the run's), run in order, timed and reported
+    in ``report_schema``'s layout.
 
-    ``vae`` is the model in its evaluation precision (``adapter.evaluation_vae_from_config``).
-    The bound is compiled once, timed apart from its first batch, and reused for every run;
-    ``timings`` holds the seconds of each phase of the latest ``evaluate`` and ``figures``.
+    ``vae`` is the model in its evaluation precision (``adapter.evaluation_vae_from_config``),
+    ``compute_dtype`` that precision's name, as the report records it. The bound is compiled
+    once, timed apart from its first batch, and reused for every run; ``timings`` holds the
+    seconds of each phase of the latest ``evaluate`` and ``figures``.
     """
 
-    def __init__(self, vae, dataset, config, *, num_importance_samples, chunk_size, batch_size):
+    def __init__(
+        self,
+        vae,
+        dataset,
+        *,
+        num_importance_samples: int,
+        chunk_size: int,
+        batch_size: int,
+        num_elbo_samples: int,
+        num_figure_examples: int,
+        num_bins: int,
+        compute_dtype: str,
+    ):
         self.vae, self.dataset = vae, dataset
         self.k, self.chunk, self.batch = num_importance_samples, chunk_size, batch_size
-        self.compute_dtype = config.evaluation.compute_dtype
+        self.compute_dtype = compute_dtype
         test, preprocessing = dataset.test, dataset.preprocessing
         common = dict(vae=vae, preprocessing=preprocessing, images=test.images)
         self.test_nll = evaluators.TestNLL(
@@ -56,12 +70,12 @@ class Evaluator:
             chunk_size=self.chunk, batch_size=self.batch,
         )  # fmt: skip
         self.test_elbo = evaluators.TestELBO(
-            **common, num_samples=config.evaluation.num_elbo_samples, batch_size=self.batch
+            **common, num_samples=num_elbo_samples, batch_size=self.batch
         )
         self.latents = evaluators.LatentDiagnostics(**common, batch_size=self.batch)
         self.plots = evaluators.Figures(
-            **common, labels=test.labels, num_examples=config.evaluation.num_figure_examples,
-            num_bins=config.model.num_bins, batch_size=self.batch,
+            **common, labels=test.labels, num_examples=num_figure_examples,
+            num_bins=num_bins, batch_size=self.batch,
         )  # fmt: skip
         self.timings: dict[str, float] = {}
 
@@ -201,7 +215,7 @@ def evaluate_run(
         evaluator = Evaluator(
             adapter.evaluation_vae_from_config(config, vae.image_shape),
             dataset,
-            config,
+            **adapter.evaluator_options(config),
             num_importance_samples=k,
             chunk_size=chunk,
             batch_size=batch,

@@ -230,7 +230,7 @@ def evaluate_runs(config, dataset: Dataset, runs: list[tuple[Member, Any]], num_
     evaluator = evaluation.Evaluator(
         adapter.evaluation_vae_from_config(config, dataset.image_shape),
         dataset,
-        config,
+        **adapter.evaluator_options(config),
         num_importance_samples=k,
         chunk_size=chunk,
         batch_size=batch,
