@@ -15,14 +15,19 @@ started again. ``sweep.json`` holds the grid; every task checks it is the same s
 lists the missing ones (with why: not trained, not evaluated, failed, a damaged report);
 a sweep run as one task does this at its end. A run stopped by a non-finite value is
 recorded as failed and the others go on; a rerun leaves it unless ``retry_failed``.
+
+``run_cells`` is the one driver of every sweep: a seed sweep (``runner.run_sweep``) is the
+one cell of no grid axes in the seed sweep's layout (``vae_jax.sweep.layouts``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from vae_jax import config_checks, hyperparameters
 from vae_jax.data import load_dataset
@@ -31,7 +36,7 @@ from vae_jax.evaluation import evaluate_run as evaluation
 from vae_jax.run import files, runtime
 from vae_jax.run.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
-from vae_jax.sweep import aggregate, grid, grid_table, runner
+from vae_jax.sweep import aggregate, grid, layouts, runner
 from vae_jax.sweep.seeds import seed_workdir
 from vae_jax.training import resume
 
@@ -90,34 +95,34 @@ def sweep_definition(config, seeds, grid_specs, zip_specs, cells, groups, *, str
     }
 
 
-def _check_or_write_definition(workdir: Path, definition: dict) -> None:
-    path = workdir / files.SWEEP_FILE
-    as_json = json.loads(json.dumps(definition))  # tuples as lists, as read back
-    files.set_aside_if_damaged(path, "written anew from this command's grid")
-    if path.exists():
-        recorded = files.read_json(path)
-        if recorded != as_json:
-            differing = sorted(k for k in {**recorded, **as_json}
-                               if recorded.get(k) != as_json.get(k))  # fmt: skip
-            raise ConfigError(
-                f"--workdir={workdir} holds another sweep: its {files.SWEEP_FILE} differs in "
-                f"{differing}; use a new --workdir"
-            )
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
-    files.write_json(path, as_json)
+@dataclasses.dataclass
+class Plan:
+    """What one sweep command does: its cells, their programs, this task's share of them
+    and the runs of each program it trains, as ``layout`` names them."""
 
+    config: Any
+    workdir: Path
+    seeds: list[int]
+    cells: list[grid.Cell]
+    groups: list[list[grid.Cell]]
+    share: list[list[grid.Cell]]
+    planned: list[list[runner.Member]]
+    task_index: int
+    num_tasks: int
+    strategy: str
+    evaluate: bool
+    grid_specs: tuple = ()
+    zip_specs: tuple = ()
 
-def _members(config, cells: list[grid.Cell], seeds, workdir: Path) -> list[runner.Member]:
-    return [
-        runner.Member(
-            grid.cell_config(config, cell, seed),
-            grid.cell_workdir(workdir, cell.name, seed),
-            f"{cell.name}, seed {seed}",
-        )
-        for cell in cells
-        for seed in seeds
-    ]
+    @property
+    def all_members(self) -> list[runner.Member]:
+        return [member for members in self.planned for member in members]
+
+    def definition(self) -> dict:
+        return sweep_definition(
+            self.config, self.seeds, self.grid_specs, self.zip_specs, self.cells, self.groups,
+            strategy=self.strategy, evaluate=self.evaluate,
+        )  # fmt: skip
 
 
 def run_grid_sweep(
@@ -136,47 +141,69 @@ def run_grid_sweep(
 ) -> dict:
     """Trains (or resumes) this task's cells, group by group, and evaluates each run; a
     sweep of one task then writes the table. Every check runs before any work."""
-    workdir = files.workdir_path(workdir)
-    runtime.apply_runtime_config(config)
     task_index, num_tasks = task_from_environment(task_index, num_tasks)
     cells = grid.make_cells(config, list(grid_specs), list(zip_specs))
+    return run_cells(
+        config, workdir, seeds, cells, layouts.GRID, strategy=strategy, evaluate=evaluate,
+        num_importance_samples=num_importance_samples, task_index=task_index,
+        num_tasks=num_tasks, retry_failed=retry_failed, grid_specs=tuple(grid_specs),
+        zip_specs=tuple(zip_specs),
+    )  # fmt: skip
+
+
+def run_cells(
+    config,
+    workdir: str | Path,
+    seeds: list[int],
+    cells: list[grid.Cell],
+    layout,
+    *,
+    strategy: str,
+    evaluate: bool,
+    num_importance_samples: int | None,
+    task_index: int = 0,
+    num_tasks: int = 1,
+    retry_failed: bool = False,
+    grid_specs: tuple = (),
+    zip_specs: tuple = (),
+) -> dict:
+    """The one sweep driver: every check, then each program of this task's share of the
+    cells trained and evaluated (``runner.train_and_evaluate_group``), then the table;
+    ``layout`` (``vae_jax.sweep.layouts``) names, locks and records the runs. A seed sweep
+    is ``run_cells`` over the one cell of no grid axes with ``layouts.SEEDS``."""
+    workdir = files.workdir_path(workdir)
+    runtime.apply_runtime_config(config)
     groups = group_cells(config, cells)
     share = task_share(groups, task_index, num_tasks)
-    if evaluate:
-        evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
     planned = []
     for group in share:
-        members = _members(config, group, seeds, workdir)
+        members = layout.members(config, group, seeds, workdir)
         config_checks.check_all(members[0].config)
         runner.check_no_early_stopping(members[0].config)
         left = [m for m in members if not runner.trained(m, set_aside=False)]
-        runner.check_strategy(members[0].config, strategy, len(left) or len(members))
+        runner.check_strategy(members[0].config, strategy, layout.num_runs_to_place(members, left))
         for member in members:
             resume.check_workdir(member.workdir, member.config)
         planned.append(members)
+    if evaluate:
+        evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
     datasets: dict[str, object] = {}
     for members in planned:  # every dataset read before any work: a data error leaves nothing
         _dataset_for(members[0].config, datasets)
-    definition = sweep_definition(
-        config, seeds, grid_specs, zip_specs, cells, groups, strategy=strategy, evaluate=evaluate
-    )
-    _check_or_write_definition(workdir, definition)
-    print(f"task {task_index} of {num_tasks}: {sum(len(g) for g in share)} of {len(cells)} "
-          f"cells in {len(share)} of {len(groups)} programs, {len(seeds)} seeds each")  # fmt: skip
-    for number, members in enumerate(planned, start=1):
-        group_config = members[0].config
-        status = _train_and_evaluate_group(
-            group_config, members, datasets, strategy, evaluate, num_importance_samples,
-            description=f"program {number}/{len(planned)}: {len(members)} runs",
-            retry_failed=retry_failed,
-        )  # fmt: skip
-        if status != "complete":
-            return {"status": status}
-    if num_tasks > 1:
-        print(f"task {task_index} done; when every task is done: python -m experiments.sweep "
-              f"--workdir={workdir} --aggregate")  # fmt: skip
-        return {"status": "complete", "table": None}
-    return {"status": "complete", "table": aggregate_sweep(workdir)}
+    plan = Plan(
+        config, workdir, list(seeds), cells, groups, share, planned, task_index, num_tasks,
+        strategy, evaluate, grid_specs, zip_specs,
+    )  # fmt: skip
+    with layout.recording(plan) as chosen:
+        for number, members in enumerate(planned, start=1):
+            status = _train_and_evaluate_group(
+                members[0].config, members, datasets, strategy, evaluate, num_importance_samples,
+                description=layout.description(number, len(planned), members),
+                locks=layout.group_locks(members), retry_failed=retry_failed,
+            )  # fmt: skip
+            if status != "complete":
+                return {"status": status}
+        return layout.finish(plan, chosen)
 
 
 def _dataset_for(config, datasets: dict):
@@ -190,13 +217,13 @@ def _dataset_for(config, datasets: dict):
 
 def _train_and_evaluate_group(
     config, members, datasets, strategy, evaluate, num_importance_samples, *, description,
-    retry_failed,
+    locks, retry_failed,
 ) -> str:  # fmt: skip
-    """``runner.train_and_evaluate_group`` with the group's run directories locked."""
+    """``runner.train_and_evaluate_group`` with ``locks`` (``(directory, owner)``) held."""
     dataset = _dataset_for(config, datasets)
     with contextlib.ExitStack() as owned, key_reuse_checking(config):
-        for member in members:
-            owned.enter_context(WorkdirLock(member.workdir, f"grid sweep, {member.label}"))
+        for directory, owner in locks:
+            owned.enter_context(WorkdirLock(directory, owner))
         return runner.train_and_evaluate_group(
             config, dataset, members, strategy, evaluate, num_importance_samples,
             description=description, retry_failed=retry_failed,
@@ -218,12 +245,4 @@ def aggregate_sweep(workdir: str | Path) -> dict:
         table = aggregate.write_table(workdir, seeds)
         aggregate.print_table(table)
         return table
-    table = grid_table.write_grid_table(
-        workdir,
-        definition["fields"],
-        definition["cells"],
-        definition["seeds"],
-        require_evaluation=definition["evaluate"],
-    )
-    grid_table.print_summary(table)
-    return table
+    return layouts.aggregate_grid(workdir)

@@ -13,26 +13,25 @@ evaluated again (their figures stay as they are), and runs recorded as failed (a
 non-finite value stopped them while the others went on) are left as they are unless
 ``retry_failed`` asks to resume them from their last good checkpoint.
 
-Training goes through ``vae_jax.sweep.group.train_group``, the path a single run takes as
-a group of one; this module decides what is left to do and evaluates.
+A seed sweep is a grid of one cell: ``run_sweep`` is the grid's driver
+(``grid_runner.run_cells``) in the seed sweep's layout (``vae_jax.sweep.layouts``). Training
+goes through ``vae_jax.sweep.group.train_group``, the path a single run takes as a group of
+one; this module decides what is left to do and evaluates.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import jax
 
 from vae_jax import adapter, config_checks
-from vae_jax.data import Dataset, load_dataset
+from vae_jax.data import Dataset
 from vae_jax.errors import ConfigError
 from vae_jax.evaluation import evaluate_run as evaluation
-from vae_jax.run import files, loading, manifest, runtime
-from vae_jax.run.lock import WorkdirLock
-from vae_jax.single_run import key_reuse_checking
-from vae_jax.sweep import aggregate, strategies
+from vae_jax.run import files, loading
+from vae_jax.sweep import strategies
 from vae_jax.sweep.group import Member, train_group
 from vae_jax.sweep.group import TrainedGroup as TrainedGroup  # its old path
 from vae_jax.sweep.seeds import seed_config, seed_workdir
@@ -130,32 +129,15 @@ def run_sweep(
     retry_failed: bool = False,
 ) -> dict:
     """Trains (or resumes) every seed that is not done, evaluates each that is not
-    evaluated, and writes the aggregate table (failed seeds listed, not counted)."""
-    workdir = files.workdir_path(workdir)
-    runtime.apply_runtime_config(config)
-    check_before_start(config, workdir, seeds, strategy)
-    members = seed_members(config, workdir, seeds)
-    if evaluate:
-        evaluation.resolve_options(config.evaluation, num_importance_samples, None, None)
-    with key_reuse_checking(config):
-        dataset = load_dataset(config)  # only reads: a data error leaves nothing behind
-    with contextlib.ExitStack() as owned:  # the sweep's directory and every seed's
-        owned.enter_context(WorkdirLock(workdir, "sweep"))
-        for member, seed in zip(members, seeds, strict=True):
-            owned.enter_context(WorkdirLock(member.workdir, f"sweep, seed {seed}"))
-        with key_reuse_checking(config):
-            chosen, reason = resolve_strategy(strategy, len(seeds))
-            _write_sweep_file(workdir, config, seeds, strategy, chosen, reason)
-            status = train_and_evaluate_group(
-                config, dataset, members, strategy, evaluate, num_importance_samples,
-                description=f"sweep of {len(seeds)} seeds", retry_failed=retry_failed,
-            )  # fmt: skip
-        if status != "complete":
-            return {"status": status}
-        table = aggregate.write_table(workdir, seeds)
-        aggregate.curves_figure(workdir, seeds)
-        aggregate.print_table(table)
-    return {"status": "complete", "strategy": chosen, "table": table}
+    evaluated, and writes the aggregate table (failed seeds listed, not counted): the grid
+    of one cell, the config as it is, in the seed sweep's layout (``layouts.SEEDS``)."""
+    from vae_jax.sweep import grid, grid_runner, layouts  # they build on this module
+
+    return grid_runner.run_cells(
+        config, workdir, seeds, grid.make_cells(config, [], []), layouts.SEEDS,
+        strategy=strategy, evaluate=evaluate, num_importance_samples=num_importance_samples,
+        retry_failed=retry_failed,
+    )  # fmt: skip
 
 
 def train_and_evaluate_group(
@@ -203,22 +185,6 @@ def resolve_strategy(strategy: str, num_runs: int) -> tuple[str, str]:
         strategy, backend=jax.default_backend(), device_count=jax.device_count(),
         num_runs=num_runs,
     )  # fmt: skip
-
-
-def _write_sweep_file(workdir: Path, config, seeds, requested, chosen, reason) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    files.write_json(
-        workdir / files.SWEEP_FILE,
-        {
-            "seeds": seeds,
-            "strategy_requested": requested,
-            "strategy": chosen,
-            "why": {"reason": reason},
-            "seed_workdirs": [str(seed_workdir(workdir, s)) for s in seeds],
-            "config": resume.config_as_json(config),
-            "environment": manifest.environment(),
-        },
-    )
 
 
 def evaluate_runs(config, dataset: Dataset, runs: list[tuple[Member, Any]], num_importance_samples):
