@@ -63,3 +63,11 @@ def test_a_grid_definition_is_written_once_and_another_refused_in_one_line(tmp_p
         layouts.check_or_write_definition(tmp_path, {**definition, "seeds": (0, 2)})
     assert "\n" not in str(e.value)
     assert (tmp_path / files.SWEEP_FILE).read_text() == written  # left as it was
+
+
+def test_a_seed_sweeps_bad_config_is_refused_with_the_configs_own_error(tiny_config, tmp_path):
+    tiny_config.training.batch_size = 0
+    with pytest.raises(ConfigError) as error:
+        runner.run_sweep(tiny_config, tmp_path / "sweep", [0, 1])
+    assert str(error.value).startswith("training.batch_size=0"), str(error.value)
+    assert not (tmp_path / "sweep").exists()  # refused before any work

@@ -107,6 +107,8 @@ def make_cells(config, grid_specs: list[str], zip_specs: list[str]) -> list[Cell
         try:
             config_checks.check_config(cell_config(config, cell))
         except ConfigError as error:
+            if not cell.values:  # no axes (a seed sweep): the config's own error
+                raise
             raise ConfigError(f"grid cell {cell.name}: {error}") from None
         cells.append(cell)
     return cells

@@ -111,6 +111,8 @@ def check_no_early_stopping(config) -> None:
 
 
 def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -> None:
+    """The checks a seed sweep makes before any work (``grid_runner.run_cells`` makes them
+    for every program), for callers that check a sweep without starting it."""
     config_checks.check_all(config)
     check_no_early_stopping(config)
     check_strategy(config, strategy, len(seeds))
