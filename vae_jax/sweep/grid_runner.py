@@ -36,7 +36,7 @@ from vae_jax.evaluation import evaluate_run as evaluation
 from vae_jax.run import files, runtime
 from vae_jax.run.lock import WorkdirLock
 from vae_jax.single_run import key_reuse_checking
-from vae_jax.sweep import aggregate, grid, layouts, runner
+from vae_jax.sweep import aggregate, grid, layouts, runs
 from vae_jax.sweep.seeds import seed_workdir
 from vae_jax.training import resume
 
@@ -106,7 +106,7 @@ class Plan:
     cells: list[grid.Cell]
     groups: list[list[grid.Cell]]
     share: list[list[grid.Cell]]
-    planned: list[list[runner.Member]]
+    planned: list[list[runs.Member]]
     task_index: int
     num_tasks: int
     strategy: str
@@ -115,7 +115,7 @@ class Plan:
     zip_specs: tuple = ()
 
     @property
-    def all_members(self) -> list[runner.Member]:
+    def all_members(self) -> list[runs.Member]:
         return [member for members in self.planned for member in members]
 
     def definition(self) -> dict:
@@ -168,7 +168,7 @@ def run_cells(
     zip_specs: tuple = (),
 ) -> dict:
     """The one sweep driver: every check, then each program of this task's share of the
-    cells trained and evaluated (``runner.train_and_evaluate_group``), then the table;
+    cells trained and evaluated (``runs.train_and_evaluate_group``), then the table;
     ``layout`` (``vae_jax.sweep.layouts``) names, locks and records the runs. A seed sweep
     is ``run_cells`` over the one cell of no grid axes with ``layouts.SEEDS``."""
     workdir = files.workdir_path(workdir)
@@ -179,9 +179,9 @@ def run_cells(
     for group in share:
         members = layout.members(config, group, seeds, workdir)
         config_checks.check_all(members[0].config)
-        runner.check_no_early_stopping(members[0].config)
-        left = [m for m in members if not runner.trained(m, set_aside=False)]
-        runner.check_strategy(members[0].config, strategy, layout.num_runs_to_place(members, left))
+        runs.check_no_early_stopping(members[0].config)
+        left = [m for m in members if not runs.trained(m, set_aside=False)]
+        runs.check_strategy(members[0].config, strategy, layout.num_runs_to_place(members, left))
         for member in members:
             resume.check_workdir(member.workdir, member.config)
         planned.append(members)
@@ -219,12 +219,12 @@ def _train_and_evaluate_group(
     config, members, datasets, strategy, evaluate, num_importance_samples, *, description,
     locks, retry_failed,
 ) -> str:  # fmt: skip
-    """``runner.train_and_evaluate_group`` with ``locks`` (``(directory, owner)``) held."""
+    """``runs.train_and_evaluate_group`` with ``locks`` (``(directory, owner)``) held."""
     dataset = _dataset_for(config, datasets)
     with contextlib.ExitStack() as owned, key_reuse_checking(config):
         for directory, owner in locks:
             owned.enter_context(WorkdirLock(directory, owner))
-        return runner.train_and_evaluate_group(
+        return runs.train_and_evaluate_group(
             config, dataset, members, strategy, evaluate, num_importance_samples,
             description=description, retry_failed=retry_failed,
         )  # fmt: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 from vae_jax.errors import ConfigError
 from vae_jax.run import files, manifest
 from vae_jax.run.lock import WorkdirLock
-from vae_jax.sweep import aggregate, grid, grid_table, runner
+from vae_jax.sweep import aggregate, grid, grid_table, runs
 from vae_jax.sweep.seeds import seed_workdir
 from vae_jax.training import resume
 
@@ -32,10 +32,10 @@ class SeedLayout:
 
     name = "seeds"
 
-    def members(self, config, cells, seeds, workdir: Path) -> list[runner.Member]:
+    def members(self, config, cells, seeds, workdir: Path) -> list[runs.Member]:
         (cell,) = cells
         return [
-            runner.Member(
+            runs.Member(
                 grid.cell_config(config, cell, s), grid.cell_workdir(workdir, cell.name, s),
                 f"seed {s}",
             )
@@ -54,7 +54,7 @@ class SeedLayout:
             owned.enter_context(WorkdirLock(plan.workdir, "sweep"))
             for member in plan.all_members:
                 owned.enter_context(WorkdirLock(member.workdir, f"sweep, {member.label}"))
-            chosen, reason = runner.resolve_strategy(plan.strategy, len(plan.seeds))
+            chosen, reason = runs.resolve_strategy(plan.strategy, len(plan.seeds))
             plan.workdir.mkdir(parents=True, exist_ok=True)
             files.write_json(
                 plan.workdir / files.SWEEP_FILE,
@@ -88,9 +88,9 @@ class GridLayout:
 
     name = "grid"
 
-    def members(self, config, cells, seeds, workdir: Path) -> list[runner.Member]:
+    def members(self, config, cells, seeds, workdir: Path) -> list[runs.Member]:
         return [
-            runner.Member(
+            runs.Member(
                 grid.cell_config(config, cell, seed),
                 grid.cell_workdir(workdir, cell.name, seed),
                 f"{cell.name}, seed {seed}",
