@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,6 +165,18 @@ def _quiet_closed_event_loops() -> None:
     # A failed restore can also leave orbax's reading tasks with their exception unread:
     # asyncio logs each, with a traceback, when the task is collected (at any later time).
     python_logging.getLogger("asyncio").addFilter(_UnreadRestoreTaskErrors())
+    _ignore_unawaited_orbax_reads()
+
+
+# The one coroutine of orbax's checkpoint reads seen left unawaited by a failed restore.
+UNAWAITED_ORBAX_READ = r"coroutine 'Store\._get_array_metadatas' was never awaited"
+
+
+def _ignore_unawaited_orbax_reads() -> None:
+    """orbax's array-metadata read, abandoned by a failed restore, makes Python warn when
+    its coroutine object is collected (three lines after the one line; seen once in a full
+    suite run): that warning only is dropped."""
+    warnings.filterwarnings("ignore", message=UNAWAITED_ORBAX_READ, category=RuntimeWarning)
 
 
 class _UnreadRestoreTaskErrors(python_logging.Filter):
