@@ -38,7 +38,7 @@ from vae_jax.sweep.runs import (
     train_and_evaluate_group,
     trained,
 )
-from vae_jax.sweep.seeds import seed_config, seed_workdir
+from vae_jax.sweep.seeds import seed_workdir
 from vae_jax.training import resume
 
 # Importable from here as before the run helpers moved to ``runs`` and ``group``.
@@ -64,8 +64,9 @@ __all__ = [
 
 
 def seed_members(config, workdir: Path, seeds: list[int]) -> list[Member]:
-    """The runs of a sweep over seeds: ``<workdir>/seed_<s>``."""
-    return [Member(seed_config(config, s), seed_workdir(workdir, s), f"seed {s}") for s in seeds]
+    """The runs of a sweep over seeds, ``<workdir>/seed_<s>``: the seed layout's runs of
+    the one cell of no axes."""
+    return layouts.SEEDS.members(config, grid.make_cells(config, [], []), seeds, workdir)
 
 
 def check_before_start(config, workdir: Path, seeds: list[int], strategy: str) -> None:
